@@ -1,0 +1,1 @@
+"""nomul hardware library: Amaranth components for multiplier-free MAC arrays and dataflow."""

@@ -1,0 +1,1 @@
+"""nomul quantized models: quantizers, importers and bundled example networks."""

@@ -1,0 +1,1 @@
+"""nomul verification: the integer golden model and the simulation testbenches."""
