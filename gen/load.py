@@ -388,7 +388,9 @@ def network_from_dict(data, base: Path | None = None, arrays: dict | None = None
     try:
         spec = schema.NetworkSpec.model_validate(data)
     except pydantic.ValidationError as e:
-        err = e.errors()[0]
+        # An unknown key (often a typo) explains the "missing" error that comes with it.
+        errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
+        err = errs[0]
         raise NetworkError(_pydantic_path(err, data), _pydantic_message(err)) from None
     if arrays is None:
         npz = None

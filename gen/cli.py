@@ -1,0 +1,207 @@
+"""The ``nomul`` command line.
+
+Each command is a function ``cmd_<name>(args)`` registered in :func:`build_parser`; commands that
+live in their own module expose ``add_parser(subparsers)`` and are listed in ``_MODULES``.
+Bad input raises :class:`gen.errors.NetworkError`; :func:`main` prints it as one line on
+stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NetworkError
+
+__all__ = ["main", "build_parser", "load_inputs"]
+
+# Commands defined in their own modules (module name, relative to this package).
+_MODULES: list[str] = []
+
+
+def _console():
+    from rich.console import Console
+
+    # A pipe or a file gets a wide table rather than one cut at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+def load_inputs(path: str, shape: tuple[int, ...], *, field: str = "--input") -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs (and labels, if the file has them) from a .npy array or an .npz archive.
+
+    An .npz may hold the inputs under ``inputs``, ``images`` or ``x`` and labels under
+    ``labels`` or ``y``. Inputs whose element count per row matches the network's input are
+    reshaped to it (so (N, 1, 8, 8) images feed a 64-input network).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise NetworkError(field, f"file not found: {path}")
+    labels = None
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                key = next((k for k in ("inputs", "images", "x") if k in z.files), None)
+                if key is None:
+                    raise NetworkError(field, f"{p.name} has none of the arrays inputs, images, x "
+                                              f"(found: {', '.join(z.files) or 'nothing'})")
+                x = z[key]
+                lk = next((k for k in ("labels", "y") if k in z.files), None)
+                labels = z[lk] if lk else None
+        else:
+            x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise NetworkError(field, f"cannot read {p.name}: {e}") from None
+    n_el = int(np.prod(shape))
+    if x.shape[1:] != shape:
+        if x.ndim >= 1 and x.size and x.size % n_el == 0 and int(np.prod(x.shape[1:])) == n_el:
+            x = x.reshape(x.shape[0], *shape)
+        elif x.shape == shape:
+            x = x[None]
+        else:
+            raise NetworkError(field, f"expected inputs of shape (N, {', '.join(map(str, shape))}), "
+                                      f"found {x.shape}")
+    if labels is not None and labels.shape != (x.shape[0],):
+        raise NetworkError(field, f"labels have shape {labels.shape}, expected ({x.shape[0]},)")
+    return x, labels
+
+
+def load_labels(path: str | None, n: int) -> np.ndarray | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise NetworkError("--labels", f"file not found: {path}")
+    try:
+        y = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise NetworkError("--labels", f"cannot read {p.name}: {e}") from None
+    if y.shape != (n,):
+        raise NetworkError("--labels", f"expected shape ({n},), found {y.shape}")
+    return y
+
+
+# -- check ---------------------------------------------------------------------------------------
+def _shape(s) -> str:
+    return "×".join(map(str, s))
+
+
+def network_table(net):
+    from rich.table import Table
+
+    t = Table(title=f"{net.name}  ({net.source})" if net.source else net.name)
+    for col in ("#", "layer", "kind", "shape in → out", "MAC", "weights", "in type", "out type",
+                "MACs/frame", "acc bits", "acc range", "out bits"):
+        right = col in ("#", "MACs/frame", "acc bits", "out bits")
+        t.add_column(col, justify="right" if right else "left", no_wrap=True)
+    t.add_row("", "input", "", _shape(net.input.shape), "", "", "", str(net.input.dtype), "", "", "",
+              str(net.input.dtype.code_width))
+    total = 0
+    for i, layer in enumerate(net.layers):
+        total += layer.macs
+        shapes = f"{_shape(layer.in_shape)} → {_shape(layer.out_shape)}"
+        if layer.kind in ("dense", "conv2d"):
+            wb = f"{layer.w_dtype}" + (f"<<{layer.w_shift}" if layer.w_shift else "")
+            t.add_row(str(i), layer.name, layer.kind, shapes, layer.mac, wb, str(layer.in_dtype),
+                      str(layer.out_dtype), f"{layer.macs:,}", str(layer.acc_width), str(layer.acc_range),
+                      str(layer.out_width))
+        else:
+            t.add_row(str(i), layer.name, layer.kind, shapes, "", "", str(layer.in_dtype),
+                      str(layer.out_dtype), "", "", "", str(layer.out_dtype.code_width))
+    return t, total
+
+
+def cmd_check(args) -> int:
+    from .load import load_network
+
+    net = load_network(args.network)
+    table, total = network_table(net)
+    con = _console()
+    con.print(table)
+    con.print(f"{len(net.layers)} layers, {total:,} MACs per frame: OK")
+    return 0
+
+
+# -- golden --------------------------------------------------------------------------------------
+def cmd_golden(args) -> int:
+    from sim import golden
+
+    from .load import load_network
+    from .netfile import atomic_write_bytes, npz_bytes
+
+    net = load_network(args.network)
+    x, labels = load_inputs(args.input, net.input.shape)
+    if args.labels is not None:
+        labels = load_labels(args.labels, x.shape[0])
+    values = golden.check_input(net, x) if args.raw else golden.quantize_input(net, x)
+    res = golden.run(net, values)
+    out = {"outputs": res.outputs}
+    for i, lr in enumerate(res.layers):
+        out[f"layer{i}"] = lr.out
+    con = _console()
+    con.print(f"{values.shape[0]} inputs through {net.name}: outputs {res.outputs.shape}")
+    if net.ends_in_argmax:
+        out["top1"] = res.top1
+        if labels is not None:
+            acc = float(np.mean(res.top1 == labels))
+            con.print(f"top-1 accuracy: {acc:.2%} ({int(np.sum(res.top1 == labels))}/{len(labels)})")
+        else:
+            head = " ".join(map(str, res.top1[:20].tolist()))
+            con.print(f"top-1: {head}{' …' if len(res.top1) > 20 else ''}")
+    if args.out:
+        atomic_write_bytes(args.out, npz_bytes(out))
+        con.print(f"wrote {args.out}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nomul",
+        description="Multiplier-free neural network accelerators for FPGAs: validate a quantized "
+                    "network, run its integer golden model, generate bit-exact RTL, simulate it "
+                    "and estimate its cost.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser("check", help="validate a network file and print its layers, widths and MACs",
+                       description="Validate a network description and print a table of its layers.")
+    c.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
+    c.set_defaults(func=cmd_check)
+
+    g = sub.add_parser("golden", help="run the integer golden model on inputs",
+                       description="Run the integer golden model (the arithmetic spec) on a batch of "
+                                   "inputs: float inputs through the input quantizer, or integer "
+                                   "values with --raw.")
+    g.add_argument("network", help="network description (.yaml)")
+    g.add_argument("--input", required=True, metavar="X",
+                   help=".npy of inputs (N, *shape), or .npz with inputs/images (and labels)")
+    g.add_argument("--raw", action="store_true",
+                   help="inputs are integer values of the input type (e.g. -1/+1 for bipolar)")
+    g.add_argument("--labels", metavar="Y.npy", help="labels (N,), to print top-1 accuracy")
+    g.add_argument("--out", metavar="Y.npz", help="write outputs, top1 and every layer's outputs")
+    g.set_defaults(func=cmd_golden)
+
+    for mod in _MODULES:
+        importlib.import_module(f".{mod}", __package__).add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NetworkError as e:
+        print(f"nomul: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nomul: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
