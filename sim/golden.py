@@ -177,7 +177,8 @@ def quantize_input(net: Network, x) -> np.ndarray:
         if q.rounding == "half-even":
             r = np.rint(s)
         elif q.rounding == "half-up":
-            r = np.floor(s + 0.5)
+            r = np.floor(s)  # not floor(s + 0.5): that rounds 0.49999999999999994 up
+            r += s - r >= 0.5
         elif q.rounding == "floor":
             r = np.floor(s)
         else:
