@@ -1,0 +1,143 @@
+"""Argmax over a vector stream, and the value order of element codes.
+
+The index is that of the golden model: over the tensor flattened in C, H, W order, the first
+index wins ties. An image streams in HWC order, so the unit computes each element's CHW index
+and breaks ties on it rather than on the arrival order.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.dtypes import DType
+
+__all__ = ["Argmax", "order_key", "order_key_width"]
+
+
+def order_key_width(dtype: DType) -> int:
+    """Width of the signed key that :func:`order_key` returns."""
+    return dtype.code_width + 1
+
+
+def order_key(dtype: DType, code: Value) -> Value:
+    """A signed value whose order is the order of the element values that ``code`` encodes."""
+    if dtype.encoding in ("int", "ternary"):
+        return code.as_signed()
+    if dtype.encoding == "onehot" and dtype.signed:
+        eb = dtype.exp_bits
+        mag = Cat(code[:eb + 1], Const(0, 1)).as_signed()
+        return Mux(code[eb + 1], -mag, mag)
+    # bipolar (1 means +1), uint, unsigned onehot (non-zero bit above the exponent)
+    return Cat(code, Const(0, 1)).as_signed()
+
+
+class Argmax(wiring.Component):
+    """Index of the largest element of each frame.
+
+    Parameters
+    ----------
+    dtype : DType
+        Element type.
+    elems : int
+        Elements per input beat.
+    in_shape : tuple
+        Shape of one frame: ``(N,)`` for a vector, ``(C, H, W)`` for an image streamed in HWC
+        order (``elems`` must divide ``C``).
+
+    Members
+    -------
+    i_stream : In(stream.Signature(unsigned(elems * dtype.code_width)))
+    o_stream : Out(stream.Signature(unsigned(index_width)))
+        One beat per frame: the index.
+    """
+
+    def __init__(self, *, dtype: DType, elems: int, in_shape):
+        in_shape = tuple(in_shape)
+        if len(in_shape) == 3:
+            c, h, w = in_shape
+        elif len(in_shape) == 1:
+            c, h, w = in_shape[0], 1, 1
+        else:
+            raise ValueError(f"Input shape must be (N,) or (C, H, W), not {in_shape!r}")
+        if not isinstance(elems, int) or elems < 1 or c % elems:
+            raise ValueError(f"Elements per beat must divide the {c} channels, not {elems!r}")
+        self._dtype, self._elems, self._chw = dtype, elems, (c, h, w)
+        n = c * h * w
+        self._index_dtype = DType.for_range(0, n - 1)
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(elems * dtype.code_width))),
+            "o_stream": Out(stream.Signature(unsigned(self._index_dtype.code_width))),
+        })
+
+    index_dtype = property(lambda self: self._index_dtype)
+
+    @property
+    def beats_per_frame(self) -> int:
+        c, h, w = self._chw
+        return c * h * w // self._elems
+
+    def elaborate(self, platform):
+        m = Module()
+        c, h, w = self._chw
+        hw_ = h * w
+        n = c * hw_
+        k, cw = self._elems, self._dtype.code_width
+        iw = self._index_dtype.code_width
+        kw_ = order_key_width(self._dtype)
+
+        pix = Signal(range(max(2, hw_)))
+        chan = Signal(range(n + 1))       # c0 * H * W of the current beat
+        best_key = Signal(signed(kw_))
+        best_idx = Signal(unsigned(iw))
+        first = Signal(init=1)
+
+        cands = []
+        for j in range(k):
+            key = Signal(signed(kw_), name=f"key{j}")
+            idx = Signal(unsigned(iw + 1), name=f"idx{j}")
+            m.d.comb += [key.eq(order_key(self._dtype, self.i_stream.payload[j * cw:(j + 1) * cw])),
+                         idx.eq(pix + chan + j * hw_)]
+            cands.append((key, idx))
+
+        def better(a, b):
+            return (a[0] > b[0]) | ((a[0] == b[0]) & (a[1] < b[1]))
+
+        level = 0
+        while len(cands) > 1:
+            nxt = []
+            for i in range(0, len(cands) - 1, 2):
+                a, b = cands[i], cands[i + 1]
+                key = Signal(signed(kw_), name=f"key_l{level}_{i}")
+                idx = Signal(unsigned(iw + 1), name=f"idx_l{level}_{i}")
+                sel = better(b, a)
+                m.d.comb += [key.eq(Mux(sel, b[0], a[0])), idx.eq(Mux(sel, b[1], a[1]))]
+                nxt.append((key, idx))
+            if len(cands) % 2:
+                nxt.append(cands[-1])
+            cands, level = nxt, level + 1
+        beat_key, beat_idx = cands[0]
+        take = first | better((beat_key, beat_idx), (best_key, best_idx))
+        new_key = Mux(take, beat_key, best_key)
+        new_idx = Mux(take, beat_idx, best_idx)
+
+        o_full = Signal()
+        o_data = Signal(unsigned(iw))
+        frame_end = (chan == n - k * hw_) & (pix == hw_ - 1)
+        m.d.comb += [
+            self.i_stream.ready.eq(~o_full | self.o_stream.ready),
+            self.o_stream.valid.eq(o_full),
+            self.o_stream.payload.eq(o_data),
+        ]
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            m.d.sync += o_full.eq(0)
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += [best_key.eq(new_key), best_idx.eq(new_idx), first.eq(0),
+                         chan.eq(chan + k * hw_)]
+            with m.If(chan == n - k * hw_):
+                m.d.sync += [chan.eq(0), pix.eq(pix + 1)]
+            with m.If(frame_end):
+                m.d.sync += [pix.eq(0), first.eq(1), o_full.eq(1), o_data.eq(new_idx)]
+        return m

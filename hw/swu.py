@@ -1,0 +1,197 @@
+"""Sliding-window unit (line buffer) for 2-D convolutions and pooling.
+
+Pixels arrive in raster order, one whole pixel (``channels`` elements, HWC) per beat. For every
+output position, in raster order, the unit sends the ``kh × kw`` window pixels in (kh, kw)
+order, one pixel per beat, so that the concatenation of a window's beats is the (kh, kw, c)
+ordered window vector of docs/contracts.md. Positions outside the image (padding) carry the
+padding value's code in every channel.
+
+The buffer holds ``kh + sh`` image rows, so that the next ``sh`` rows can be written while the
+current output row is read; writing runs up to one frame ahead of reading, so frames stream
+back to back. With no stalls the unit takes one pixel and sends one window pixel per cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.dtypes import clog2
+
+__all__ = ["SlidingWindow"]
+
+
+def _pair(name, v, lo):
+    v = (v, v) if isinstance(v, int) else tuple(v)
+    if len(v) != 2 or not all(isinstance(x, int) and x >= lo for x in v):
+        raise ValueError(f"{name} must be an integer or a pair of integers of at least {lo}, not {v!r}")
+    return v
+
+
+class SlidingWindow(wiring.Component):
+    """Window pixels of a 2-D sliding window over an HWC pixel stream.
+
+    Parameters
+    ----------
+    width : int
+        Code width of one element.
+    in_shape : (C, H, W)
+        Channels, height and width of the image.
+    kernel, stride, padding : int or (int, int)
+    pad_code : int
+        Code of the padding value (``DType.encode`` of it).
+
+    Members
+    -------
+    i_stream : In(stream.Signature(unsigned(C * width)))
+        ``H * W`` beats per frame.
+    o_stream : Out(stream.Signature(unsigned(C * width)))
+        ``OH * OW * kh * kw`` beats per frame.
+    """
+
+    def __init__(self, *, width: int, in_shape, kernel, stride=1, padding=0, pad_code: int = 0):
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"Width must be a positive integer, not {width!r}")
+        if len(in_shape) != 3 or not all(isinstance(x, int) and x >= 1 for x in in_shape):
+            raise ValueError(f"Input shape must be (C, H, W) of positive integers, not {in_shape!r}")
+        self._kernel = _pair("Kernel", kernel, 1)
+        self._stride = _pair("Stride", stride, 1)
+        self._padding = _pair("Padding", padding, 0)
+        c, h, w = in_shape
+        (kh, kw), (sh, sw), (ph, pw) = self._kernel, self._stride, self._padding
+        if h + 2 * ph < kh or w + 2 * pw < kw:
+            raise ValueError(f"Kernel {self._kernel} is larger than the padded image "
+                             f"{h + 2 * ph}×{w + 2 * pw}")
+        if ph >= kh or pw >= kw:
+            raise ValueError(f"Padding {self._padding} must be smaller than the kernel {self._kernel}")
+        if not 0 <= pad_code < 1 << width:
+            raise ValueError(f"Pad code must fit in {width} bits, not {pad_code}")
+        self._width, self._in_shape, self._pad_code = width, tuple(in_shape), pad_code
+        self._out_hw = ((h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(c * width))),
+            "o_stream": Out(stream.Signature(unsigned(c * width))),
+        })
+
+    in_shape = property(lambda self: self._in_shape)
+    out_hw = property(lambda self: self._out_hw)
+    kernel = property(lambda self: self._kernel)
+
+    @property
+    def beats_per_frame(self) -> int:
+        """Output beats (window pixels) per frame."""
+        return self._out_hw[0] * self._out_hw[1] * self._kernel[0] * self._kernel[1]
+
+    @property
+    def buffer_rows(self) -> int:
+        return self._kernel[0] + self._stride[0]
+
+    def elaborate(self, platform):
+        m = Module()
+        c, H, W = self._in_shape
+        (kh, kw), (sh, sw), (ph, pw) = self._kernel, self._stride, self._padding
+        oh, ow = self._out_hw
+        R = self.buffer_rows
+        colbits = max(1, clog2(W))
+        word = c * self._width
+
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(word), depth=R << colbits, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port()
+
+        # -- writer ----------------------------------------------------------------------
+        wy = Signal(range(H + 1))
+        wx = Signal(range(W))
+        wslot = Signal(range(R))
+        ahead = Signal()  # the writer is one frame ahead of the reader
+
+        span = max(H + R, (oh - 1) * sh + R + ph + 1)
+        ybase = Signal(signed(clog2(span + 1) + 2), init=-ph)
+        vrow = Signal(signed(ybase.shape().width + 1))
+        m.d.comb += vrow.eq(wy + Mux(ahead, H, 0))
+        w_last_pixel = (wy == H - 1) & (wx == W - 1)
+        can_write = (vrow < ybase + R) & ~(ahead & w_last_pixel)
+        m.d.comb += [
+            self.i_stream.ready.eq(can_write),
+            wr.addr.eq((wslot << colbits) | wx),
+            wr.data.eq(self.i_stream.payload),
+            wr.en.eq(self.i_stream.valid & can_write),
+        ]
+        w_fire = self.i_stream.valid & can_write
+        with m.If(w_fire):
+            m.d.sync += wx.eq(wx + 1)
+            with m.If(wx == W - 1):
+                m.d.sync += [wx.eq(0), wy.eq(wy + 1),
+                             wslot.eq(Mux(wslot == R - 1, 0, wslot + 1))]
+                with m.If(wy == H - 1):
+                    m.d.sync += wy.eq(0)
+
+        # -- reader ----------------------------------------------------------------------
+        ky = Signal(range(kh))
+        kx = Signal(range(kw))
+        oy = Signal(range(oh))
+        ox = Signal(range(ow))
+        xbase = Signal(signed(clog2((ow - 1) * sw + pw + W + 1) + 2), init=-pw)
+        slot_base = Signal(range(R), init=(-ph) % R)
+        frame_slot0 = Signal(range(R))
+
+        y = Signal(signed(ybase.shape().width + 1))
+        x = Signal(signed(xbase.shape().width + 1))
+        m.d.comb += [y.eq(ybase + ky), x.eq(xbase + kx)]
+        pad = (y < 0) | (y >= H) | (x < 0) | (x >= W)
+        avail = ahead | (y < wy) | ((y == wy) & (x < wx))
+        slot_sum = Signal(range(2 * R))
+        m.d.comb += slot_sum.eq(slot_base + ky)
+        slot = Mux(slot_sum >= R, slot_sum - R, slot_sum)
+
+        r_last = (ky == kh - 1) & (kx == kw - 1) & (ox == ow - 1) & (oy == oh - 1)
+        o_valid = Signal()
+        o_pad = Signal()
+        can_send = ~o_valid | self.o_stream.ready
+        go = Signal()
+        m.d.comb += go.eq((pad | avail) & can_send & (~r_last | ahead))
+
+        m.d.comb += [
+            rd.addr.eq((slot << colbits) | x[:colbits]),
+            rd.en.eq(go),
+        ]
+        pad_word = 0
+        for i in range(c):
+            pad_word |= self._pad_code << (i * self._width)
+        m.d.comb += [
+            self.o_stream.valid.eq(o_valid),
+            self.o_stream.payload.eq(Mux(o_pad, Const(pad_word, word), rd.data)),
+        ]
+        with m.If(go):
+            m.d.sync += [o_valid.eq(1), o_pad.eq(pad)]
+        with m.Elif(self.o_stream.ready):
+            m.d.sync += o_valid.eq(0)
+
+        fs0_next = Signal(range(2 * R))
+        m.d.comb += fs0_next.eq(frame_slot0 + H % R)
+        fs0_wrapped = Mux(fs0_next >= R, fs0_next - R, fs0_next)
+        sb_frame = Signal(signed(clog2(2 * R) + 2))
+        m.d.comb += sb_frame.eq(fs0_wrapped - (ph % R))
+        sb_step = Signal(range(2 * R))
+        m.d.comb += sb_step.eq(slot_base + sh % R)
+
+        with m.If(go):
+            m.d.sync += kx.eq(kx + 1)
+            with m.If(kx == kw - 1):
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                with m.If(ky == kh - 1):
+                    m.d.sync += [ky.eq(0), ox.eq(ox + 1), xbase.eq(xbase + sw)]
+                    with m.If(ox == ow - 1):
+                        m.d.sync += [ox.eq(0), xbase.eq(-pw), oy.eq(oy + 1), ybase.eq(ybase + sh),
+                                     slot_base.eq(Mux(sb_step >= R, sb_step - R, sb_step))]
+                        with m.If(oy == oh - 1):
+                            m.d.sync += [oy.eq(0), ybase.eq(-ph), frame_slot0.eq(fs0_wrapped),
+                                         slot_base.eq(Mux(sb_frame < 0, sb_frame + R, sb_frame))]
+
+        # the writer completes a frame only when not ahead; the reader ends one only when ahead
+        with m.If(w_fire & w_last_pixel):
+            m.d.sync += ahead.eq(1)
+        with m.If(go & r_last):
+            m.d.sync += ahead.eq(0)
+        return m
