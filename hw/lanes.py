@@ -1,0 +1,337 @@
+"""MAC lanes: a SIMD-wide partial dot product for every MAC kind.
+
+A lane takes ``simd`` activation codes and ``simd`` weight codes (packed, element 0 in the LSBs,
+codes as :meth:`gen.dtypes.DType.encode` makes them) and computes ``Σ a_j·w_j`` (or
+``-Σ|a_j - (w_j << shift)|`` for ``adder``) exactly as :func:`sim.golden.dot` does.
+
+=========  =====================================================================================
+kind       datapath
+=========  =====================================================================================
+xnor       XNOR merged into the first level of a compressor-tree popcount; ``2·pc - simd``
+and        SI-BNN: ``2·popcount(a ∧ w⁺) - popcount(a)``; the second popcount does not depend on
+           the weights, so a matrix-vector unit computes it once for all its PEs
+ternary    add, subtract or skip; with activations of magnitude <= 1 two popcounts (STTN)
+onehot     ``mode="shift"``: exponent addition and a shift, then an adder tree;
+           ``mode="counters"``: one pair of popcounts per exponent sum, folded at the end
+int        an ordinary multiplier per element and an adder tree (the baseline)
+adder      sum of absolute differences ``-Σ|a - (w << shift)|``
+=========  =====================================================================================
+
+Each lane is a stream component, and its datapath is also available as :meth:`Lane.build`, which
+the matrix-vector unit calls for each of its PEs under its own pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Const, Module, Mux, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.dtypes import DType
+from gen.ir import MAC_KINDS
+
+from .pipeline import StallPipeline
+from .trees import adder_tree, popcount
+
+__all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "element_value", "lane_term_range",
+           "signed_width", "MAC_DTYPES"]
+
+ONEHOT_MODES = ("shift", "counters")
+
+# Which weight and activation encodings each MAC kind takes (as gen.load checks them).
+MAC_DTYPES = {
+    "xnor": ({"bipolar"}, {"bipolar"}),
+    "and": ({"bipolar"}, {"uint1"}),
+    "ternary": ({"ternary", "bipolar"}, {"uint", "int", "ternary", "bipolar"}),
+    "onehot": ({"onehot"}, {"onehot", "uint"}),
+    "int": ({"int", "uint", "ternary"}, {"uint", "int", "ternary"}),
+    "adder": ({"int", "uint"}, {"uint", "int"}),
+}
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Width of the narrowest signed type holding [lo, hi]."""
+    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1
+
+
+def lane_term_range(kind: str, w_dtype: DType, a_dtype: DType, w_shift: int = 0) -> tuple[int, int]:
+    """Exact range of one term ``a·w`` (or ``-|a - (w << shift)|``) over all legal values."""
+    avs = (a_dtype.min, a_dtype.max)
+    wvs = (w_dtype.min, w_dtype.max)
+    if kind == "adder":
+        worst = max(abs(a - (w << w_shift)) for a in avs for w in wvs)
+        lo_w, hi_w = w_dtype.min << w_shift, w_dtype.max << w_shift
+        best = max(0, a_dtype.min - hi_w, lo_w - a_dtype.max)
+        return -worst, -best
+    prods = [a * w for a in avs for w in wvs]
+    return min(prods), max(prods)
+
+
+def element_value(code: Value, dtype: DType) -> Value:
+    """The value of one element code, as an Amaranth value (signed unless it cannot be negative).
+
+    Onehot codes are expanded to ``±2^e`` (used by the ``ternary`` and ``int`` kinds only)."""
+    if dtype.encoding == "bipolar":
+        return Mux(code[0], Const(1, signed(2)), Const(-1, signed(2)))
+    if dtype.encoding == "uint":
+        return code.as_unsigned()
+    if dtype.encoding in ("int", "ternary"):
+        return code.as_signed()
+    eb = dtype.exp_bits
+    mag = Mux(code[eb], Const(1, unsigned(dtype.bits)) << code[:eb], 0)
+    if dtype.signed:
+        return Mux(code[eb + 1], -mag, mag)
+    return mag
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    """What :meth:`Lane.build` returns: the lane's value is ``offset ± (raw << shift)``.
+
+    Keeping the affine part out of the lane lets an accumulator fold ``offset`` into its initial
+    value and add or subtract ``raw`` directly.
+    """
+
+    raw: Value
+    negate: bool
+    shift: int
+    offset: int
+
+
+class Lane(wiring.Component):
+    """A SIMD-wide partial dot product of one MAC kind.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``xnor``, ``and``, ``ternary``, ``onehot``, ``int``, ``adder``.
+    simd : int
+        Number of elements per beat.
+    w_dtype, a_dtype : DType
+        Weight and activation element types.
+    w_shift : int
+        ``adder`` only: the weights are used as ``w << w_shift``.
+    depth : int
+        Pipeline registers in the reduction tree (the lane's latency).
+    onehot_mode : str
+        ``onehot`` only: ``"shift"`` or ``"counters"``.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(data.StructLayout({"a": ..., "w": ...})))
+        Packed activation and weight codes.
+    o_stream : Out(stream.Signature(signed(value_width)))
+        The partial dot product.
+    latency : int
+        Cycles from input to output (equal to ``depth``).
+    value_range : tuple[int, int]
+        Exact range of the output.
+
+    Raises
+    ------
+    ValueError
+        On an unknown kind, a type the kind does not take, or a bad parameter.
+    """
+
+    def __init__(self, *, kind: str, simd: int, w_dtype: DType, a_dtype: DType, w_shift: int = 0,
+                 depth: int = 0, onehot_mode: str = "shift"):
+        if kind not in MAC_KINDS:
+            raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, not {kind!r}")
+        w_ok, a_ok = MAC_DTYPES[kind]
+        if w_dtype.encoding not in w_ok:
+            raise ValueError(f"MAC kind {kind!r} takes weights {' or '.join(sorted(w_ok))}, "
+                             f"not {w_dtype}")
+        a_name = "uint1" if (a_dtype.encoding == "uint" and a_dtype.bits == 1) else a_dtype.encoding
+        if a_name not in a_ok and not (a_name == "uint1" and "uint" in a_ok):
+            raise ValueError(f"MAC kind {kind!r} takes activations {' or '.join(sorted(a_ok))}, "
+                             f"not {a_dtype}")
+        if not isinstance(simd, int) or simd < 1:
+            raise ValueError(f"SIMD must be a positive integer, not {simd!r}")
+        if not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"Pipeline depth must be a non-negative integer, not {depth!r}")
+        if w_shift and kind != "adder":
+            raise ValueError(f"Only adder lanes take a weight shift, not {kind!r}")
+        if w_shift < 0:
+            raise ValueError(f"Weight shift must be non-negative, not {w_shift}")
+        if onehot_mode not in ONEHOT_MODES:
+            raise ValueError(f"Onehot mode must be shift or counters, not {onehot_mode!r}")
+        self._kind, self._simd, self._depth = kind, simd, depth
+        self._w_dtype, self._a_dtype, self._w_shift = w_dtype, a_dtype, w_shift
+        self._onehot_mode = onehot_mode
+        tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
+        self._range = (simd * tlo, simd * thi)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.StructLayout({
+                "a": unsigned(simd * a_dtype.code_width),
+                "w": unsigned(simd * w_dtype.code_width)}))),
+            "o_stream": Out(stream.Signature(signed(signed_width(*self._range)))),
+        })
+
+    kind = property(lambda self: self._kind)
+    simd = property(lambda self: self._simd)
+    depth = property(lambda self: self._depth)
+    w_dtype = property(lambda self: self._w_dtype)
+    a_dtype = property(lambda self: self._a_dtype)
+    w_shift = property(lambda self: self._w_shift)
+    onehot_mode = property(lambda self: self._onehot_mode)
+    latency = property(lambda self: self._depth)
+    value_range = property(lambda self: self._range)
+
+    @property
+    def shares_activation_count(self) -> bool:
+        """True when :meth:`build` can take a shared ``popcount(a)`` (the ``and`` kind)."""
+        return self._kind == "and"
+
+    def _elements(self, vec: Value, dtype: DType) -> list[Value]:
+        cw = dtype.code_width
+        return [vec[j * cw:(j + 1) * cw] for j in range(self._simd)]
+
+    def activation_count(self, m, pipe: StallPipeline, a: Value, *, name: str = "acnt") -> Value:
+        """``popcount(a)`` with the lane's latency: the ``and`` kind's weight-free term."""
+        return popcount(m, pipe, a, depth=self._depth, first_group=6, name=name)
+
+    def build(self, m, pipe: StallPipeline, a: Value, w: Value, *, a_count: Value | None = None,
+              name: str = "lane") -> LaneResult:
+        """Build the datapath in module ``m``; registers load on ``pipe.en``.
+
+        ``a`` and ``w`` are the packed codes; after :attr:`latency` stages the lane's value is
+        ``offset ± (raw << shift)`` as the returned :class:`LaneResult` says. ``a_count`` (``and``
+        only) is a ``popcount(a)`` already delayed by the latency, shared between lanes.
+        """
+        kind, d = self._kind, self._depth
+        A = self._elements(a, self._a_dtype)
+        W = self._elements(w, self._w_dtype)
+        if kind == "xnor":
+            bits = [~(x[0] ^ y[0]) for x, y in zip(A, W, strict=False)]
+            pc = popcount(m, pipe, bits, depth=d, first_group=3, name=f"{name}_pc")
+            return LaneResult(pc, False, 1, -self._simd)
+        if kind == "and":
+            bits = [x[0] & y[0] for x, y in zip(A, W, strict=False)]
+            pc = popcount(m, pipe, bits, depth=d, first_group=3, name=f"{name}_pc")
+            if a_count is None:
+                a_count = self.activation_count(m, pipe, a, name=f"{name}_acnt")
+            return LaneResult((pc << 1) - a_count, False, 0, 0)
+        if kind == "ternary":
+            return self._build_ternary(m, pipe, A, W, name)
+        if kind == "onehot":
+            if self._onehot_mode == "counters":
+                return self._build_onehot_counters(m, pipe, A, W, name)
+            return self._build_onehot_shift(m, pipe, A, W, name)
+        if kind == "int":
+            terms = [element_value(x, self._a_dtype) * element_value(y, self._w_dtype)
+                     for x, y in zip(A, W, strict=False)]
+            return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add"), False, 0, 0)
+        # adder
+        terms = []
+        for x, y in zip(A, W, strict=False):
+            diff = element_value(x, self._a_dtype) - (element_value(y, self._w_dtype) << self._w_shift)
+            terms.append(abs(diff))
+        return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add"), True, 0, 0)
+
+    def _build_ternary(self, m, pipe, A, W, name):
+        adt, wdt = self._a_dtype, self._w_dtype
+
+        def w_parts(y):  # (nonzero, negative)
+            if wdt.encoding == "bipolar":
+                return Const(1, 1), ~y[0]
+            return y[0] | y[1], y[1]
+
+        if max(abs(adt.min), abs(adt.max)) <= 1:
+            pos, neg = [], []
+            for x, y in zip(A, W, strict=False):
+                wnz, wneg = w_parts(y)
+                if adt.encoding == "bipolar":
+                    anz, aneg = Const(1, 1), ~x[0]
+                elif adt.encoding == "uint":
+                    anz, aneg = x[0], Const(0, 1)
+                else:  # ternary or int of 2 bits: two's complement
+                    anz, aneg = x[0] | x[1], x[1]
+                nz = wnz & anz
+                pos.append(nz & ~(wneg ^ aneg))
+                neg.append(nz & (wneg ^ aneg))
+            p = popcount(m, pipe, pos, depth=self._depth, name=f"{name}_pos")
+            n = popcount(m, pipe, neg, depth=self._depth, name=f"{name}_neg")
+            return LaneResult(p - n, False, 0, 0)
+        terms = []
+        for x, y in zip(A, W, strict=False):
+            wnz, wneg = w_parts(y)
+            av = element_value(x, adt)
+            terms.append(Mux(wnz, Mux(wneg, -av, av), 0))
+        return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add"),
+                          False, 0, 0)
+
+    def _onehot_parts(self, y, dt):
+        eb = dt.exp_bits
+        neg = y[eb + 1] if dt.signed else Const(0, 1)
+        return y[:eb], y[eb], neg
+
+    def _build_onehot_shift(self, m, pipe, A, W, name):
+        adt, wdt = self._a_dtype, self._w_dtype
+        terms = []
+        for x, y in zip(A, W, strict=False):
+            we, wnz, wneg = self._onehot_parts(y, wdt)
+            if adt.encoding == "onehot":
+                ae, anz, aneg = self._onehot_parts(x, adt)
+                mag = Mux(wnz & anz, Const(1, unsigned(adt.bits + wdt.bits)) << (ae + we), 0)
+                sign = wneg ^ aneg
+            else:
+                mag = Mux(wnz, x.as_unsigned() << we, 0)
+                sign = wneg
+            if wdt.signed or (adt.encoding == "onehot" and adt.signed):
+                terms.append(Mux(sign, -mag, mag))
+            else:
+                terms.append(mag)
+        return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add"),
+                          False, 0, 0)
+
+    def _build_onehot_counters(self, m, pipe, A, W, name):
+        adt, wdt = self._a_dtype, self._w_dtype
+        # per element: a list of (weight k, bit) contributions of magnitude 2^k, and a sign
+        kmax = (adt.bits - 1) + (wdt.bits - 1)
+        pos = {k: [] for k in range(kmax + 1)}
+        neg = {k: [] for k in range(kmax + 1)}
+        for x, y in zip(A, W, strict=False):
+            we, wnz, wneg = self._onehot_parts(y, wdt)
+            if adt.encoding == "onehot":
+                ae, anz, aneg = self._onehot_parts(x, adt)
+                s = ae + we
+                sign = wneg ^ aneg
+                for k in range(kmax + 1):
+                    hit = wnz & anz & (s == k)
+                    pos[k].append(hit & ~sign)
+                    neg[k].append(hit & sign)
+            else:
+                for k in range(kmax + 1):
+                    bits = [x[b] & (we == k - b) for b in range(adt.bits) if 0 <= k - b < wdt.bits]
+                    for bit in bits:
+                        pos[k].append(wnz & bit & ~wneg)
+                        neg[k].append(wnz & bit & wneg)
+        has_neg = wdt.signed or (adt.encoding == "onehot" and adt.signed)
+        parts = []
+        for k in range(kmax + 1):
+            if not pos[k]:
+                continue
+            p = popcount(m, pipe, pos[k], depth=self._depth, name=f"{name}_p{k}")
+            if has_neg:
+                n = popcount(m, pipe, neg[k], depth=self._depth, name=f"{name}_n{k}")
+                parts.append((p - n) << k)
+            else:
+                parts.append(p << k)
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        return LaneResult(total, False, 0, 0)
+
+    def elaborate(self, platform):
+        m = Module()
+        pipe = StallPipeline("lane")
+        res = self.build(m, pipe, self.i_stream.payload.a, self.i_stream.payload.w)
+        raw = res.raw << res.shift
+        value = res.offset + (-raw if res.negate else raw)
+        m.d.comb += self.o_stream.payload.eq(value)
+        en, o_valid, _ = pipe.connect(m, latency=self.latency, i_valid=self.i_stream.valid,
+                                      o_ready=self.o_stream.ready)
+        m.d.comb += [self.i_stream.ready.eq(en), self.o_stream.valid.eq(o_valid)]
+        return m

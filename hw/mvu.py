@@ -1,0 +1,316 @@
+"""The matrix-vector unit: a folded PE × SIMD array of MAC lanes with its weight memory,
+accumulators and activation (see docs/contracts.md).
+
+Dataflow, one beat per cycle when nothing stalls::
+
+    issue (nf, sf) ──▶ weight memory / input buffer ──▶ PE lanes (depth) ──▶ accumulators
+                                                                          ──▶ activation ──▶ o_stream
+
+During the first channel fold (``nf == 0``) the input beats come from ``i_stream`` and are
+written into an input buffer; the other ``MH/PE - 1`` folds read them back, as FINN's MVAU does,
+so that a vector is accepted every ``(MH/PE)·(MW/SIMD)`` cycles. The whole pipeline stalls when
+the consumer does (:class:`hw.pipeline.StallPipeline`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from gen.dtypes import DType
+from gen.ir import Conv2d, Dense, MultiThreshold, NoActivation, Requant
+
+from .activation import RequantUnit, ThresholdUnit, acc_shape, fold_table
+from .lanes import Lane
+from .pipeline import StallPipeline
+
+__all__ = ["MVU", "RAM_STYLES"]
+
+RAM_STYLES = ("block", "distributed", "logic")
+
+
+class MVU(wiring.Component):
+    """Matrix-vector unit: ``MH`` output channels × ``MW`` inputs, folded ``pe`` × ``simd``.
+
+    Parameters
+    ----------
+    weights : array of int, shape (MH, MW)
+        Weight *values* (rows = output channels), legal values of ``w_dtype``.
+    mac : str
+        MAC kind: xnor, and, ternary, onehot, int, adder.
+    w_dtype : DType
+        Weight type.
+    w_shift : int
+        ``adder`` only: weights are used as ``w << w_shift``.
+    in_dtype : DType
+        Input element type.
+    bias : array of int, shape (MH,), or None
+        Added to the dot product before the activation.
+    activation : MultiThreshold, Requant or NoActivation
+        From :mod:`gen.ir`. With ``NoActivation`` the output is the accumulator as a two's
+        complement code of ``activation.out_dtype.code_width`` bits.
+    acc_range : tuple[int, int]
+        The inferred accumulator range (``layer.acc_lo.min(), layer.acc_hi.max()``, bias
+        included); it fixes the accumulator width. Never guessed.
+    pe, simd : int
+        Folding; must divide MH and MW.
+    ram_style : str or None
+        ``"block"``, ``"distributed"`` or ``"logic"`` for the weight memory; None lets the
+        synthesis tool choose.
+    depth : int
+        Pipeline registers in each lane's reduction tree.
+    onehot_mode : str
+        ``onehot`` only: ``"shift"`` or ``"counters"``.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(unsigned(simd · in_dtype.code_width)))
+    o_stream : Out(stream.Signature(unsigned(pe · out_width)))
+    cycles_per_vector : int
+        ``(MH/PE)·(MW/SIMD)``.
+    latency : int
+        Cycles from the first input beat accepted to the first output beat valid, with no stalls.
+
+    Raises
+    ------
+    ValueError
+        On a folding that does not divide the matrix, weights outside their type or an
+        unknown RAM style.
+    """
+
+    def __init__(self, *, weights, mac: str, w_dtype: DType, in_dtype: DType, activation,
+                 acc_range, pe: int = 1, simd: int = 1, w_shift: int = 0, bias=None,
+                 ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift"):
+        self._MustUse__silence = True  # no warning for an object whose parameters are refused
+        w = np.array(weights, dtype=np.int64)
+        if w.ndim != 2 or w.size == 0:
+            raise ValueError(f"Weights must be a non-empty (MH, MW) matrix, not shape {w.shape}")
+        mh, mw = w.shape
+        if not isinstance(pe, int) or pe < 1 or mh % pe:
+            raise ValueError(f"PE must be a positive divisor of MH = {mh}, not {pe!r}")
+        if not isinstance(simd, int) or simd < 1 or mw % simd:
+            raise ValueError(f"SIMD must be a positive divisor of MW = {mw}, not {simd!r}")
+        if not w_dtype.contains(w).all():
+            raise ValueError(f"Weights must be {w_dtype} values")
+        if ram_style is not None and ram_style not in RAM_STYLES:
+            raise ValueError(f"RAM style must be block, distributed or logic, not {ram_style!r}")
+        if not isinstance(activation, (MultiThreshold, Requant, NoActivation)):
+            raise TypeError(f"Activation must be a MultiThreshold, Requant or NoActivation, "
+                            f"not {type(activation).__name__}")
+        b = np.zeros(mh, dtype=np.int64) if bias is None else np.array(bias, dtype=np.int64)
+        if b.shape != (mh,):
+            raise ValueError(f"Bias must have shape ({mh},), not {b.shape}")
+        lo, hi = int(acc_range[0]), int(acc_range[1])
+        if lo > hi:
+            raise ValueError(f"Accumulator range must not be empty, not [{lo}, {hi}]")
+        self._lane = Lane(kind=mac, simd=simd, w_dtype=w_dtype, a_dtype=in_dtype,
+                          w_shift=w_shift, depth=depth, onehot_mode=onehot_mode)
+        self._lane._MustUse__used = True  # it lends its datapath; it is not a submodule
+        self._weights = w
+        self._weights.flags.writeable = False
+        self._bias = b
+        self._mac, self._w_dtype, self._w_shift, self._in_dtype = mac, w_dtype, w_shift, in_dtype
+        self._activation = activation
+        self._acc_range = (lo, hi)
+        self._acc_shape = acc_shape((lo, hi))
+        self._pe, self._simd, self._ram_style, self._depth = pe, simd, ram_style, depth
+        if isinstance(activation, MultiThreshold):
+            self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
+                                           acc_range=(lo, hi))
+        elif isinstance(activation, Requant):
+            self._act_unit = RequantUnit(activation=activation, channels=mh, pe=pe,
+                                         acc_range=(lo, hi))
+        else:
+            self._act_unit = None
+        if self._act_unit is not None:
+            self._act_unit._MustUse__used = True
+        self._MustUse__silence = False
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(simd * in_dtype.code_width))),
+            "o_stream": Out(stream.Signature(unsigned(pe * activation.out_dtype.code_width))),
+        })
+
+    @classmethod
+    def from_layer(cls, layer, *, pe: int | None = None, simd: int | None = None, matrix=None,
+                   ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift"):
+        """An MVU for a :class:`gen.ir.Dense` or :class:`gen.ir.Conv2d` layer.
+
+        ``pe``, ``simd`` and ``ram_style`` default to the layer's own (then 1, 1, None).
+        ``matrix`` replaces ``layer.matrix`` (e.g. a convolution's weights in (kh, kw, c)
+        order, or a dense layer's columns permuted to the streaming order).
+        """
+        if not isinstance(layer, (Dense, Conv2d)):
+            raise TypeError(f"Layer must be a Dense or Conv2d layer, not {type(layer).__name__}")
+        return cls(weights=layer.matrix if matrix is None else matrix, mac=layer.mac,
+                   w_dtype=layer.w_dtype, w_shift=layer.w_shift, in_dtype=layer.in_dtype,
+                   bias=layer.bias, activation=layer.activation,
+                   acc_range=(int(layer.acc_lo.min()), int(layer.acc_hi.max())),
+                   pe=pe or layer.pe or 1, simd=simd or layer.simd or 1,
+                   ram_style=ram_style if ram_style is not None else layer.ram_style,
+                   depth=depth, onehot_mode=onehot_mode)
+
+    # -- parameters ----------------------------------------------------------------------------
+    mh = property(lambda self: self._weights.shape[0])
+    mw = property(lambda self: self._weights.shape[1])
+    pe = property(lambda self: self._pe)
+    simd = property(lambda self: self._simd)
+    mac = property(lambda self: self._mac)
+    w_dtype = property(lambda self: self._w_dtype)
+    w_shift = property(lambda self: self._w_shift)
+    in_dtype = property(lambda self: self._in_dtype)
+    activation = property(lambda self: self._activation)
+    acc_range = property(lambda self: self._acc_range)
+    ram_style = property(lambda self: self._ram_style)
+    depth = property(lambda self: self._depth)
+    weights = property(lambda self: self._weights)
+    bias = property(lambda self: self._bias)
+
+    @property
+    def out_dtype(self) -> DType:
+        return self._activation.out_dtype
+
+    @property
+    def acc_width(self) -> int:
+        return self._acc_shape.width
+
+    @property
+    def neuron_folds(self) -> int:
+        return self.mh // self._pe
+
+    @property
+    def synapse_folds(self) -> int:
+        return self.mw // self._simd
+
+    @property
+    def cycles_per_vector(self) -> int:
+        return self.neuron_folds * self.synapse_folds
+
+    @property
+    def activation_latency(self) -> int:
+        return 0 if self._act_unit is None else self._act_unit.latency
+
+    @property
+    def latency(self) -> int:
+        # last beat of fold 0 issued at SF-1; memory read 1; lanes; accumulate 1; activation
+        return self.synapse_folds - 1 + 1 + self._lane.latency + 1 + self.activation_latency
+
+    @property
+    def weight_memory_bits(self) -> int:
+        return self.cycles_per_vector * self._pe * self._simd * self._w_dtype.code_width
+
+    # -- hardware ------------------------------------------------------------------------------
+    def _weight_words(self) -> list[int]:
+        """Memory word at address ``nf·SF + sf``: PE × SIMD codes, PE-major, element 0 lowest."""
+        pe, simd, cw = self._pe, self._simd, self._w_dtype.code_width
+        codes = self._w_dtype.encode(self._weights).astype(object)
+        words = []
+        for nf in range(self.neuron_folds):
+            for sf in range(self.synapse_folds):
+                blk = codes[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd].reshape(-1)
+                word = 0
+                for k, c in enumerate(blk):
+                    word |= int(c) << (k * cw)
+                words.append(word)
+        return words
+
+    def _init_values(self, result_offset: int) -> np.ndarray:
+        """Accumulator start per channel: the bias plus the lanes' constant offsets."""
+        return self._bias + result_offset * self.synapse_folds
+
+    def elaborate(self, platform):
+        m = Module()
+        pipe = StallPipeline("mvu")
+        NF, SF, pe, simd = self.neuron_folds, self.synapse_folds, self._pe, self._simd
+        acw, wcw = self._in_dtype.code_width, self._w_dtype.code_width
+        en = pipe.en
+
+        # -- issue: fold counters and the source of the input beat
+        nf = Signal(range(max(2, NF)))
+        sf = Signal(range(max(2, SF)))
+        issue_valid = Signal()
+        first_fold = nf == 0
+        m.d.comb += issue_valid.eq(Mux(first_fold, self.i_stream.valid, 1))
+        m.d.comb += self.i_stream.ready.eq(en & first_fold)
+        with m.If(en & issue_valid):
+            with m.If(sf == SF - 1):
+                m.d.sync += sf.eq(0)
+                m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
+            with m.Else():
+                m.d.sync += sf.eq(sf + 1)
+
+        # -- stage 1: weight word and input beat
+        attrs = {}
+        if self._ram_style is not None:
+            attrs = {"ram_style": self._ram_style, "rom_style": self._ram_style}
+        wmem = Memory(shape=unsigned(pe * simd * wcw), depth=self.cycles_per_vector,
+                      init=self._weight_words(), attrs=attrs)
+        m.submodules.weights = wmem
+        wrp = wmem.read_port(domain="sync")
+        m.d.comb += [wrp.addr.eq(nf * SF + sf), wrp.en.eq(en)]
+        a_in = pipe.reg(m, self.i_stream.payload, name="a_in")
+        if NF > 1:
+            buf = Memory(shape=unsigned(simd * acw), depth=SF, init=[])
+            m.submodules.input_buffer = buf
+            bwp = buf.write_port()
+            brp = buf.read_port(domain="sync")
+            m.d.comb += [bwp.addr.eq(sf), bwp.data.eq(self.i_stream.payload),
+                         bwp.en.eq(en & first_fold & self.i_stream.valid),
+                         brp.addr.eq(sf), brp.en.eq(en)]
+            from_stream = pipe.reg(m, first_fold, name="from_stream")
+            a1 = Mux(from_stream, a_in, brp.data)
+        else:
+            a1 = a_in
+        first1 = pipe.reg(m, sf == 0, name="first1")
+        last1 = pipe.reg(m, sf == SF - 1, name="last1")
+        nf1 = pipe.reg(m, nf, name="nf1")
+        w1 = wrp.data
+
+        # -- lanes
+        a_count = None
+        if self._lane.shares_activation_count:
+            a_count = self._lane.activation_count(m, pipe, a1, name="acnt")
+        results = []
+        for p in range(pe):
+            wp = w1[p * simd * wcw:(p + 1) * simd * wcw]
+            results.append(self._lane.build(m, pipe, a1, wp, a_count=a_count, name=f"pe{p}"))
+        L = self._lane.latency
+        first2 = pipe.delay(m, first1, L, name="first2")
+        last2 = pipe.delay(m, last1, L, name="last2")
+        nf2 = pipe.delay(m, nf1, L, name="nf2")
+
+        # -- accumulators (partial sums wrap modulo 2^acc_width; the final value fits)
+        ashape = self._acc_shape
+        aw = ashape.width
+        acc_valid_in = Signal()   # valid bit of the lane outputs (from the valid chain)
+        accs = []
+        for p, res in enumerate(results):
+            init = self._init_values(res.offset)[p::pe]
+            init = [((int(v) + (1 << aw)) % (1 << aw)) for v in init]
+            init_v = fold_table(init, nf2, unsigned(aw))
+            acc = Signal(unsigned(aw), name=f"acc{p}")
+            raw = (res.raw << res.shift)
+            base = Mux(first2, init_v, acc)
+            nxt = (base - raw) if res.negate else (base + raw)
+            with m.If(en & acc_valid_in):
+                m.d.sync += acc.eq(nxt[:aw])
+            accs.append(acc.as_signed() if ashape.signed else acc)
+        nf3 = pipe.reg(m, nf2, name="nf3")
+
+        # -- activation
+        if self._act_unit is not None:
+            codes = self._act_unit.build(m, pipe, accs, nf3)
+        else:
+            cw = self.out_dtype.code_width
+            codes = [a[:cw] for a in accs]
+        m.d.comb += self.o_stream.payload.eq(Cat(*codes))
+
+        # -- valid chain: issue, stage 1, lanes, accumulators (only last beats go on), activation
+        _, o_valid, valids = pipe.connect(m, latency=1 + L + 1 + self.activation_latency,
+                                          i_valid=issue_valid, o_ready=self.o_stream.ready,
+                                          gates={1 + L: last2})
+        m.d.comb += [acc_valid_in.eq(valids[1 + L]), self.o_stream.valid.eq(o_valid)]
+        return m
+

@@ -1,0 +1,106 @@
+"""The valid/enable chain of a fixed-latency pipeline, shared by every block of the library.
+
+A :class:`StallPipeline` is the one place where back-pressure is implemented. Its data registers
+load only when :attr:`StallPipeline.en` is high, and ``en`` is high exactly when the output stage
+is empty or is being taken by the consumer (``o_ready | ~o_valid``). A stalled consumer therefore
+freezes the whole pipeline (nothing is lost or duplicated), and bubbles from a starving producer
+travel down the valid chain and are squeezed out at the output.
+
+Blocks use it in two steps: build the datapath with :meth:`StallPipeline.reg` (which counts the
+register stages of every path it is given), then call :meth:`StallPipeline.connect` with the
+stream handshakes to build the valid chain of the right length.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Shape, Signal, Value
+
+__all__ = ["StallPipeline", "spread_registers"]
+
+
+class StallPipeline:
+    """Enable and valid chain of a fixed-latency pipeline that stalls as a whole.
+
+    Parameters
+    ----------
+    name : str
+        Prefix of the signals it creates.
+
+    Members
+    -------
+    en : Signal
+        High when the pipeline advances this cycle. Drive registers with :meth:`reg` or under
+        ``m.If(pipe.en)``; memories' read ports take it as their ``en``.
+    """
+
+    def __init__(self, name: str = "pipe"):
+        self.name = name
+        self.en = Signal(name=f"{name}_en")
+        self._connected = False
+
+    def reg(self, m, value, *, name: str | None = None):
+        """A register that loads ``value`` when the pipeline advances (one stage of delay)."""
+        value = Value.cast(value)
+        r = Signal(value.shape(), name=name or f"{self.name}_r")
+        with m.If(self.en):
+            m.d.sync += r.eq(value)
+        return r
+
+    def delay(self, m, value, stages: int, *, name: str | None = None):
+        """``value`` delayed by ``stages`` pipeline stages."""
+        for i in range(stages):
+            value = self.reg(m, value, name=f"{name or self.name}_d{i}")
+        return value
+
+    def connect(self, m, *, latency: int, i_valid, o_ready, gates=None):
+        """Build the valid chain of ``latency`` stages; returns ``(i_ready, o_valid, valids)``.
+
+        ``valids[k]`` is the valid bit of the data that has passed ``k`` register stages
+        (``valids[0] is i_valid``), so that stages in the middle can gate side effects such as
+        accumulation on ``en & valids[k]``. ``gates`` maps a stage ``k`` to a condition aligned
+        with it: only data for which it holds goes on to stage ``k + 1`` (e.g. the last beat of
+        an accumulation).
+        """
+        gates = {} if gates is None else dict(gates)
+        if self._connected:
+            raise RuntimeError("A pipeline is connected once")
+        self._connected = True
+        if latency < 0:
+            raise ValueError(f"Latency must be non-negative, not {latency}")
+        valids = [Value.cast(i_valid)]
+        for k in range(latency):
+            v = Signal(name=f"{self.name}_valid{k + 1}")
+            with m.If(self.en):
+                m.d.sync += v.eq(valids[-1] & gates[k] if k in gates else valids[-1])
+            valids.append(v)
+        o_valid = valids[-1]
+        if latency == 0:
+            m.d.comb += self.en.eq(o_ready)
+        else:
+            m.d.comb += self.en.eq(o_ready | ~o_valid)
+        return self.en, o_valid, valids
+
+
+def spread_registers(levels: int, depth: int) -> list[int]:
+    """How many registers to place after each of ``levels`` logic levels, ``depth`` in all.
+
+    Registers are spread as evenly as possible; a depth beyond the number of levels piles the
+    rest after the last level. Returns a list of ``levels`` counts (``levels >= 1``).
+    """
+    if depth < 0:
+        raise ValueError(f"Pipeline depth must be non-negative, not {depth}")
+    levels = max(1, levels)
+    counts = [0] * levels
+    for k in range(depth):
+        if k < levels:
+            # place the k-th of min(depth, levels) registers after level round((k+1)*L/n) - 1
+            n = min(depth, levels)
+            if k < n:
+                counts[max(0, round((k + 1) * levels / n) - 1)] += 1
+        else:
+            counts[-1] += 1
+    return counts
+
+
+def shape_of(value) -> Shape:
+    return Value.cast(value).shape()

@@ -1,0 +1,255 @@
+"""The matrix-vector unit against the golden model, in Amaranth's simulator."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from gen.dtypes import DType
+from gen.ir import MultiThreshold, NoActivation, Requant
+from gen.load import network_from_dict
+from hw.mvu import MVU
+from hw.streamsim import StreamSink, StreamSource, pack, unpack
+from sim import golden
+from sim.randnet import random_network, random_values
+
+# (weight type, input type, weight shift) per MAC kind: several per kind, narrow and wide
+TYPES = {
+    "xnor": [(DType.bipolar(), DType.bipolar(), 0)],
+    "and": [(DType.bipolar(), DType.uint(1), 0)],
+    "ternary": [(DType.ternary(), DType.uint(2), 0), (DType.ternary(), DType.ternary(), 0),
+                (DType.bipolar(), DType.int(3), 0), (DType.ternary(), DType.bipolar(), 0)],
+    "onehot": [(DType.onehot(4, signed=True), DType.onehot(3), 0),
+               (DType.onehot(3, signed=True), DType.uint(3), 0),
+               (DType.onehot(3), DType.onehot(2, signed=True), 0)],
+    "int": [(DType.int(4), DType.uint(4), 0), (DType.int(3, narrow=True), DType.int(3), 0),
+            (DType.ternary(), DType.uint(2), 0), (DType.uint(3), DType.int(2), 0)],
+    "adder": [(DType.int(4), DType.uint(4), 0), (DType.int(3), DType.int(4), 1),
+              (DType.uint(2), DType.uint(3), 2)],
+}
+KINDS = list(TYPES)
+
+
+def acc_bounds(mac, w, shift, lo, hi, bias):
+    """Exact accumulator range per row (as gen.load infers it)."""
+    if mac == "adder":
+        ws = w << shift
+        tmin = -np.maximum(np.abs(lo - ws), np.abs(hi - ws))
+        tmax = -np.maximum(0, np.maximum(lo - ws, ws - hi))
+    else:
+        tmin, tmax = np.minimum(lo * w, hi * w), np.maximum(lo * w, hi * w)
+    return tmin.sum(axis=1) + bias, tmax.sum(axis=1) + bias
+
+
+def random_activation(rng, kind, acc_lo, acc_hi, mh):
+    """A random activation of the given kind over accumulators in [acc_lo, acc_hi]."""
+    if kind == "none":
+        return NoActivation(DType.for_range(acc_lo, acc_hi))
+    if kind == "requant":
+        rounding = str(rng.choice(["floor", "ceil", "half-up", "half-even"]))
+        mult = rng.integers(-3, 6, size=mh)
+        shift = int(rng.integers(0, 4))
+        clip = (-5, 6) if rng.random() < 0.5 else (0, 7)
+        return Requant(mult, shift, rounding, clip, DType.for_range(*clip))
+    t = int(rng.integers(1, 6))
+    # thresholds mostly inside the range, some outside it on both sides
+    thr = np.sort(rng.integers(acc_lo - 2, acc_hi + 3, size=(mh if rng.random() < 0.7 else 1, t)),
+                  axis=1)
+    out = str(rng.choice(["uint", "int", "bipolar", "onehot"])) if t == 1 else \
+        str(rng.choice(["uint", "int", "onehot"]))
+    if out == "bipolar":
+        return MultiThreshold(thr, np.array([-1, 1]), DType.bipolar())
+    if out == "onehot":
+        levels = np.array([0] + [1 << e for e in range(t)])
+        return MultiThreshold(thr, levels, DType.onehot(t))
+    if out == "int":
+        levels = np.arange(t + 1) - t // 2
+        return MultiThreshold(thr, levels, DType.for_range(int(levels[0]), int(levels[-1])))
+    levels = np.sort(rng.integers(0, 9, size=t + 1))   # not the identity
+    return MultiThreshold(thr, levels, DType.for_range(0, 8))
+
+
+def expected(mac, W, X, shift, bias, act):
+    acc = golden.dot(mac, X, W, shift=shift) + bias
+    if isinstance(act, MultiThreshold):
+        return golden.threshold(acc, act)
+    if isinstance(act, Requant):
+        return golden.requant(acc, act)
+    return acc
+
+
+def run_mvu(dut: MVU, X, rng, *, gap=0.0, stall=0.0):
+    """Stream the rows of X through the MVU; returns (output values (N, MH), source, sink)."""
+    n = X.shape[0]
+    acw = dut.in_dtype.code_width
+    codes = dut.in_dtype.encode(X)
+    beats = [pack(codes[i, s * dut.simd:(s + 1) * dut.simd], acw)
+             for i in range(n) for s in range(dut.synapse_folds)]
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    src = StreamSource(dut.i_stream, beats, rng=rng, gap=gap)
+    sink = StreamSink(dut.o_stream, n * dut.neuron_folds, rng=rng, stall=stall)
+    sim.add_testbench(src.testbench)
+    sim.add_testbench(sink.testbench)
+    sim.run()
+    od, cw = dut.out_dtype, dut.out_dtype.code_width
+    out = np.array([od.decode(unpack(b, cw, dut.pe)) for b in sink.beats])
+    return out.reshape(n, dut.mh), src, sink
+
+
+def make_mvu(rng, mac, types, mh, mw, pe, simd, act_kind, *, depth=1, worst=False, **kw):
+    wdt, adt, shift = types
+    W = random_values(rng, wdt, (mh, mw))
+    if worst:  # extreme weights: every row all-min or all-max
+        W[:] = np.where(rng.random((mh, 1)) < 0.5, wdt.min, wdt.max)
+    bias = rng.integers(-3, 4, size=mh) if rng.random() < 0.5 else None
+    b = np.zeros(mh, dtype=np.int64) if bias is None else bias
+    lo, hi = acc_bounds(mac, W, shift, adt.min, adt.max, b)
+    act = random_activation(rng, act_kind, int(lo.min()), int(hi.max()), mh)
+    dut = MVU(weights=W, mac=mac, w_dtype=wdt, in_dtype=adt, w_shift=shift, bias=bias,
+              activation=act, acc_range=(int(lo.min()), int(hi.max())), pe=pe, simd=simd,
+              depth=depth, **kw)
+    return dut, W, b, act
+
+
+def check(seed, mac, types, mh, mw, pe, simd, act_kind, n=4, gap=0.3, stall=0.3, worst=False,
+          **kw):
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    dut, W, b, act = make_mvu(rng, mac, types, mh, mw, pe, simd, act_kind, worst=worst, **kw)
+    adt = types[1]
+    X = random_values(rng, adt, (n, mw))
+    if worst:  # rows of extreme inputs reach the accumulator's bounds
+        X[0], X[1] = adt.min, adt.max
+    got, _, _ = run_mvu(dut, X, rng, gap=gap, stall=stall)
+    np.testing.assert_array_equal(got, expected(mac, W, X, types[2], b, act))
+
+
+FOLDINGS = [(4, 6, 1, 1), (4, 6, 4, 6), (4, 6, 2, 3), (6, 4, 3, 2)]
+ACTS = ["none", "threshold", "requant"]
+
+
+@pytest.mark.parametrize("mac", KINDS)
+@pytest.mark.parametrize("fold", range(len(FOLDINGS)))
+def test_mvu_random(mac, fold):
+    seed = 1000 + 17 * KINDS.index(mac) + fold
+    rng = np.random.default_rng(seed)
+    types = TYPES[mac][int(rng.integers(len(TYPES[mac])))]
+    act = ACTS[(KINDS.index(mac) + fold) % 3]
+    check(seed, mac, types, *FOLDINGS[fold], act, depth=fold % 3)
+
+
+@pytest.mark.parametrize("mac", KINDS)
+def test_mvu_every_type(mac):
+    for k, types in enumerate(TYPES[mac]):
+        seed = 2000 + 31 * KINDS.index(mac) + k
+        check(seed, mac, types, 4, 4, 2, 2, ACTS[k % 3], n=3, depth=k % 2)
+
+
+@pytest.mark.parametrize("mac", KINDS)
+def test_mvu_worst_case(mac):
+    for k, types in enumerate(TYPES[mac]):
+        seed = 3000 + 31 * KINDS.index(mac) + k
+        check(seed, mac, types, 4, 8, 2, 4, "none", n=3, worst=True, gap=0.2, stall=0.2)
+
+
+def test_mvu_onehot_counters():
+    for k, types in enumerate(TYPES["onehot"]):
+        check(4000 + k, "onehot", types, 4, 6, 2, 3, ACTS[k % 3], onehot_mode="counters",
+              depth=k)
+
+
+@pytest.mark.parametrize("ram_style", ["block", "distributed", "logic", None])
+def test_mvu_ram_style(ram_style):
+    check(5000, "int", TYPES["int"][0], 4, 4, 2, 2, "threshold", ram_style=ram_style, n=2)
+
+
+def test_mvu_heavy_backpressure():
+    check(6000, "xnor", TYPES["xnor"][0], 4, 8, 2, 2, "threshold", n=6, gap=0.7, stall=0.8)
+    check(6001, "adder", TYPES["adder"][0], 4, 8, 1, 4, "none", n=6, gap=0.0, stall=0.9)
+
+
+@pytest.mark.parametrize("mh,mw,pe,simd,act,depth", [
+    (4, 6, 2, 3, "none", 0), (4, 6, 1, 1, "threshold", 2), (4, 6, 4, 6, "requant", 1),
+    (2, 8, 2, 2, "threshold", 3)])
+def test_mvu_cycles(mh, mw, pe, simd, act, depth):
+    """No stalls: a vector every (MH/PE)·(MW/SIMD) cycles, first output after `latency`."""
+    seed = 7000 + mh * 100 + pe * 10 + simd
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    dut, W, b, a = make_mvu(rng, "xnor", TYPES["xnor"][0], mh, mw, pe, simd, act, depth=depth)
+    assert dut.cycles_per_vector == (mh // pe) * (mw // simd)
+    n = 4
+    X = random_values(rng, DType.bipolar(), (n, mw))
+    got, src, sink = run_mvu(dut, X, rng)
+    np.testing.assert_array_equal(got, expected("xnor", W, X, 0, b, a))
+    cpv, sf, nf = dut.cycles_per_vector, dut.synapse_folds, dut.neuron_folds
+    starts = src.accept_cycles[::sf]
+    assert starts == [src.accept_cycles[0] + v * cpv for v in range(n)]
+    assert src.accept_cycles[:sf] == list(range(src.accept_cycles[0], src.accept_cycles[0] + sf))
+    assert sink.valid_cycles[0] - src.accept_cycles[0] == dut.latency
+    # one output beat per neuron fold, every MW/SIMD cycles, without a gap between vectors
+    t0 = sink.transfer_cycles[0]
+    assert sink.transfer_cycles == [t0 + k * sf for k in range(n * nf)]
+
+
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_mvu_from_layer(conv):
+    seed = 8000 + conv
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    macs = ["int", "ternary"] if conv else ["and", "xnor"]
+    doc, arrays = random_network(rng, macs, conv=conv, in_shape=[2, 3, 3] if conv else [6],
+                                 widths=[4, 2], kernel=2, padding=0)
+    net = network_from_dict(doc, arrays=arrays)
+    layer = net.layers[0]
+    x = random_values(rng, net.input.dtype, (2, *net.input.shape))
+    res = golden.run(net, x)
+    if conv:
+        matrix = layer.weights.transpose(0, 2, 3, 1).reshape(layer.mh, -1)
+        dut = MVU.from_layer(layer, pe=2, simd=4, matrix=matrix)
+        win = golden.im2col(x, layer.kernel, layer.stride, layer.padding, layer.pad_value)
+        n, oh, ow, k = win.shape
+        c = net.input.shape[0]
+        kh, kw = layer.kernel
+        # reorder each window from (c, kh, kw) to (kh, kw, c)
+        X = win.reshape(n * oh * ow, c, kh, kw).transpose(0, 2, 3, 1).reshape(-1, k)
+        want = res.layers[0].out.transpose(0, 2, 3, 1).reshape(-1, layer.mh)
+    else:
+        dut = MVU.from_layer(layer, pe=2, simd=3)
+        X = x.reshape(2, -1)
+        want = res.layers[0].out
+    assert dut.out_dtype == layer.out_dtype
+    got, _, _ = run_mvu(dut, X, rng, gap=0.2, stall=0.2)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_mvu_last_layer_accumulator_code():
+    """With activation none the output is the accumulator in out_dtype.code_width bits."""
+    rng = np.random.default_rng(8100)
+    doc, arrays = random_network(rng, ["adder"], in_shape=[5], widths=[3])
+    net = network_from_dict(doc, arrays=arrays)
+    layer = net.layers[0]
+    dut = MVU.from_layer(layer, pe=3, simd=5)
+    assert len(dut.o_stream.payload) == 3 * layer.out_dtype.code_width
+    x = random_values(rng, net.input.dtype, (3, 5))
+    got, _, _ = run_mvu(dut, x, rng)
+    np.testing.assert_array_equal(got, golden.run(net, x).outputs)
+
+
+def test_mvu_bad_parameters():
+    W = np.ones((4, 6), dtype=np.int64)
+    kw = dict(weights=W, mac="int", w_dtype=DType.int(2), in_dtype=DType.uint(2),
+              activation=NoActivation(DType.int(8)), acc_range=(-30, 30))
+    with pytest.raises(ValueError, match=r"^PE must be a positive divisor of MH = 4, not 3$"):
+        MVU(**kw, pe=3)
+    with pytest.raises(ValueError, match=r"^SIMD must be a positive divisor of MW = 6, not 4$"):
+        MVU(**kw, simd=4)
+    with pytest.raises(ValueError, match=r"^RAM style must be block, distributed or logic, "
+                                         r"not 'ultra'$"):
+        MVU(**kw, ram_style="ultra")
+    with pytest.raises(ValueError, match=r"^Weights must be int2 values$"):
+        MVU(**{**kw, "weights": W * 2})
+    with pytest.raises(ValueError, match=r"^MAC kind 'xnor' takes weights bipolar, not int2$"):
+        MVU(**{**kw, "mac": "xnor"})
