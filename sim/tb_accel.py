@@ -1,0 +1,171 @@
+"""cocotb testbench of any generated accelerator, driven by a configuration file.
+
+Not a pytest module: :mod:`sim.runner` runs it in the simulator. Its parameters come from the
+JSON file named by ``NOMUL_TB_CONFIG`` (the runner writes it into the build directory and sets
+the variable through ``extra_env``); the stimulus and the expected outputs come from the
+``.npz`` that the configuration names. The test writes what it measured to the configuration's
+``result`` file.
+
+Phases:
+
+1. reset, then ``timing_frames`` frames with no stalls on either side: the steady-state
+   interval between output frames and the latency of the first frame are measured;
+2. the remaining frames with random gaps on the input (``stall_in``) and random back-pressure
+   on the output (``stall_out``); when ``reset_at_frame`` is set, a reset is applied halfway
+   through sending that frame, and the frames in flight are dropped (not checked);
+3. every received frame is compared with the golden model's, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from gen.dtypes import DType
+from sim.cocotb_parts import ClockLoop, GapSource, Scoreboard, StreamDriver, StreamLayout, StreamMonitor
+
+
+def _layout(spec: dict) -> StreamLayout:
+    d = spec["dtype"]
+    dtype = DType(d["encoding"], d["bits"], narrow=d.get("narrow", False), signed=d.get("signed", False))
+    return StreamLayout(tuple(spec["shape"]), dtype, spec["elems_per_beat"], spec.get("order", "flat"))
+
+
+def _handle(dut, name):
+    return None if name is None else getattr(dut, name)
+
+
+def _steady_interval(starts: list[int]) -> Fraction | None:
+    """Mean interval between frame starts over the second half of a run with no stalls."""
+    if len(starts) < 3:
+        return None
+    h = len(starts) // 2
+    return Fraction(starts[-1] - starts[h], len(starts) - 1 - h)
+
+
+@cocotb.test()
+async def accelerator_matches_golden(dut):
+    cfg_path = Path(os.environ["NOMUL_TB_CONFIG"])
+    cfg = json.loads(cfg_path.read_text())
+    base = cfg_path.parent
+    with np.load(base / cfg["stimulus"], allow_pickle=False) as z:
+        inputs, expected = z["inputs"], z["expected"]
+    n = inputs.shape[0]
+    lin, lout = _layout(cfg["input"]), _layout(cfg["output"])
+    frames_in = lin.pack(inputs)
+    expected = expected.reshape(n, *lout.shape)
+
+    rng = np.random.default_rng(cfg["seed"])
+    gaps_in = GapSource(np.random.default_rng(rng.integers(1 << 63)), 0.0)
+    gaps_out = GapSource(np.random.default_rng(rng.integers(1 << 63)), 0.0)
+    scoreboard = Scoreboard(lout)
+    scoreboard.keep_outputs = bool(cfg.get("keep_outputs"))
+    progress_file = base / cfg["progress"] if cfg.get("progress") else None
+    progress_every = max(1, n // 200)
+    in_starts: dict[int, int] = {}
+    out_frames = []
+
+    def frame_started(frame_no, cycle):
+        in_starts[frame_no] = cycle
+        scoreboard.expect(frame_no, expected[frame_no])
+
+    def frame_received(frame):
+        out_frames.append(frame)
+        scoreboard.check(frame)
+        if progress_file is not None and scoreboard.frames_checked % progress_every == 0:
+            progress_file.write_text(str(scoreboard.frames_checked))
+
+    pi, po = cfg["input"]["ports"], cfg["output"]["ports"]
+    driver = StreamDriver(_handle(dut, pi["payload"]), _handle(dut, pi["valid"]), _handle(dut, pi["ready"]),
+                          _handle(dut, pi.get("last")), gaps=gaps_in, on_frame_start=frame_started)
+    monitor = StreamMonitor(_handle(dut, po["payload"]), _handle(dut, po["valid"]),
+                            _handle(dut, po["ready"]), _handle(dut, po.get("last")),
+                            beats_per_frame=lout.beats_per_frame, gaps=gaps_out,
+                            on_frame=frame_received, on_framing_error=scoreboard.framing_error)
+    clk = _handle(dut, cfg["clock"])
+    rst = _handle(dut, cfg["reset"])
+    loop = ClockLoop(clk, [driver, monitor])
+
+    async def reset(cycles=2):
+        driver.abort()
+        monitor.flush()
+        rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(clk)
+        rst.value = 0
+        loop.cycle += cycles
+
+    Clock(clk, 10, unit="ns").start()
+    await reset(3)
+
+    # Phase 1: no stalls, for timing.
+    n_timing = min(n, cfg["timing_frames"])
+    for i in range(n_timing):
+        driver.append(i, frames_in[i])
+    budget = cfg["max_cycles"]
+    start = loop.cycle
+    ok = await loop.run(budget, stop=lambda: len(out_frames) >= n_timing)
+    timeout = not ok and n_timing > 0
+    starts = [f.first_cycle for f in out_frames]
+    cpf = _steady_interval(starts)
+    latency = None
+    if out_frames and 0 in in_starts:
+        latency = out_frames[0].first_valid_cycle - in_starts[0]
+
+    # Phase 2: random stalls, an optional reset in the middle of a frame.
+    gaps_in.p, gaps_out.p = cfg["stall_in"], cfg["stall_out"]
+    reset_at = cfg.get("reset_at_frame")
+    dropped = 0
+    if not timeout and n > n_timing:
+        for i in range(n_timing, n):
+            driver.append(i, frames_in[i])
+        if reset_at is not None and n_timing <= reset_at < n:
+            half = max(1, lin.beats_per_frame // 2)
+            # Halfway through sending the frame, or (one-beat frames) once it is sent.
+            ok = await loop.run(budget, stop=lambda: reset_at in in_starts and (
+                driver.current_frame != reset_at or driver.beat >= half))
+            if not ok:
+                timeout = True
+            else:
+                dropped = scoreboard.pending  # the frames in flight, the interrupted one included
+                scoreboard.flush()
+                await reset()
+        if not timeout:
+            ok = await loop.run(budget, stop=lambda: driver.idle and scoreboard.pending == 0)
+            timeout = not ok
+    # A few idle cycles: an output frame that no input explains would show up here.
+    if not timeout:
+        await loop.run(max(16, 2 * (latency or 0)))
+
+    result = {
+        "frames_sent": n,
+        "frames_checked": scoreboard.frames_checked,
+        "frames_bad": scoreboard.frames_bad,
+        "frames_dropped_by_reset": dropped,
+        "mismatches": scoreboard.mismatch_count,
+        "mismatch_report": [str(m) for m in scoreboard.mismatches],
+        "cycles_per_frame": None if cpf is None else (int(cpf) if cpf.denominator == 1 else float(cpf)),
+        "latency_cycles": latency,
+        "timing_frames": n_timing,
+        "timeout": timeout,
+        "cycles": loop.cycle - start,
+        "python_s": loop.python_s,
+        "loop_s": loop.total_s,
+    }
+    if scoreboard.keep_outputs:
+        outputs = np.zeros_like(expected)
+        received = np.zeros(n, dtype=bool)
+        for i, v in scoreboard.outputs.items():
+            outputs[i], received[i] = v, True
+        np.savez(base / "tb_outputs.npz", outputs=outputs, received=received)
+    (base / cfg["result"]).write_text(json.dumps(result, indent=1))
+    assert not timeout, f"timeout: the accelerator stopped after {scoreboard.frames_checked} frames"
+    assert scoreboard.mismatch_count == 0, (
+        f"{scoreboard.mismatch_count} mismatches; first: " + "; ".join(map(str, scoreboard.mismatches[:5])))
