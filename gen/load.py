@@ -14,7 +14,7 @@ import pydantic
 import yaml
 
 from . import schema
-from .dtypes import DType
+from .dtypes import DType, bits_for_range
 from .errors import NetworkError
 from .ir import (
     Argmax,
@@ -36,6 +36,7 @@ MAX_ARRAY_ELEMENTS = 1 << 26
 MAX_INPUT_ELEMENTS = 1 << 22
 MAX_ABS_BIAS = 1 << 40
 MAX_ACC_BITS = 62
+MAX_OUT_BITS = 32
 
 # Which weight and activation encodings each MAC kind takes.
 MAC_RULES = {
@@ -73,6 +74,39 @@ def _pydantic_path(err: dict, data) -> str:
         elif err["type"] == "missing" and i == len(loc) - 1:
             parts.append(comp)
     return _fmt_path(parts)
+
+
+def _union_members(err: dict, data) -> tuple:
+    """The components of an error's location that are not keys of the data: the names of the
+    union members (and tags) that pydantic tried."""
+    out, node = [], data
+    for i, comp in enumerate(err["loc"]):
+        if isinstance(comp, int) and isinstance(node, list) and 0 <= comp < len(node):
+            node = node[comp]
+        elif isinstance(comp, str) and isinstance(node, dict) and comp in node:
+            node = node[comp]
+        elif not (err["type"] == "missing" and i == len(err["loc"]) - 1):
+            out.append((i, comp))
+    return tuple(out)
+
+
+def _best_error(errors: list, data) -> dict:
+    """The one error to report.
+
+    A value that fails every member of a union (``stride: [1, 0]`` against ``int | tuple[int,
+    int]``, or a quantizer against the affine and the threshold forms) gives errors for every
+    member: report one from the member that fits best (fewest errors, then fewest type
+    mismatches). Within it, an unknown key (often a typo) comes first, as it explains the
+    "missing" error that comes with it.
+    """
+    def mismatch(err):
+        return err["type"].endswith("_type")
+
+    groups: dict[tuple, list] = {}
+    for err in errors:
+        groups.setdefault(_union_members(err, data), []).append(err)
+    best = min(groups.values(), key=lambda g: (len(g), sum(map(mismatch, g))))
+    return min(best, key=lambda err: (err["type"] != "extra_forbidden", mismatch(err)))
 
 
 def _pydantic_message(err: dict) -> str:
@@ -182,6 +216,10 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 def _acc_bounds(mac: str, w: np.ndarray, shift: int, rng: ValueRange, bias):
     """Exact per-row minimum and maximum of the dot product over inputs in ``rng``."""
     lo, hi = rng.lo, rng.hi
+    amag = max(abs(lo), abs(hi))
+    wmag = int(np.abs(w).max(initial=0)) << shift
+    if (amag + wmag) * max(amag, wmag, 1) * w.shape[1] >= 1 << 62:
+        w = w.astype(object)  # int64 could overflow: bound with Python integers
     if mac == "adder":
         ws = w << shift
         tmin = -np.maximum(np.abs(lo - ws), np.abs(hi - ws))
@@ -195,10 +233,20 @@ def _acc_bounds(mac: str, w: np.ndarray, shift: int, rng: ValueRange, bias):
     return amin, amax
 
 
+def _out_dtype(field: str, lo: int, hi: int, what: str, hint: str = "") -> DType:
+    """The uint or int type of an output range, which must fit the widest element type."""
+    width, _ = bits_for_range(lo, hi)
+    if width > MAX_OUT_BITS:
+        raise NetworkError(field, f"{what} [{lo}, {hi}] needs {width} bits, more than the "
+                                  f"{MAX_OUT_BITS} an element can have{hint}")
+    return DType.for_range(lo, hi)
+
+
 def _activation(path: str, spec, arrays: _Arrays, oc_full: int, keep, amin, amax):
     p = f"{path}.activation"
     if isinstance(spec, schema.NoActivationSpec):
-        return NoActivation(DType.for_range(int(amin.min()), int(amax.max())))
+        return NoActivation(_out_dtype(p, int(amin.min()), int(amax.max()), "the accumulator range",
+                                       "; add a requant or multithreshold activation"))
     if isinstance(spec, schema.MultiThresholdSpec):
         f = f"{p}.thresholds"
         t = arrays.get(f, spec.thresholds)
@@ -218,6 +266,7 @@ def _activation(path: str, spec, arrays: _Arrays, oc_full: int, keep, amin, amax
                                                    f"per channel, found {n}")
             levels = np.array([-1, 1])
         elif spec.levels is not None:
+            _out_dtype(f"{p}.levels", min(spec.levels), max(spec.levels), "the range of the levels")
             levels = np.array(spec.levels, dtype=np.int64)
             if len(levels) != n + 1:
                 raise NetworkError(f"{p}.levels", f"expected {n + 1} levels for {n} thresholds, "
@@ -225,6 +274,7 @@ def _activation(path: str, spec, arrays: _Arrays, oc_full: int, keep, amin, amax
             if (np.diff(levels) < 0).any():
                 raise NetworkError(f"{p}.levels", "levels must be non-decreasing")
         else:
+            _out_dtype(f"{p}.offset", spec.offset, spec.offset + n, "the output range")
             levels = spec.offset + np.arange(n + 1)
         lo, hi = int(levels[0]), int(levels[-1])
         enc = spec.encoding or ("bipolar" if spec.bipolar else None)
@@ -262,12 +312,13 @@ def _activation(path: str, spec, arrays: _Arrays, oc_full: int, keep, amin, amax
     lo, hi = spec.clip
     if lo > hi:
         raise NetworkError(f"{p}.clip", f"lower bound {lo} is above upper bound {hi}")
+    out = _out_dtype(f"{p}.clip", lo, hi, "the output range")
     mmax = int(np.abs(m).max())
     amag = max(abs(int(amin.min())), abs(int(amax.max())))
     if mmax and (mmax * amag).bit_length() > MAX_ACC_BITS:
         raise NetworkError(f"{p}.multiplier", f"accumulator × multiplier needs "
                                               f"{(mmax * amag).bit_length() + 1} bits, more than 63")
-    return Requant(_frozen(m), spec.shift, spec.rounding, (lo, hi), DType.for_range(lo, hi))
+    return Requant(_frozen(m), spec.shift, spec.rounding, (lo, hi), out)
 
 
 def _compute_layer(i: int, spec, arrays: _Arrays, shape, shape_full, dt: DType, rng: ValueRange,
@@ -388,9 +439,7 @@ def network_from_dict(data, base: Path | None = None, arrays: dict | None = None
     try:
         spec = schema.NetworkSpec.model_validate(data)
     except pydantic.ValidationError as e:
-        # An unknown key (often a typo) explains the "missing" error that comes with it.
-        errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
-        err = errs[0]
+        err = _best_error(e.errors(), data)
         raise NetworkError(_pydantic_path(err, data), _pydantic_message(err)) from None
     if arrays is None:
         npz = None
