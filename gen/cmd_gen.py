@@ -1,0 +1,83 @@
+"""``nomul gen``: network file → accelerator folder (Verilog, manifest, testbench, board)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from .errors import NetworkError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "gen", help="generate the accelerator of a network: Verilog, manifest, testbench",
+        description="Generate a dataflow accelerator for a network: Verilog through Amaranth, "
+                    "manifest.json (ports, stream layouts, folding, cycles), a self-checking "
+                    "testbench with golden-model vectors and a Makefile; with --board, a UART top "
+                    "level for the board and its build script. OUT is replaced as a whole, or "
+                    "left as it was on failure.")
+    p.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--fold", metavar="FILE|auto",
+                   help="folding: a YAML/JSON file of layer name → {pe, simd}, or 'auto' to fold "
+                        "every layer for --target-cycles (default: the network file's folding, "
+                        "automatic where it gives none)")
+    p.add_argument("--target-cycles", type=int, metavar="N",
+                   help="cycles per frame that automatically folded layers must meet (default: "
+                        "about 64 lanes in the largest layer)")
+    p.add_argument("--board", metavar="NAME",
+                   help="board top level: icebreaker, ulx3s, arty-a7-35")
+    p.add_argument("--bitstream", action="store_true",
+                   help="with --board: build the bitstream with the YoWASP tools (iCE40, ECP5)")
+    p.add_argument("--force", action="store_true",
+                   help="with --board: generate even when the resource estimate says it does not fit")
+    p.add_argument("--frames", type=int, default=8, metavar="N",
+                   help="frames of golden-model test vectors for the testbench (default 8)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256(path.read_bytes())
+    npz = path.with_suffix(".npz")
+    if npz.is_file():
+        h.update(npz.read_bytes())
+    return h.hexdigest()
+
+
+def run(args) -> int:
+    from .boards import build_bitstream, get_board
+    from .emit import build, write_outputs
+    from .load import load_network
+    from .plan import load_fold_file
+
+    net = load_network(args.network)
+    fold = None
+    if args.fold is not None:
+        fold = "auto" if args.fold == "auto" else load_fold_file(args.fold)
+    if args.bitstream and not args.board:
+        raise NetworkError("--bitstream", "needs --board")
+    if args.frames < 1:
+        raise NetworkError("--frames", f"expected a positive integer, found {args.frames}")
+    board = get_board(args.board) if args.board else None
+    path = Path(args.network)
+    g = build(net, fold=fold, target_cycles=args.target_cycles, board=board, net_file=path.name,
+              net_digest=_digest(path), frames=args.frames, check_fit=not args.force)
+    after = None
+    if args.bitstream:
+        def after(tmp):
+            bit = build_bitstream(board, tmp / "board")
+            print(f"bitstream: {bit.name}")
+    write_outputs(args.out, g.files, after=after)
+    print(g.plan.report())
+    m = g.manifest
+    print(f"wrote {args.out}/: {m['top']['module']} ({m['top']['verilog']}), manifest.json, tb.v, "
+          f"Makefile{', board/' if board else ''}; input {m['input']['beats_per_frame']} beats of "
+          f"{m['input']['elements_per_beat']}×{m['input']['dtype']['name']}, output "
+          f"{m['output']['beats_per_frame']} beats of {m['output']['elements_per_beat']}×"
+          f"{m['output']['dtype']['name']} per frame")
+    sys.stdout.flush()
+    return 0
