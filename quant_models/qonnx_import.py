@@ -1,0 +1,1025 @@
+"""Import of QONNX models (Brevitas exports, FINN's dialect) into an all-integer network file.
+
+The graph is cleaned up with qonnx, then walked once in topological order. Every tensor gets a
+*state* that says how its float value relates to integers:
+
+- :class:`_FloatIn` — the graph input, through element-wise ops with scalar parameters;
+- :class:`_Int` — an integer tensor ``q`` whose float value is ``q * scale + offset``
+  (the input after its quantizer, a quantized activation);
+- :class:`_Weights` — constant integer weights ``q`` with a per-output-channel float scale;
+- :class:`_Acc` — the integer accumulator of a dense or convolution layer, followed by a chain
+  of float nodes (scales, biases, BatchNorm, ReLU) that has not reached a quantizer yet.
+
+When an accumulator's chain reaches a quantizer (Quant, BipolarQuant, MultiThreshold, Sign),
+the chain is streamlined into a multi-threshold activation: for every output channel and every
+output level, the smallest accumulator whose float path reaches that level. The thresholds are
+found by a binary search that runs the chain itself (:mod:`quant_models.qonnx_floatpath`), so
+they agree with the float32 arithmetic of the graph on every reachable accumulator; channels
+whose float path decreases with the accumulator (a negative BatchNorm or scale factor) get
+their weight row negated first. A chain that reaches the graph output stays an integer
+accumulator, and its float scale and offset per output channel are recorded in the metadata.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from gen.dtypes import DType
+from gen.errors import NetworkError
+
+from .qonnx_floatpath import FloatPath, search_float32_threshold, search_thresholds
+
+__all__ = ["import_qonnx", "import_to_file", "load_qonnx"]
+
+_SHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+_AFFINE_OPS = ("Mul", "Div", "Add", "Sub")
+_QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
+_PASS_OPS = ("Identity", "Dropout")
+_ROUNDINGS = {"ROUND": "half-even", "HALF_EVEN": "half-even", "FLOOR": "floor", "CEIL": "ceil"}
+_EXHAUSTIVE_LIMIT = 1 << 22
+
+
+# -- states ---------------------------------------------------------------------------------------
+@dataclass
+class _FloatIn:
+    shape: tuple
+    nodes: list            # element-wise nodes applied since the graph input
+    a: float = 1.0         # float value = x * a + b while only affine ops were applied
+    b: float = 0.0
+    annotation: str = "FLOAT32"
+
+
+@dataclass
+class _Int:
+    shape: tuple
+    dtype: DType
+    lo: int                # value range of q (the levels actually produced)
+    hi: int
+    scale: float
+    offset: np.ndarray     # broadcastable to shape
+
+
+@dataclass
+class _Weights:
+    q: np.ndarray          # int64
+    scale: np.ndarray      # float64, broadcastable to q
+    dtype: DType
+
+
+@dataclass
+class _Acc:
+    layer: dict            # the layer's file-format fields so far (type, name, conv parameters)
+    weights: np.ndarray    # (C, ...) int64, output channels first
+    w_dtype: DType
+    src: _Int
+    shape: tuple           # per-sample output shape (C,) or (C, OH, OW)
+    view: tuple            # per-sample shape of the chain's current tensor
+    start: str             # name of the compute node's output tensor
+    s0: np.ndarray         # (C,) float value at ``start`` = acc * s0 + o0 (+ bias, in float32)
+    o0: np.ndarray
+    bias: np.ndarray | None
+    nodes: list = field(default_factory=list)
+    slope: np.ndarray = None   # (C,) analytic d(value)/d(acc), sign kept through ReLU
+    offset: np.ndarray = None  # (C,) analytic value at acc = 0 (valid while ``affine``)
+    affine: bool = True
+
+    @property
+    def channels(self) -> int:
+        return self.weights.shape[0]
+
+
+@dataclass
+class _Index:
+    n: int
+
+
+@dataclass
+class _Quantizer:
+    """What a quantizer node produces: integer levels and their float values."""
+    levels: np.ndarray     # ascending integer values of q
+    scale: float           # float value = q * scale + offset
+    offset: float
+    act: dict              # multithreshold fields of the file format (besides thresholds)
+    decode: object         # float output of the node -> q (float64 array)
+    dtype: DType
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _where(i: int, node) -> str:
+    return f"nodes[{i}] ({node.name or node.op_type})"
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _int_dtype(bits: int, signed: bool, narrow: bool) -> DType:
+    if signed and narrow and bits == 2:
+        return DType.ternary()
+    if signed:
+        return DType.int(bits, narrow=narrow)
+    return DType.uint(bits)
+
+
+def _type_spec(dt: DType) -> dict:
+    spec = {"encoding": dt.encoding}
+    if dt.encoding in ("uint", "int", "onehot"):
+        spec["bits"] = dt.bits
+    if dt.narrow:
+        spec["narrow"] = True
+    if dt.signed:
+        spec["signed"] = True
+    return spec
+
+
+def _dtype_of_values(q: np.ndarray) -> DType:
+    vals = set(np.unique(q).tolist())
+    if vals <= {-1, 1}:
+        return DType.bipolar()
+    if vals <= {-1, 0, 1}:
+        return DType.ternary()
+    return DType.for_range(int(q.min()), int(q.max()))
+
+
+def _scalar(v, what: str, where: str) -> float:
+    a = np.asarray(v, dtype=np.float64)
+    if a.size != 1:
+        raise NetworkError(where, f"unsupported op: {what} must be a scalar, found shape {a.shape}")
+    return float(a.reshape(()))
+
+
+def _per_channel(v, shape: tuple, what: str, where: str) -> np.ndarray:
+    """A constant broadcast over (1, *shape), as one value per channel (axis 1)."""
+    a = np.asarray(v, dtype=np.float64)
+    try:
+        full = np.broadcast_to(a, (1, *shape))
+    except ValueError:
+        raise NetworkError(where, f"unsupported op: {what} of shape {a.shape} does not broadcast "
+                                  f"to the tensor's shape {(1, *shape)}") from None
+    rows = full.reshape(shape[0], -1)
+    if not (rows == rows[:, :1]).all():
+        raise NetworkError(where, f"unsupported op: {what} varies within a channel")
+    return rows[:, 0].copy()
+
+
+def _reshape(shape: tuple, target, where: str) -> tuple:
+    full = (1, *shape)
+    t = [int(d) for d in np.asarray(target).ravel()]
+    t = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(t)]
+    try:
+        out = np.empty(full, dtype=np.int8).reshape(t).shape
+    except ValueError:
+        raise NetworkError(where, f"unsupported op Reshape: cannot reshape {full} to {t}") from None
+    if not out or out[0] != 1:
+        raise NetworkError(where, f"unsupported op Reshape: the batch dimension must stay first "
+                                  f"(reshape {full} to {t})")
+    return tuple(out[1:])
+
+
+def load_qonnx(model):
+    """A cleaned-up :class:`qonnx.core.modelwrapper.ModelWrapper` from a path or a model."""
+    try:
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.util.cleanup import cleanup_model
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise NetworkError("", "the QONNX importer needs qonnx, onnx and onnxruntime "
+                               "(pip install 'nomul[qonnx]')") from None
+    import warnings
+
+    if isinstance(model, (str, Path)):
+        p = Path(model)
+        if not p.is_file():
+            raise NetworkError("", f"model file not found: {p}")
+        try:
+            model = ModelWrapper(str(p))
+        except Exception as e:  # onnx raises several types for a bad file
+            raise NetworkError("", f"cannot read {p.name} as ONNX: {e}") from None
+    elif not isinstance(model, ModelWrapper):
+        model = ModelWrapper(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cleanup_model(model)
+
+
+# -- the importer ---------------------------------------------------------------------------------
+class _Importer:
+    def __init__(self, model, *, name: str, source: str, argmax: bool):
+        self.model = model
+        self.name = name
+        self.source = source
+        self.argmax = argmax
+        self.env: dict[str, object] = {}
+        self.layers: list[dict] = []
+        self.arrays: dict[str, np.ndarray] = {}
+        self.input_doc: dict | None = None
+        self.output_meta: dict | None = None
+        self.stats = {"thresholds": 0, "ceil_adjusted": 0}
+
+    # -- driver --
+    def run(self) -> tuple[dict, dict]:
+        g = self.model.graph
+        if len(g.input) != 1 or len(g.output) != 1:
+            raise NetworkError("", f"unsupported model: {len(g.input)} inputs and {len(g.output)} "
+                                   f"outputs (only one of each)")
+        self._check_linear()
+        inp = g.input[0].name
+        shape = tuple(self.model.get_tensor_shape(inp))
+        if len(shape) < 2 or shape[0] != 1:
+            raise NetworkError("input", f"unsupported input shape {shape}: expected (1, N) or "
+                                        f"(1, C, H, W)")
+        per = shape[1:]
+        if len(per) == 2:
+            raise NetworkError("input", f"unsupported input shape {shape}: expected (1, N) or "
+                                        f"(1, C, H, W)")
+        ann = self.model.get_tensor_datatype(inp)
+        self.graph_input_shape = tuple(per)
+        self.env[inp] = _FloatIn(per, [], annotation=ann.name if ann is not None else "FLOAT32")
+        self.input_name = inp
+        for i, node in enumerate(g.node):
+            self._node(i, node)
+        out = g.output[0].name
+        state = self.env.get(out)
+        self._finish(state, out)
+        return self._document()
+
+    def _check_linear(self):
+        g = self.model.graph
+        uses: dict[str, list[int]] = {}
+        for i, node in enumerate(g.node):
+            for t in node.input:
+                if t and self.model.get_initializer(t) is None:
+                    uses.setdefault(t, []).append(i)
+        for t, idx in uses.items():
+            if len(idx) > 1:
+                j = idx[1]
+                raise NetworkError(_where(j, g.node[j]), f"unsupported op {g.node[j].op_type}: tensor "
+                                   f"{t!r} feeds {len(idx)} nodes (only linear chains are supported)")
+
+    def _const(self, name: str):
+        """The constant value of a tensor (an array or quantized weights), or None."""
+        v = self.model.get_initializer(name)
+        if v is not None:
+            return v
+        st = self.env.get(name)
+        return st if isinstance(st, (np.ndarray, _Weights)) else None
+
+    def _node(self, i: int, node):
+        where = _where(i, node)
+        op = node.op_type
+        dyn = [n for n in node.input if n and self._const(n) is None]
+        for n in dyn:
+            if n not in self.env:
+                raise NetworkError(where, f"unsupported op {op}: input {n!r} is not produced by a "
+                                          f"supported node")
+        if not dyn:
+            self.env[node.output[0]] = self._const_node(i, node)
+            return
+        if len(dyn) > 1:
+            raise NetworkError(where, f"unsupported op {op}: more than one computed input "
+                                      f"(residual or branching graphs are not supported)")
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            raise NetworkError(where, f"unsupported op {op}")
+        handler(i, node, where)
+
+    # -- constants and weights --
+    def _const_node(self, i: int, node):
+        where = _where(i, node)
+        op = node.op_type
+        vals = [self._const(n) if n else None for n in node.input]
+        if op in ("Quant", "BipolarQuant"):
+            return self._weights(node, vals, where)
+        if any(isinstance(v, _Weights) for v in vals):
+            w = vals[0]
+            if op == "Transpose" and isinstance(w, _Weights):
+                perm = _attrs(node).get("perm", list(range(w.q.ndim))[::-1])
+                return _Weights(np.transpose(w.q, perm),
+                                np.transpose(np.broadcast_to(w.scale, w.q.shape), perm), w.dtype)
+            if op in _PASS_OPS:
+                return w
+            raise NetworkError(where, f"unsupported op {op} on quantized weights")
+        if not vals or vals[0] is None:
+            raise NetworkError(where, f"unsupported op {op}")
+        fp = FloatPath(self.model, [node], node.input[0])
+        try:
+            return np.asarray(fp(vals[0]))
+        except Exception as e:
+            raise NetworkError(where, f"unsupported op {op}: cannot fold constants ({e})") from None
+
+    def _weights(self, node, vals, where) -> _Weights:
+        from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
+
+        w = np.asarray(vals[0], dtype=np.float32)
+        scale = np.asarray(vals[1], dtype=np.float32)
+        if (scale <= 0).any():
+            raise NetworkError(where, f"unsupported op {node.op_type}: weight scale must be positive")
+        if node.op_type == "BipolarQuant":
+            q = np.where(w >= 0, 1, -1).astype(np.int64)
+            return _Weights(q, scale.astype(np.float64), DType.bipolar())
+        zp = np.asarray(vals[2], dtype=np.float32)
+        bits = _scalar(vals[3], "the bit width", where)
+        a = _attrs(node)
+        signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+        mode = a.get("rounding_mode", b"ROUND")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if (zp != 0).any():
+            raise NetworkError(where, "unsupported op Quant: weights with a non-zero zero point")
+        if bits != int(bits) or not 1 <= bits <= 32:
+            raise NetworkError(where, f"unsupported op Quant: bit width {bits}")
+        bits = int(bits)
+        y = resolve_rounding_mode(mode)(w / scale + zp)
+        y = np.clip(y, min_int(signed, narrow, bits), max_int(signed, narrow, bits))
+        q = y.astype(np.int64)
+        dt = _int_dtype(bits, signed, narrow) if bits >= 2 else _dtype_of_values(q)
+        if not dt.contains(q).all():  # pragma: no cover - guarded by the clip
+            dt = _dtype_of_values(q)
+        return _Weights(q, scale.astype(np.float64), dt)
+
+    def _weights_of(self, v, where, op) -> _Weights:
+        if isinstance(v, _Weights):
+            return v
+        a = np.asarray(v, dtype=np.float64)
+        if not np.array_equal(a, np.round(a)):
+            raise NetworkError(where, f"unsupported op {op}: float (unquantized) weights")
+        q = a.astype(np.int64)
+        return _Weights(q, np.ones(1), _dtype_of_values(q))
+
+    # -- shape and pass-through ops --
+    def _shape_op(self, i, node, where, fn):
+        st = self.env[node.input[0]]
+        if isinstance(st, _FloatIn):
+            self.env[node.output[0]] = replace(st, shape=fn(st.shape))
+        elif isinstance(st, _Int):
+            shape = fn(st.shape)
+            off = np.asarray(st.offset)
+            if off.size > 1:
+                off = np.broadcast_to(off, st.shape).reshape(shape)
+            self.env[node.output[0]] = replace(st, shape=shape, offset=off)
+        elif isinstance(st, _Acc) and node.op_type in ("Squeeze", "Unsqueeze"):
+            view = fn(st.view)
+            self.env[node.output[0]] = replace(st, view=view, nodes=[*st.nodes, node])
+        else:
+            raise NetworkError(where, f"unsupported op {node.op_type} on {self._what(st)}")
+
+    def _what(self, st) -> str:
+        return {_FloatIn: "the float input", _Int: "an integer tensor",
+                _Acc: "an accumulator before its quantizer", _Index: "a class index"}.get(
+                    type(st), type(st).__name__)
+
+    def _op_Reshape(self, i, node, where):
+        target = self._const(node.input[1])
+        if target is None:
+            raise NetworkError(where, "unsupported op Reshape: the shape is not constant")
+        self._shape_op(i, node, where, lambda s: _reshape(s, target, where))
+
+    def _op_Flatten(self, i, node, where):
+        if _attrs(node).get("axis", 1) != 1:
+            raise NetworkError(where, "unsupported op Flatten: axis must be 1")
+        self._shape_op(i, node, where, lambda s: (math.prod(s),))
+
+    def _squeeze_axes(self, node):
+        a = _attrs(node).get("axes")
+        if a is None and len(node.input) > 1 and node.input[1]:
+            a = [int(x) for x in np.asarray(self._const(node.input[1])).ravel()]
+        return a
+
+    def _op_Squeeze(self, i, node, where):
+        axes = self._squeeze_axes(node)
+
+        def fn(s):
+            full = (1, *s)
+            ax = [a % len(full) for a in axes] if axes is not None else \
+                [k for k, d in enumerate(full) if d == 1 and k]
+            if 0 in ax or any(full[a] != 1 for a in ax):
+                raise NetworkError(where, f"unsupported op Squeeze: axes {axes} of shape {full}")
+            return tuple(d for k, d in enumerate(full) if k not in ax)[1:]
+        self._shape_op(i, node, where, fn)
+
+    def _op_Unsqueeze(self, i, node, where):
+        axes = self._squeeze_axes(node)
+
+        def fn(s):
+            out = list((1, *s))
+            n = len(out) + len(axes)
+            for a in sorted(x % n for x in axes):
+                if a == 0:
+                    raise NetworkError(where, "unsupported op Unsqueeze: on the batch axis")
+                out.insert(a, 1)
+            return tuple(out[1:])
+        self._shape_op(i, node, where, fn)
+
+    def _passthrough(self, i, node, where):
+        self.env[node.output[0]] = self.env[node.input[0]]
+
+    _op_Identity = _passthrough
+    _op_Dropout = _passthrough
+
+    # -- element-wise affine ops --
+    def _affine(self, i, node, where):
+        op = node.op_type
+        c0, c1 = self._const(node.input[0]), self._const(node.input[1])
+        reverse = c1 is None  # the constant comes first
+        x_name = node.input[1] if reverse else node.input[0]
+        c = np.asarray(c0 if reverse else c1, dtype=np.float64)
+        st = self.env[x_name]
+        if reverse and op == "Div":
+            raise NetworkError(where, "unsupported op Div: a constant divided by a tensor")
+        out = node.output[0]
+        if isinstance(st, _FloatIn):
+            v = _scalar(c, f"the {op} parameter on the float input", where)
+            a, b = st.a, st.b
+            if op == "Mul":
+                a, b = a * v, b * v
+            elif op == "Div":
+                a, b = a / v, b / v
+            elif op == "Add":
+                b = b + v
+            elif reverse:  # v - x
+                a, b = -a, v - b
+            else:
+                b = b - v
+            self.env[out] = replace(st, nodes=[*st.nodes, node], a=a, b=b)
+        elif isinstance(st, _Int):
+            scale, off = st.scale, np.asarray(st.offset, dtype=np.float64)
+            if op in ("Mul", "Div"):
+                v = _scalar(c, f"the {op} parameter on an integer tensor (a per-channel scale "
+                               f"cannot be folded into integer weights)", where)
+                scale, off = (scale * v, off * v) if op == "Mul" else (scale / v, off / v)
+            else:
+                try:
+                    cc = np.broadcast_to(c, (1, *st.shape))[0]
+                except ValueError:
+                    raise NetworkError(where, f"unsupported op {op}: parameter of shape {c.shape} "
+                                              f"does not broadcast to {(1, *st.shape)}") from None
+                if c.size == 1:
+                    cc = np.float64(c.reshape(()))
+                if op == "Add":
+                    off = off + cc
+                elif reverse:
+                    scale, off = -scale, cc - off
+                else:
+                    off = off - cc
+            self.env[out] = replace(st, scale=scale, offset=off)
+        elif isinstance(st, _Acc):
+            v = _per_channel(c, st.view, f"the {op} parameter", where)
+            if len(st.view) and st.view[0] != st.channels:
+                raise NetworkError(where, f"unsupported op {op}: channels are not on axis 1")
+            s, o = st.slope, st.offset
+            if op == "Mul":
+                s, o = s * v, o * v
+            elif op == "Div":
+                s, o = s / v, o / v
+            elif op == "Add":
+                o = o + v
+            elif reverse:
+                s, o = -s, v - o
+            else:
+                o = o - v
+            self.env[out] = replace(st, nodes=[*st.nodes, node], slope=s, offset=o)
+        else:
+            raise NetworkError(where, f"unsupported op {op} on {self._what(st)}")
+
+    _op_Mul = _affine
+    _op_Div = _affine
+    _op_Add = _affine
+    _op_Sub = _affine
+
+    def _op_BatchNormalization(self, i, node, where):
+        st = self.env[node.input[0]]
+        if not isinstance(st, _Acc):
+            raise NetworkError(where, f"unsupported op BatchNormalization on {self._what(st)} "
+                                      f"(only after MatMul, Gemm or Conv)")
+        p = [np.asarray(self._const(n), dtype=np.float64) for n in node.input[1:5]]
+        if any(v is None for v in p):
+            raise NetworkError(where, "unsupported op BatchNormalization: non-constant parameters")
+        eps = float(_attrs(node).get("epsilon", 1e-5))
+        gamma, beta, mean, var = (np.broadcast_to(v.ravel(), (st.channels,)) for v in p)
+        k = gamma / np.sqrt(var + eps)
+        self.env[node.output[0]] = replace(st, nodes=[*st.nodes, node], slope=st.slope * k,
+                                           offset=(st.offset - mean) * k + beta)
+
+    def _op_Relu(self, i, node, where):
+        st = self.env[node.input[0]]
+        if not isinstance(st, _Acc):
+            raise NetworkError(where, f"unsupported op Relu on {self._what(st)} (only between a "
+                                      f"MatMul, Gemm or Conv and its quantizer)")
+        self.env[node.output[0]] = replace(st, nodes=[*st.nodes, node], affine=False)
+
+    # -- compute layers --
+    def _as_int(self, st, where, op) -> _Int:
+        if isinstance(st, _Int):
+            return st
+        if isinstance(st, _FloatIn):
+            ann = st.annotation
+            if ann == "BIPOLAR":
+                dt, quant = DType.bipolar(), {"threshold": 0.0}
+            elif ann.startswith(("UINT", "INT")) or ann == "BINARY":
+                bits = 1 if ann == "BINARY" else int(ann.lstrip("UINT"))
+                dt = DType.uint(bits) if ann.startswith("U") or ann == "BINARY" else DType.int(bits)
+                quant = {"scale": 1.0, "zero_point": 0, "rounding": "half-even",
+                         "clip": [dt.min, dt.max]}
+            else:
+                raise NetworkError(where, f"unsupported op {op} on the float input: it needs a "
+                                          f"quantizer (Quant, BipolarQuant or MultiThreshold) first")
+            if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
+                raise NetworkError(where, f"unsupported op {op}: non-affine ops on the input")
+            self._set_input(st.shape, dt, quant)
+            return _Int(st.shape, dt, dt.min, dt.max, st.a, np.float64(st.b))
+        raise NetworkError(where, f"unsupported op {op} on {self._what(st)} (two compute layers "
+                                  f"without a quantizer between them)")
+
+    def _set_input(self, shape, dt: DType, quant: dict):
+        if self.input_doc is not None:  # pragma: no cover - a linear chain has one input
+            raise AssertionError("input quantizer set twice")
+        if len(shape) == 1 and len(self.graph_input_shape) in (1, 3):
+            shape = self.graph_input_shape  # a dense first layer flattens it the same way
+        self.input_doc = {"shape": list(shape), **_type_spec(dt), "quantizer": quant}
+
+    def _start_acc(self, node, src: _Int, w: _Weights, wmat: np.ndarray, wscale: np.ndarray,
+                   layer: dict, shape: tuple, bias, where) -> None:
+        c = wmat.shape[0]
+        off = np.asarray(src.offset, dtype=np.float64)
+        if layer["type"] == "conv2d":
+            if off.size != 1:
+                raise NetworkError(where, "unsupported op Conv: an input offset that varies per "
+                                          "element")
+            oin = float(off.reshape(())) * wmat.reshape(c, -1).sum(axis=1)
+        else:
+            o = np.broadcast_to(off, src.shape).reshape(-1)
+            oin = wmat.astype(np.float64) @ o
+        s0 = src.scale * wscale
+        o0 = oin * wscale
+        b = None if bias is None else np.broadcast_to(np.asarray(bias, dtype=np.float32).ravel(), (c,))
+        offset = o0 + (0.0 if b is None else b.astype(np.float64))
+        self.env[node.output[0]] = _Acc(layer=layer, weights=wmat, w_dtype=w.dtype, src=src,
+                                        shape=shape, view=shape, start=node.output[0], s0=s0, o0=o0,
+                                        bias=b, slope=s0.copy(), offset=offset)
+
+    def _out_scale(self, w: _Weights, axis_out: int, where, op) -> np.ndarray:
+        full = np.broadcast_to(w.scale, w.q.shape)
+        moved = np.moveaxis(full, axis_out, 0).reshape(w.q.shape[axis_out], -1)
+        if not (moved == moved[:, :1]).all():
+            raise NetworkError(where, f"unsupported op {op}: weight scales that vary along the "
+                                      f"input dimension")
+        return moved[:, 0].astype(np.float64)
+
+    def _op_MatMul(self, i, node, where):
+        src = self._as_int(self.env.get(node.input[0]), where, "MatMul")
+        wv = self._const(node.input[1])
+        if wv is None:
+            raise NetworkError(where, "unsupported op MatMul: the weights are not constant")
+        w = self._weights_of(wv, where, "MatMul")
+        if len(src.shape) != 1 or w.q.ndim != 2 or w.q.shape[0] != src.shape[0]:
+            raise NetworkError(where, f"unsupported op MatMul: input {src.shape} with weights "
+                                      f"{w.q.shape}")
+        wscale = self._out_scale(w, 1, where, "MatMul")
+        layer = {"type": "dense", "name": node.name or f"MatMul_{i}"}
+        self._start_acc(node, src, w, w.q.T.copy(), wscale, layer, (w.q.shape[1],), None, where)
+
+    def _op_Gemm(self, i, node, where):
+        a = _attrs(node)
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+            raise NetworkError(where, "unsupported op Gemm: transA, alpha or beta other than "
+                                      "the defaults")
+        src = self._as_int(self.env.get(node.input[0]), where, "Gemm")
+        wv = self._const(node.input[1])
+        if wv is None:
+            raise NetworkError(where, "unsupported op Gemm: the weights are not constant")
+        w = self._weights_of(wv, where, "Gemm")
+        tb = bool(a.get("transB", 0))
+        wmat = w.q if tb else w.q.T
+        if len(src.shape) != 1 or wmat.ndim != 2 or wmat.shape[1] != src.shape[0]:
+            raise NetworkError(where, f"unsupported op Gemm: input {src.shape} with weights "
+                                      f"{w.q.shape}")
+        wscale = self._out_scale(w, 0 if tb else 1, where, "Gemm")
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = self._const(node.input[2])
+            if bias is None:
+                raise NetworkError(where, "unsupported op Gemm: a non-constant bias")
+        layer = {"type": "dense", "name": node.name or f"Gemm_{i}"}
+        self._start_acc(node, src, w, wmat.copy(), wscale, layer, (wmat.shape[0],), bias, where)
+
+    def _op_Conv(self, i, node, where):
+        a = _attrs(node)
+        src = self._as_int(self.env.get(node.input[0]), where, "Conv")
+        wv = self._const(node.input[1])
+        if wv is None:
+            raise NetworkError(where, "unsupported op Conv: the weights are not constant")
+        w = self._weights_of(wv, where, "Conv")
+        if a.get("group", 1) != 1:
+            raise NetworkError(where, f"unsupported op Conv: group {a['group']} (only 1)")
+        if any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise NetworkError(where, "unsupported op Conv: dilation")
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise NetworkError(where, "unsupported op Conv: auto_pad")
+        if len(src.shape) != 3 or w.q.ndim != 4 or w.q.shape[1] != src.shape[0]:
+            raise NetworkError(where, f"unsupported op Conv: input {src.shape} with weights {w.q.shape}")
+        kh, kw = w.q.shape[2:]
+        sh, sw = a.get("strides", [1, 1])
+        pads = a.get("pads", [0, 0, 0, 0])
+        if pads[0] != pads[2] or pads[1] != pads[3]:
+            raise NetworkError(where, f"unsupported op Conv: asymmetric padding {pads}")
+        ph, pw = pads[0], pads[1]
+        layer = {"type": "conv2d", "name": node.name or f"Conv_{i}", "kernel": [kh, kw],
+                 "stride": [sh, sw], "padding": [ph, pw]}
+        if ph or pw:
+            off = float(np.asarray(src.offset).reshape(-1)[0])
+            qpad = -off / src.scale
+            if abs(qpad - round(qpad)) > 1e-9 or not src.dtype.contains(round(qpad)) or \
+                    not src.lo <= round(qpad) <= src.hi:
+                raise NetworkError(where, f"unsupported op Conv: zero padding is not a value of the "
+                                          f"input type {src.dtype} (it would be {qpad:g})")
+            layer["pad_value"] = int(round(qpad))
+        oh = (src.shape[1] + 2 * ph - kh) // sh + 1
+        ow = (src.shape[2] + 2 * pw - kw) // sw + 1
+        wscale = self._out_scale(w, 0, where, "Conv")
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = self._const(node.input[2])
+            if bias is None:
+                raise NetworkError(where, "unsupported op Conv: a non-constant bias")
+        self._start_acc(node, src, w, w.q.copy(), wscale, layer, (w.q.shape[0], oh, ow), bias, where)
+
+    # -- quantizers --
+    def _quantizer(self, node, where, x_shape) -> _Quantizer:
+        op = node.op_type
+        a = _attrs(node)
+        if op == "Sign":
+            return _Quantizer(np.array([-1, 0, 1]), 1.0, 0.0, {"offset": -1},
+                              lambda y: np.asarray(y, dtype=np.float64), DType.int(2))
+        if op == "BipolarQuant":
+            s = _scalar(self._const(node.input[1]), "the BipolarQuant scale", where)
+            if s <= 0:
+                raise NetworkError(where, "unsupported op BipolarQuant: non-positive scale")
+            return _Quantizer(np.array([-1, 1]), s, 0.0, {"bipolar": True},
+                              lambda y: np.where(np.asarray(y) >= 0, 1.0, -1.0), DType.bipolar())
+        if op == "Quant":
+            from qonnx.custom_op.general.intquant import max_int, min_int
+
+            s = _scalar(self._const(node.input[1]), "the Quant scale of an activation", where)
+            z = _scalar(self._const(node.input[2]), "the Quant zero point of an activation", where)
+            bits = _scalar(self._const(node.input[3]), "the Quant bit width", where)
+            if s <= 0 or z != round(z) or bits != int(bits) or not 1 <= bits <= 24:
+                raise NetworkError(where, f"unsupported op Quant: scale {s:g}, zero point {z:g}, "
+                                          f"{bits:g} bits")
+            signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+            lo, hi = int(min_int(signed, narrow, int(bits))), int(max_int(signed, narrow, int(bits)))
+            act = {"offset": lo} if lo else {}
+            return _Quantizer(np.arange(lo, hi + 1), s, -z * s, act,
+                              lambda y: np.rint(np.asarray(y, dtype=np.float64) / s) + z,
+                              DType.for_range(lo, hi))
+        if op == "MultiThreshold":
+            t = self._const(node.input[1])
+            if t is None:
+                raise NetworkError(where, "unsupported op MultiThreshold: non-constant thresholds")
+            n = np.asarray(t).shape[-1]
+            osc = float(a.get("out_scale", 1.0))
+            ob = float(a.get("out_bias", 0.0))
+            odt = a.get("out_dtype", b"")
+            odt = odt.decode() if isinstance(odt, bytes) else odt
+            if osc <= 0:
+                raise NetworkError(where, "unsupported op MultiThreshold: non-positive out_scale")
+            if a.get("data_layout", b"") not in (b"", "", b"NCHW", "NCHW", b"NC", "NC"):
+                raise NetworkError(where, "unsupported op MultiThreshold: channels-last layout")
+            if odt == "BIPOLAR" and n == 1:
+                return _Quantizer(np.array([-1, 1]), osc / 2, ob + osc / 2, {"bipolar": True},
+                                  lambda y: np.where((np.asarray(y, dtype=np.float64) - ob) / osc
+                                                     > 0.5, 1.0, -1.0), DType.bipolar())
+            k = ob / osc
+            qoff = int(round(k)) if abs(k - round(k)) < 1e-9 else 0
+            act = {"offset": qoff} if qoff else {}
+            return _Quantizer(np.arange(qoff, qoff + n + 1), osc, ob - qoff * osc, act,
+                              lambda y: np.rint((np.asarray(y, dtype=np.float64) - ob) / osc) + qoff,
+                              DType.for_range(qoff, qoff + n))
+        raise AssertionError(op)  # pragma: no cover
+
+    def _quantize(self, i, node, where):
+        st = self.env[node.input[0]]
+        if isinstance(st, _Acc):
+            self.env[node.output[0]] = self._materialize(st, node, where)
+        elif isinstance(st, _FloatIn):
+            self.env[node.output[0]] = self._input_quantizer(st, node, where)
+        else:
+            raise NetworkError(where, f"unsupported op {node.op_type} on {self._what(st)} "
+                                      f"(re-quantizing an integer tensor)")
+
+    _op_Quant = _quantize
+    _op_BipolarQuant = _quantize
+    _op_MultiThreshold = _quantize
+    _op_Sign = _quantize
+
+    def _input_quantizer(self, st: _FloatIn, node, where) -> _Int:
+        q = self._quantizer(node, where, st.shape)
+        op = node.op_type
+        if op == "MultiThreshold":
+            t = np.asarray(self._const(node.input[1]))
+            if t.shape[0] != 1:
+                raise NetworkError(where, "unsupported op MultiThreshold: per-channel thresholds on "
+                                          "the float input")
+        if q.act.get("bipolar"):
+            path = FloatPath(self.model, [*st.nodes, node], self.input_name)
+            t = search_float32_threshold(lambda x: q.decode(path(x.reshape(-1, 1))).ravel() > 0)
+            if t is None or not np.isfinite(t):
+                raise NetworkError(where, f"unsupported op {op}: the input quantizer is constant")
+            # the predicate must really be a step: check around the threshold and far away
+            probe = np.array([-np.finfo(np.float32).max, np.nextafter(np.float32(t), -np.inf),
+                              t, np.finfo(np.float32).max], dtype=np.float32)
+            got = q.decode(path(probe.reshape(-1, 1))).ravel()
+            if got.tolist() != [-1, -1, 1, 1]:
+                raise NetworkError(where, f"unsupported op {op}: the input transform is not "
+                                          f"increasing")
+            self._set_input(st.shape, DType.bipolar(), {"threshold": t})
+            return _Int(st.shape, DType.bipolar(), -1, 1, q.scale, np.float64(q.offset))
+        if op != "Quant":
+            raise NetworkError(where, f"unsupported op {op} as the input quantizer (only Quant, "
+                                      f"BipolarQuant and single-threshold MultiThreshold)")
+        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
+            raise NetworkError(where, "unsupported op Quant: non-affine ops before the input "
+                                      "quantizer")
+        mode = _attrs(node).get("rounding_mode", b"ROUND")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode.upper() not in _ROUNDINGS:
+            raise NetworkError(where, f"unsupported op Quant: rounding mode {mode} on the input")
+        s = q.scale
+        z = -q.offset / s
+        # q = clip(round((x*a + b) / s + z)) = clip(round(x / (s/a) + b/s + z))
+        if st.a <= 0:
+            raise NetworkError(where, "unsupported op Quant: the input transform is not increasing")
+        zp = st.b / s + z
+        if abs(zp - round(zp)) > 1e-9:
+            raise NetworkError(where, f"unsupported op Quant: the input offset {zp:g} is not an "
+                                      f"integer number of quantization steps")
+        lo, hi = int(q.levels[0]), int(q.levels[-1])
+        a = _attrs(node)
+        bits = int(_scalar(self._const(node.input[3]), "bits", where))
+        dt = _int_dtype(bits, bool(a.get("signed", 1)), bool(a.get("narrow", 0))) if bits >= 2 \
+            else DType.for_range(lo, hi)
+        quant = {"scale": s / st.a, "zero_point": int(round(zp)),
+                 "rounding": _ROUNDINGS[mode.upper()], "clip": [lo, hi]}
+        self._set_input(st.shape, dt, quant)
+        return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
+
+    # -- materializing a layer --
+    def _mac(self, w: DType, a: DType, where) -> str:
+        if w.encoding == "bipolar":
+            if a.encoding == "bipolar":
+                return "xnor"
+            if a.encoding == "uint" and a.bits == 1:
+                return "and"
+            return "ternary"
+        if w.encoding == "ternary" or (w.encoding == "int" and w.bits == 2 and w.narrow):
+            return "ternary"
+        if a.encoding == "bipolar":
+            raise NetworkError(where, f"unsupported op: {w} weights with bipolar activations (no "
+                                      f"MAC kind takes them)")
+        return "int"
+
+    def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None) -> int:
+        k = len(self.layers)
+        wmat = acc.weights * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
+        wdt = acc.w_dtype
+        if wdt.encoding == "ternary" or (wdt.encoding == "int" and wdt.narrow and wdt.bits == 2):
+            wdt = DType.ternary()
+        if not wdt.contains(wmat).all():
+            wdt = DType.int(wdt.bits + 1)
+        mac = self._mac(wdt, acc.src.dtype, acc.layer["name"])
+        self.arrays[f"w{k}"] = wmat
+        layer = dict(acc.layer)
+        layer["mac"] = mac
+        layer["weights"] = {"key": f"w{k}", **_type_spec(wdt)}
+        if act is None:
+            layer["activation"] = {"type": "none"}
+        else:
+            self.arrays[f"t{k}"] = thresholds
+            layer["activation"] = {"type": "multithreshold", "thresholds": f"t{k}", **act}
+        order = ["type", "name", "mac", "weights", "kernel", "stride", "padding", "pad_value",
+                 "activation"]
+        self.layers.append({key: layer[key] for key in order if key in layer})
+        return k
+
+    def _acc_range(self, acc: _Acc):
+        w = acc.weights.reshape(acc.channels, -1)
+        lo, hi = acc.src.lo, acc.src.hi
+        return (np.minimum(lo * w, hi * w).sum(axis=1), np.maximum(lo * w, hi * w).sum(axis=1))
+
+    def _materialize(self, acc: _Acc, node, where) -> _Int:
+        q = self._quantizer(node, where, acc.view)
+        if tuple(acc.view) != tuple(acc.shape):
+            raise NetworkError(where, f"unsupported op {node.op_type}: the accumulator was reshaped "
+                                      f"to {acc.view}")
+        if node.op_type == "MultiThreshold":
+            t = np.asarray(self._const(node.input[1]))
+            if t.ndim != 2 or t.shape[0] not in (1, acc.channels):
+                raise NetworkError(where, f"unsupported op MultiThreshold: thresholds of shape {t.shape}")
+        sign = np.where(acc.slope < 0, -1, 1).astype(np.int64)
+        lo, hi = self._acc_range(acc)
+        ylo, yhi = np.where(sign > 0, lo, -hi), np.where(sign > 0, hi, -lo)
+        path = FloatPath(self.model, [*acc.nodes, node], acc.start)
+        levels = q.levels
+        extra = (1,) * (len(acc.shape) - 1)
+
+        def level_of(y):
+            accv = (y * sign[None, :]).astype(np.float64)
+            v = (accv * acc.s0 + acc.o0).astype(np.float32)
+            if acc.bias is not None:
+                v = v + acc.bias.astype(np.float32)
+            out = q.decode(path(v.reshape(*v.shape, *extra)).reshape(v.shape))
+            idx = np.searchsorted(levels, out)
+            bad = (idx >= len(levels)) | (levels[np.minimum(idx, len(levels) - 1)] != out)
+            if bad.any():
+                raise NetworkError(where, f"unsupported op {node.op_type}: output {out[bad][0]!r} "
+                                          f"is not one of its levels")
+            return idx
+
+        n = len(levels) - 1
+        t = search_thresholds(level_of, ylo, yhi, n)
+        self._verify(level_of, t, ylo, yhi, where, node)
+        self._count_ceil(acc, q, sign, t, ylo, yhi)
+        self._emit(acc, sign, q.act, t)
+        return _Int(acc.shape, q.dtype, int(levels[0]), int(levels[-1]), q.scale, np.float64(q.offset))
+
+    def _verify(self, level_of, t, ylo, yhi, where, node):
+        """Thresholds against the float path: on every accumulator if few, else at and around
+        every threshold and on a fixed sample."""
+        c, n = t.shape
+        span = int((yhi - ylo).max()) + 1
+        if span * c <= _EXHAUSTIVE_LIMIT:
+            ys = ylo[None, :] + np.arange(span)[:, None]
+            ys = np.minimum(ys, yhi[None, :])
+        else:
+            rng = np.random.default_rng(0)
+            sample = rng.integers(ylo, yhi + 1, size=(4096, c))
+            near = np.concatenate([t - 1, t, t + 1], axis=1).T
+            ys = np.clip(np.concatenate([sample, near]), ylo, yhi)
+        got = level_of(ys)
+        want = (ys[:, :, None] >= t[None]).sum(axis=2)
+        if not np.array_equal(got, want):
+            r, ch = np.argwhere(got != want)[0]
+            raise NetworkError(where, f"unsupported op {node.op_type}: the float path is not "
+                                      f"monotone in the accumulator (channel {ch}, accumulator "
+                                      f"{int(ys[r, ch])})")
+
+    def _count_ceil(self, acc: _Acc, q: _Quantizer, sign, t, ylo, yhi):
+        """How many thresholds differ from the plain ceil of the float threshold (a statistic
+        for the documentation; the binary search is what makes them exact)."""
+        if not acc.affine:
+            return
+        # level j is reached when value >= boundary_j (midpoint between the float levels, or
+        # the sign boundary 0 for bipolar)
+        lv = q.levels * q.scale + q.offset
+        bnd = (lv[:-1] + lv[1:]) / 2 if not q.act.get("bipolar") else np.array([0.0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = (bnd[None, :] - acc.offset[:, None]) / (acc.slope * sign)[:, None]
+        tc = np.ceil(y)
+        tc = np.where(np.isfinite(tc), tc, np.where(y > 0, yhi[:, None] + 1, ylo[:, None]))
+        tc = np.clip(tc, ylo[:, None], yhi[:, None] + 1).astype(np.int64)
+        if tc.shape == t.shape:
+            self.stats["thresholds"] += t.size
+            self.stats["ceil_adjusted"] += int((tc != t).sum())
+
+    # -- the end of the graph --
+    def _op_TopK(self, i, node, where):
+        a = _attrs(node)
+        k = self._const(node.input[1]) if len(node.input) > 1 else a.get("k")
+        if int(np.asarray(k).ravel()[0]) != 1 or a.get("largest", 1) != 1:
+            raise NetworkError(where, "unsupported op TopK: only k = 1, largest")
+        self._argmax(i, node, where, node.output[1] if len(node.output) > 1 else node.output[0],
+                     a.get("axis", -1))
+
+    def _op_ArgMax(self, i, node, where):
+        a = _attrs(node)
+        if a.get("select_last_index", 0):
+            raise NetworkError(where, "unsupported op ArgMax: select_last_index")
+        self._argmax(i, node, where, node.output[0], a.get("axis", 0))
+
+    def _argmax(self, i, node, where, out, axis):
+        st = self.env[node.input[0]]
+        if isinstance(st, _Acc):
+            st = self._final(st, where, node)
+        if not isinstance(st, _Int) or len(st.shape) != 1 or axis not in (1, -1):
+            raise NetworkError(where, f"unsupported op {node.op_type}: only over the channels of a "
+                                      f"vector")
+        sc = np.asarray(self.output_meta["scale"] if self.output_meta else st.scale)
+        off = np.asarray(self.output_meta["offset"] if self.output_meta else st.offset)
+        if not ((sc > 0).all() and (sc == sc.ravel()[0]).all() and (off == off.ravel()[0]).all()):
+            raise NetworkError(where, f"unsupported op {node.op_type}: the classes have different "
+                                      f"float scales or offsets, so the integer argmax would differ")
+        self.layers.append({"type": "argmax", "name": node.name or f"ArgMax_{i}"})
+        self.env[out] = _Index(st.shape[0])
+
+    def _final(self, acc: _Acc, where, node=None) -> _Int:
+        if not acc.affine:
+            raise NetworkError(where, "unsupported op Relu: a ReLU on the output without a "
+                                      "quantizer after it")
+        if tuple(acc.view) != tuple(acc.shape):
+            raise NetworkError(where, f"unsupported output: the accumulator was reshaped to "
+                                      f"{acc.view}")
+        k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None)
+        lo, hi = self._acc_range(acc)
+        self.output_meta = {"layer": self.layers[k]["name"],
+                            "scale": [float(v) for v in acc.slope],
+                            "offset": [float(v) for v in acc.offset]}
+        return _Int(acc.shape, DType.for_range(int(lo.min()), int(hi.max())), int(lo.min()),
+                    int(hi.max()), 1.0, np.float64(0.0))
+
+    def _finish(self, state, out):
+        where = f"output ({out})"
+        if state is None:
+            raise NetworkError(where, "the graph output is not produced by a supported node")
+        if isinstance(state, _Acc):
+            state = self._final(state, where)
+        elif isinstance(state, _Int) and self.output_meta is None:
+            if not self.layers:
+                raise NetworkError(where, "the model has no MatMul, Gemm or Conv layer")
+            c = state.shape[0]
+            off = np.broadcast_to(np.asarray(state.offset, dtype=np.float64), state.shape)
+            off = off.reshape(c, -1)
+            if not (off == off[:, :1]).all():
+                raise NetworkError(where, "unsupported output: offsets that vary within a channel")
+            self.output_meta = {"layer": self._last_compute(), "scale": [float(state.scale)] * c,
+                                "offset": [float(v) for v in off[:, 0]]}
+        elif not isinstance(state, (_Int, _Index)):
+            raise NetworkError(where, f"unsupported output: {self._what(state)}")
+        if self.argmax and not isinstance(state, _Index):
+            self._add_argmax(where)
+        if self.input_doc is None:
+            raise NetworkError("input", "the input is never quantized")
+
+    def _add_argmax(self, where):
+        sc = np.asarray(self.output_meta["scale"])
+        off = np.asarray(self.output_meta["offset"])
+        if not ((sc > 0).all() and (sc == sc[0]).all() and (off == off[0]).all()):
+            raise NetworkError(where, "cannot add an argmax: the classes have different float "
+                                      "scales or offsets")
+        self.layers.append({"type": "argmax", "name": "argmax"})
+
+    def _last_compute(self) -> str:
+        return next(ly["name"] for ly in reversed(self.layers) if ly["type"] in ("dense", "conv2d"))
+
+    def _document(self) -> tuple[dict, dict]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            qv = version("qonnx")
+        except PackageNotFoundError:  # pragma: no cover
+            qv = "unknown"
+        meta = {
+            "importer": "nomul QONNX import",
+            "qonnx_version": qv,
+            "output": self.output_meta,
+            "thresholds": self.stats["thresholds"],
+            "thresholds_moved_by_float_rounding": self.stats["ceil_adjusted"],
+        }
+        doc = {"version": 1, "name": self.name, "source": self.source, "metadata": meta,
+               "input": self.input_doc, "layers": self.layers}
+        return doc, dict(self.arrays)
+
+
+def import_qonnx(model, *, name: str | None = None, source: str | None = None,
+                 argmax: bool = False) -> tuple[dict, dict]:
+    """Import a QONNX model as a network description.
+
+    Parameters
+    ----------
+    model : str, Path, onnx.ModelProto or ModelWrapper
+        The model; it is cleaned up with :func:`qonnx.util.cleanup.cleanup_model` first.
+    name, source : str
+        The network's name and source (default: from the file name).
+    argmax : bool
+        Append an argmax layer (the classes must share one positive float scale and offset).
+
+    Returns
+    -------
+    (doc, arrays)
+        The network file as a dict and its integer arrays, which
+        :func:`gen.load.network_from_dict` accepts.
+
+    Raises
+    ------
+    NetworkError
+        For an unsupported op or pattern, naming the node (``nodes[12] (Conv_3)``).
+    """
+    stem = Path(model).stem if isinstance(model, (str, Path)) else "imported"
+    m = load_qonnx(model)
+    imp = _Importer(m, name=name or stem, source=source or f"QONNX import of {stem}.onnx",
+                    argmax=argmax)
+    doc, arrays = imp.run()
+    from gen.load import network_from_dict
+
+    network_from_dict(doc, arrays=arrays)  # the result must load; an error here is a bug
+    return doc, arrays
+
+
+def import_to_file(model, out, **kwargs) -> Path:
+    """Import ``model`` and write the network file ``out`` (.yaml) and its .npz, atomically."""
+    from gen.netfile import write_network
+
+    doc, arrays = import_qonnx(model, **kwargs)
+    return write_network(out, doc, arrays)
