@@ -622,7 +622,7 @@ def dtypes(draw_):
     return DType.onehot(draw_(st.integers(1, 32)), signed=draw_(st.booleans()))
 
 
-@settings(max_examples=200, derandomize=True, deadline=None)
+@settings(max_examples=80, derandomize=True, deadline=None)
 @given(dt=dtypes(), data=st.data())
 def test_dtype_encode_decode_round_trip(dt, data):
     if dt.encoding in ("bipolar", "ternary", "onehot"):
