@@ -818,6 +818,9 @@ def adder_layer(name, w, b, bn, inp: LayerInput, *, bits: int = 4, act_bits: int
     if np.any(inp.offset != 0) or np.ptp(s) > 1e-12 * s.max():
         raise ValueError("An adder layer needs inputs on one grid (one scale, no offset)")
     step = float(s[0])
+    if step <= 0:
+        raise ValueError("The layer's inputs are 0 on every calibration input: there is no grid "
+                         "to put the weights on (is this an AdderNet model?)")
     act_bits = bits if act_bits is None else act_bits
     q, shift = adder_weights(w, step, bits)
     bias = None if b is None else np.asarray(b, dtype=np.float64)
