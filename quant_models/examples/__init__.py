@@ -1,0 +1,1 @@
+"""Bundled example networks (network files) and the script that remakes them."""
