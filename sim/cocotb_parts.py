@@ -172,6 +172,9 @@ class Mismatch:
                 f"got {self.actual}")
 
 
+_X_TO_0 = str.maketrans("xXzZuUwW-", "000000000")
+
+
 def _int(value) -> int:
     return int(value)
 
@@ -182,14 +185,18 @@ class StreamDriver:
     Parameters
     ----------
     payload, valid, ready, last : cocotb handles (``last`` may be None)
+    last_bit : int, optional
+        When ``last`` is a bit of the payload (a ``{data, last}`` struct): its position.
     gaps : GapSource
         Before each beat, a True from it inserts one idle cycle (``valid`` low).
     on_frame_start : callable(frame_number, cycle), optional
         Called when the first beat of a frame is accepted.
     """
 
-    def __init__(self, payload, valid, ready, last=None, *, gaps: GapSource, on_frame_start=None):
+    def __init__(self, payload, valid, ready, last=None, *, last_bit: int | None = None,
+                 gaps: GapSource, on_frame_start=None):
         self.payload, self.valid, self.ready, self.last = payload, valid, ready, last
+        self.last_bit = last_bit
         self.gaps = gaps
         self.on_frame_start = on_frame_start
         self._frames: deque[tuple[int, list[int]]] = deque()
@@ -201,6 +208,8 @@ class StreamDriver:
         self.valid.value = 0
 
     def append(self, frame_no: int, beats: list[int]):
+        if self.last_bit is not None:
+            beats = beats[:-1] + [beats[-1] | 1 << self.last_bit]
         self._frames.append((frame_no, beats))
 
     @property
@@ -250,13 +259,15 @@ class StreamMonitor:
     """Takes frames of ``beats_per_frame`` beats from a stream, with random ``ready`` gaps.
 
     ``on_frame(frame)`` is called with each complete :class:`Frame`; when the stream has a
-    ``last`` signal, a beat whose ``last`` disagrees with the frame length is reported through
-    ``on_framing_error(frame_number, beat, last)``.
+    ``last`` (a signal, or bit ``last_bit`` of the payload), a beat whose ``last`` disagrees
+    with the frame length is reported through ``on_framing_error(frame_number, beat, last)``,
+    and so is a beat with X or Z bits.
     """
 
-    def __init__(self, payload, valid, ready, last=None, *, beats_per_frame: int, gaps: GapSource,
-                 on_frame, on_framing_error=None):
+    def __init__(self, payload, valid, ready, last=None, *, last_bit: int | None = None,
+                 beats_per_frame: int, gaps: GapSource, on_frame, on_framing_error=None):
         self.payload, self.valid, self.ready, self.last = payload, valid, ready, last
+        self.last_bit = last_bit
         self.beats_per_frame = beats_per_frame
         self.gaps = gaps
         self.on_frame = on_frame
@@ -283,10 +294,23 @@ class StreamMonitor:
                 beats = self._beats
                 if not beats:
                     self._first = cycle
-                beats.append(_int(self.payload.value))
+                value = self.payload.value
+                try:
+                    beat = int(value)
+                except ValueError:  # X or Z bits: a mismatch, shown as the raw bits
+                    if self.on_framing_error is not None:
+                        self.on_framing_error(self._frames, len(beats), f"payload {value}")
+                    beat = int(str(value).translate(_X_TO_0), 2)
+                beats.append(beat)
                 end = len(beats) == self.beats_per_frame
-                if self.last is not None and _int(self.last.value) != end and self.on_framing_error:
-                    self.on_framing_error(self._frames, len(beats) - 1, _int(self.last.value))
+                if self.last_bit is not None:
+                    last = beat >> self.last_bit & 1
+                elif self.last is not None:
+                    last = _int(self.last.value)
+                else:
+                    last = end
+                if last != end and self.on_framing_error is not None:
+                    self.on_framing_error(self._frames, len(beats) - 1, last)
                 if end:
                     frame = Frame(self._frames, beats, self._first, cycle, self._first_valid)
                     self._frames += 1
@@ -336,9 +360,13 @@ class Scoreboard:
         if len(self.mismatches) < self.max_reported:
             self.mismatches.append(m)
 
-    def framing_error(self, frame_no: int, beat: int, last: int):
-        self._report(Mismatch(frame_no, (), 0, 0, f"last={last} on beat {beat} of "
-                                                  f"{self.layout.beats_per_frame}"))
+    def framing_error(self, frame_no: int, beat: int, what):
+        """A beat whose ``last`` is wrong (``what`` is its value) or that has X bits."""
+        if isinstance(what, str):
+            self._report(Mismatch(frame_no, (), 0, 0, f"beat {beat}: {what}"))
+        else:
+            self._report(Mismatch(frame_no, (), 0, 0, f"last={what} on beat {beat} of "
+                                                      f"{self.layout.beats_per_frame}"))
 
     def check(self, frame: Frame):
         actual = self.layout.unpack(frame.beats)
@@ -353,7 +381,7 @@ class Scoreboard:
         bad = actual != expected
         if bad.any():
             self.frames_bad += 1
-            for idx in zip(*np.nonzero(bad)):
+            for idx in np.argwhere(bad):
                 idx = tuple(int(i) for i in idx)
                 self._report(Mismatch(frame_no, idx, int(expected[idx]), int(actual[idx])))
 
@@ -379,7 +407,7 @@ class ClockLoop:
 
         edge = RisingEdge(self.clk)
         steps = [p.step for p in self.parts]
-        clock = time.perf_counter
+        clock = time.process_time
         busy = 0.0
         t0 = clock()
         cycle = self.cycle

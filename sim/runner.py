@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SIMULATORS", "TbStreams", "SimResult", "cosimulate", "build", "verilator_bin_dir",
-           "streams_from_manifest"]
+           "generate", "streams_from_accelerator", "streams_from_manifest"]
 
 SIMULATORS = ("icarus", "verilator")
 TB_MODULE = "sim.tb_accel"
@@ -109,26 +109,77 @@ def _simulator_path(sim: str):
 _BUILD_LOCK = threading.Lock()
 
 
-def build(sim: str, sources, toplevel: str, build_dir: Path, *, waves: bool = False, quiet: bool = True):
-    """Build a simulation of ``sources`` (Verilog) into ``build_dir``; return the runner."""
+_DUMP_MODULE = """// Waveform dump for Icarus (Verilog-2005: cocotb's own dump module needs SystemVerilog).
+module nomul_dump;
+  reg [8*1024-1:0] path;
+  initial if ($value$plusargs("nomul_dump=%s", path)) begin
+    $dumpfile(path);
+    $dumpvars(0, {top});
+  end
+endmodule
+"""
+
+
+def _icarus_runner(wave_format: str | None):
+    """cocotb's Icarus runner, run with the waveform format we ask for (``vcd``/``fst``)."""
+    from cocotb_tools.runner import Icarus
+
+    class _Icarus(Icarus):
+        def _test_command(self):
+            cmds = super()._test_command()
+            if wave_format is not None:
+                cmds[0] = [a for a in cmds[0] if a not in ("-none", "-fst")] + [f"-{wave_format}"]
+            return cmds
+
+    return _Icarus()
+
+
+def _wave_format(sim: str, waves) -> str | None:
+    if waves is None:
+        return None
+    suffix = Path(waves).suffix.lower()
+    if suffix not in (".vcd", ".fst"):
+        raise ValueError(f"Waveform file must end in .vcd or .fst, not {Path(waves).name!r}")
+    return suffix[1:]
+
+
+def build(sim: str, sources, toplevel: str, build_dir: Path, *, waves: str | None = None,
+          quiet: bool = True):
+    """Build a simulation of ``sources`` (Verilog) into ``build_dir``; return the runner.
+
+    ``waves`` (``"vcd"`` or ``"fst"``) builds in a waveform dump.
+    """
     from cocotb_tools.runner import get_runner
 
     if sim not in SIMULATORS:
         raise ValueError(f"Simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    runner = get_runner(sim)
-    args = []
-    if sim == "verilator":
+    sources = [str(Path(s).resolve()) for s in sources]
+    if sim == "icarus":
+        runner = _icarus_runner(waves)
+        # cocotb compiles with -g2012, where variable initialisers run before `always @*`
+        # blocks start: Amaranth's time-zero trigger of its combinational blocks then never
+        # fires and they stay X until an input changes. Verilog-2005 semantics keep it.
+        args = ["-g2005"]
+        if waves:
+            dump = build_dir / "nomul_dump.v"
+            dump.write_text(_DUMP_MODULE.format(top=toplevel))
+            sources.append(str(dump))
+            args += ["-s", "nomul_dump"]
+        build_waves = False
+    else:
+        runner = get_runner(sim)
         # Generated Verilog trips lint warnings that are not errors (widths, unused bits).
         args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O2"]
-        if waves:
+        if waves == "fst":
             args += ["--trace-fst"]
+        build_waves = waves is not None
     # PATH is process-wide: builds that need a changed PATH run one at a time.
     with _BUILD_LOCK, _simulator_path(sim):
-        runner.build(sources=[str(Path(s).resolve()) for s in sources], hdl_toplevel=toplevel,
-                     build_dir=build_dir, timescale=("1ns", "1ps"), waves=waves, build_args=args,
-                     log_file=build_dir / "build.log" if quiet else None, always=False)
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                     timescale=("1ns", "1ps"), waves=build_waves, build_args=args,
+                     log_file=build_dir / "build.log" if quiet else None, always=sim == "icarus")
     return runner
 
 
@@ -168,7 +219,7 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
     reset_at_frame : int, optional
         Apply a reset halfway through sending this frame (a frame after the timing ones).
     waves : path, optional
-        Write a waveform there (FST from Icarus; VCD or FST from Verilator, after the suffix).
+        Write a waveform there: VCD or FST, after its suffix.
     progress : callable(frames_checked), optional
         Called from another thread while the simulation runs.
     """
@@ -181,8 +232,9 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
     if timing_frames is None:
         timing_frames = _default_timing_frames(streams)
     timing_frames = min(n, timing_frames)
+    wave_format = _wave_format(sim, waves)
     t0 = time.perf_counter()
-    runner = build(sim, sources, streams.toplevel, build_dir, waves=waves is not None, quiet=quiet)
+    runner = build(sim, sources, streams.toplevel, build_dir, waves=wave_format, quiet=quiet)
     build_s = time.perf_counter() - t0
 
     np.savez(build_dir / "stimulus.npz", inputs=inputs, expected=expected)
@@ -210,8 +262,10 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         poller.start()
     t1 = time.perf_counter()
     try:
+        wave_file = build_dir / f"waves.{wave_format}"
         runner.test(test_module=TB_MODULE, hdl_toplevel=streams.toplevel, build_dir=build_dir,
-                    test_dir=build_dir, waves=waves is not None,
+                    test_dir=build_dir, waves=sim == "verilator" and waves is not None,
+                    plusargs=[f"+nomul_dump={wave_file}"] if sim == "icarus" and waves else [],
                     extra_env={"NOMUL_TB_CONFIG": str(cfg_file), "COCOTB_LOG_LEVEL": "WARNING"
                                if quiet else "INFO"},
                     log_file=build_dir / "test.log" if quiet else None,
@@ -229,7 +283,7 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         raise RuntimeError(f"the testbench did not finish ({sim}); see {log}\n{tail}")
     r = json.loads(result_file.read_text())
     if waves is not None:
-        _copy_waves(sim, build_dir, streams.toplevel, Path(waves))
+        _copy_waves(sim, build_dir, wave_format, Path(waves))
     outputs = None
     received = None
     if keep_outputs and (build_dir / "tb_outputs.npz").is_file():
@@ -261,16 +315,55 @@ def _cycle_budget(streams: TbStreams, n: int, stall: float) -> int:
     return int((n + 4) * cpf * slow * 4) + 4 * (streams.expected_latency or 0) + 10_000
 
 
-def _copy_waves(sim: str, build_dir: Path, toplevel: str, dest: Path):
-    if sim == "icarus":
-        src = build_dir / f"{toplevel}.fst"
-    else:
-        src = build_dir / "dump.fst"
-        if not src.is_file():
-            src = build_dir / "dump.vcd"
-    if src.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
+def _copy_waves(sim: str, build_dir: Path, wave_format: str, dest: Path):
+    src = build_dir / (f"waves.{wave_format}" if sim == "icarus" else f"dump.{wave_format}")
+    if not src.is_file():
+        raise RuntimeError(f"the simulator wrote no waveform ({src.name})")
+    dest = dest.resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest != src:
         shutil.copyfile(src, dest)
+
+
+def _dtype_dict(dt) -> dict:
+    return {"encoding": dt.encoding, "bits": dt.bits, "narrow": dt.narrow, "signed": dt.signed}
+
+
+def streams_from_accelerator(acc, toplevel: str) -> TbStreams:
+    """The testbench's view of a :class:`gen.top.Accelerator` converted under ``toplevel``.
+
+    Its streams carry ``{data, last}`` structs: ``last`` is the bit above the data.
+    """
+    net = acc.net
+
+    def side(name, shape, dt, elems):
+        return {"ports": {"payload": f"{name}__payload", "valid": f"{name}__valid",
+                          "ready": f"{name}__ready", "last_bit": elems * dt.code_width},
+                "shape": list(shape), "dtype": _dtype_dict(dt), "elems_per_beat": elems,
+                "order": "HWC" if len(shape) == 3 else "flat"}
+
+    return TbStreams(toplevel=toplevel, clock="clk", reset="rst",
+                     input=side("i_stream", net.input.shape, acc.in_dtype, acc.in_elems),
+                     output=side("o_stream", net.output_shape, acc.out_dtype, acc.out_elems),
+                     expected_cycles_per_frame=acc.plan.interval, expected_latency=None)
+
+
+def generate(net, out_dir, *, fold=None, target_cycles=None, toplevel: str = "nomul_top"):
+    """Generate the accelerator of ``net`` into ``out_dir``: (Verilog sources, TbStreams)."""
+    from amaranth.back import verilog
+
+    from gen.plan import plan_network
+    from gen.top import Accelerator
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_network(net, fold=fold, target_cycles=target_cycles)
+    acc = Accelerator(net, plan)
+    src = out_dir / f"{toplevel}.v"
+    text = verilog.convert(acc, name=toplevel)
+    if not src.is_file() or src.read_text() != text:  # unchanged sources are not rebuilt
+        src.write_text(text)
+    return [src], streams_from_accelerator(acc, toplevel)
 
 
 def streams_from_manifest(manifest: dict) -> TbStreams:

@@ -84,9 +84,11 @@ async def accelerator_matches_golden(dut):
 
     pi, po = cfg["input"]["ports"], cfg["output"]["ports"]
     driver = StreamDriver(_handle(dut, pi["payload"]), _handle(dut, pi["valid"]), _handle(dut, pi["ready"]),
-                          _handle(dut, pi.get("last")), gaps=gaps_in, on_frame_start=frame_started)
+                          _handle(dut, pi.get("last")), last_bit=pi.get("last_bit"), gaps=gaps_in,
+                          on_frame_start=frame_started)
     monitor = StreamMonitor(_handle(dut, po["payload"]), _handle(dut, po["valid"]),
                             _handle(dut, po["ready"]), _handle(dut, po.get("last")),
+                            last_bit=po.get("last_bit"),
                             beats_per_frame=lout.beats_per_frame, gaps=gaps_out,
                             on_frame=frame_received, on_framing_error=scoreboard.framing_error)
     clk = _handle(dut, cfg["clock"])
