@@ -190,7 +190,7 @@ class Lane(wiring.Component):
 
     def activation_count(self, m, pipe: StallPipeline, a: Value, *, name: str = "acnt") -> Value:
         """``popcount(a)`` with the lane's latency: the ``and`` kind's weight-free term."""
-        return popcount(m, pipe, a, depth=self._depth, first_group=6, name=name)
+        return popcount(m, pipe, a, depth=self._depth, name=name)
 
     def build(self, m, pipe: StallPipeline, a: Value, w: Value, *, a_count: Value | None = None,
               name: str = "lane") -> LaneResult:
@@ -204,12 +204,12 @@ class Lane(wiring.Component):
         A = self._elements(a, self._a_dtype)
         W = self._elements(w, self._w_dtype)
         if kind == "xnor":
-            bits = [~(x[0] ^ y[0]) for x, y in zip(A, W, strict=False)]
-            pc = popcount(m, pipe, bits, depth=d, first_group=3, name=f"{name}_pc")
+            pairs = [(x[0], y[0]) for x, y in zip(A, W, strict=True)]
+            pc = popcount(m, pipe, pairs, depth=d, op="xnor", name=f"{name}_pc")
             return LaneResult(pc, False, 1, -self._simd)
         if kind == "and":
-            bits = [x[0] & y[0] for x, y in zip(A, W, strict=False)]
-            pc = popcount(m, pipe, bits, depth=d, first_group=3, name=f"{name}_pc")
+            pairs = [(x[0], y[0]) for x, y in zip(A, W, strict=True)]
+            pc = popcount(m, pipe, pairs, depth=d, op="and", name=f"{name}_pc")
             if a_count is None:
                 a_count = self.activation_count(m, pipe, a, name=f"{name}_acnt")
             return LaneResult((pc << 1) - a_count, False, 0, 0)

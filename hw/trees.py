@@ -3,19 +3,27 @@ pipelined adder tree.
 
 Yosys flattens a design and re-synthesises every ``+`` it sees into carry chains, so a popcount
 written as a sum of bits (or as a sum of small group counts) becomes a tree of ripple adders
-(about 2.2 LUT6 per input bit). Here the counters are written as *truth tables* (a constant
-indexed by the counter's inputs): Yosys sees plain logic, not arithmetic, and ABC maps every
-output bit of a counter of up to six inputs to one LUT6. Only the last two rows of the
-compressed columns go through a real adder (a carry chain).
+(about 2.2 LUT6 per input bit); written as flat logic, ABC restructures it and does no better.
+Here every counter (up to six inputs) is a small submodule whose outputs are *truth tables*
+(a constant indexed by the counter's inputs), named ``gpc_*``. :func:`keep_counter_hierarchy`
+marks those modules ``keep_hierarchy`` in RTLIL text, so that synthesis maps each output bit of
+a counter to one LUT6 instead of flattening and re-synthesising the tree. The first level can
+merge the XNOR (or AND) of an activation and a weight bit into 3:2 counters (six inputs, one
+LUT6 per output). Only the last two rows of the compressed columns go through a real adder.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Value, unsigned
+import re
+
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value, unsigned
 
 from .pipeline import StallPipeline, spread_registers
 
-__all__ = ["popcount", "adder_tree", "counter_levels"]
+__all__ = ["popcount", "adder_tree", "counter_levels", "Counter", "keep_counter_hierarchy",
+           "COUNTER_OPS"]
+
+COUNTER_OPS = ("none", "xnor", "and")
 
 
 def _counter_table(n: int, bit: int) -> Const:
@@ -27,12 +35,71 @@ def _counter_table(n: int, bit: int) -> Const:
     return Const(table, unsigned(1 << n))
 
 
-def _counter(bits: list) -> list:
-    """An n:clog2(n+1) counter (n <= 6) written as LUT-sized truth tables."""
-    n = len(bits)
-    x = Cat(*bits)
-    outs = (n).bit_length()
-    return [_counter_table(n, b).bit_select(x, 1) for b in range(outs)]
+class Counter(Elaboratable):
+    """An n:clog2(n+1) counter (n <= 6 inputs, after ``op``) written as truth tables.
+
+    ``op`` is applied bitwise to ``x`` and ``y`` first: ``"none"`` (``y`` unused), ``"xnor"``
+    or ``"and"``. Ports ``x``, ``y`` (n bits each) and ``o`` (the count).
+    """
+
+    def __init__(self, n: int, op: str = "none"):
+        if op not in COUNTER_OPS:
+            raise ValueError(f"Counter op must be none, xnor or and, not {op!r}")
+        if not 1 <= n * (1 if op == "none" else 2) <= 6:
+            raise ValueError(f"A counter takes 1 to 6 input signals, not {n} bits with op {op!r}")
+        self.n, self.op = n, op
+        self.x = Signal(n)
+        self.y = Signal(n)
+        self.o = Signal(n.bit_length())
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        if self.op == "none":
+            table_x = Cat(self.x)
+            bits_per = 1
+        else:
+            table_x = Cat(*[Cat(self.x[i], self.y[i]) for i in range(n)])
+            bits_per = 2
+        k = n * bits_per
+        for b in range(len(self.o)):
+            table = 0
+            for v in range(1 << k):
+                ins = [(v >> (i * bits_per)) & ((1 << bits_per) - 1) for i in range(n)]
+                if self.op == "xnor":
+                    bits = [1 - ((t & 1) ^ (t >> 1)) for t in ins]
+                elif self.op == "and":
+                    bits = [(t & 1) & (t >> 1) for t in ins]
+                else:
+                    bits = ins
+                if (sum(bits) >> b) & 1:
+                    table |= 1 << v
+            m.d.comb += self.o[b].eq(Const(table, unsigned(1 << k)).bit_select(table_x, 1))
+        return m
+
+
+def _counter(m, bits: list, name: str, pairs=None, op: str = "none") -> list:
+    """Instantiate a :class:`Counter` submodule over ``bits`` (or over ``op`` of ``pairs``)."""
+    if pairs is not None:
+        c = Counter(len(pairs), op)
+        m.submodules[name] = c
+        m.d.comb += [c.x.eq(Cat(*[p[0] for p in pairs])), c.y.eq(Cat(*[p[1] for p in pairs]))]
+    else:
+        c = Counter(len(bits))
+        m.submodules[name] = c
+        m.d.comb += c.x.eq(Cat(*bits))
+    return [c.o[b] for b in range(len(c.o))]
+
+
+def keep_counter_hierarchy(rtlil_text: str) -> str:
+    """Mark every counter module (``gpc_*``) of Amaranth's RTLIL output ``keep_hierarchy``.
+
+    Synthesis then maps each counter on its own instead of flattening the compressor tree into
+    arithmetic that it re-synthesises (see the module docstring). Apply it to the text from
+    ``amaranth.back.rtlil.convert`` before handing it to Yosys.
+    """
+    return re.sub(r"^(module \\\S*\.gpc_\S*)$", r"attribute \\keep_hierarchy 1\n\1", rtlil_text,
+                  flags=re.M)
 
 
 def _plan_level(heights: dict[int, int], group: int) -> list[tuple[int, int]]:
@@ -67,19 +134,25 @@ def counter_levels(n: int, first_group: int = 6) -> int:
     return levels
 
 
-def popcount(m, pipe: StallPipeline, bits, *, depth: int = 0, first_group: int = 6,
+def popcount(m, pipe: StallPipeline, bits, *, depth: int = 0, op: str = "none",
              name: str = "pc") -> Value:
-    """Number of set bits of ``bits`` (a Value or a list of 1-bit Values), with ``depth``
-    pipeline registers (loaded on ``pipe.en``).
+    """Number of set bits of ``bits``, with ``depth`` pipeline registers (loaded on
+    ``pipe.en``).
 
-    ``first_group`` is the size of the counters of the first level: 6 for raw bits, 3 when each
-    input bit is itself a function of two signals (an XNOR or an AND of an activation and a
-    weight), so that the function merges into the counter's LUT6.
+    ``bits`` is a Value or a list of 1-bit Values; with ``op`` ``"xnor"`` or ``"and"`` it is a
+    list of (x, y) pairs and the bits counted are ``op(x, y)``, merged into the 3:2 counters of
+    the first level (six inputs each, one LUT6 per output).
     """
     if isinstance(bits, Value):
         bits = [bits[i] for i in range(len(bits))]
     bits = list(bits)
     n = len(bits)
+    pairs = None
+    first_group = 6
+    if op != "none":
+        pairs, first_group = bits, 3
+        fn = (lambda p: ~(p[0] ^ p[1])) if op == "xnor" else (lambda p: p[0] & p[1])
+        bits = [fn(p) for p in pairs]
     width = max(1, n.bit_length())
     levels = counter_levels(n, first_group)
     regs = spread_registers(levels + 1, depth)   # compression levels, then the final adder
@@ -88,10 +161,15 @@ def popcount(m, pipe: StallPipeline, bits, *, depth: int = 0, first_group: int =
         plan = _plan_level({w: len(c) for w, c in cols.items()}, first_group if lvl == 0 else 6)
         new: dict[int, list] = {}
         taken: dict[int, int] = {}
-        for w, k in plan:
+        for i, (w, k) in enumerate(plan):
             start = taken.get(w, 0)
             taken[w] = start + k
-            for b, o in enumerate(_counter(cols[w][start:start + k])):
+            cname = f"gpc_{name}_l{lvl}_{i}"
+            if lvl == 0 and pairs is not None:
+                outs = _counter(m, None, cname, pairs=pairs[start:start + k], op=op)
+            else:
+                outs = _counter(m, cols[w][start:start + k], cname)
+            for b, o in enumerate(outs):
                 new.setdefault(w + b, []).append(o)
         for w, c in cols.items():
             for bit in c[taken.get(w, 0):]:
