@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SIMULATORS", "TbStreams", "SimResult", "cosimulate", "build", "verilator_bin_dir",
-           "generate", "streams_from_accelerator", "streams_from_manifest"]
+           "generate", "streams_from_manifest"]
 
 SIMULATORS = ("icarus", "verilator")
 TB_MODULE = "sim.tb_accel"
@@ -325,47 +325,37 @@ def _copy_waves(sim: str, build_dir: Path, wave_format: str, dest: Path):
         shutil.copyfile(src, dest)
 
 
-def _dtype_dict(dt) -> dict:
-    return {"encoding": dt.encoding, "bits": dt.bits, "narrow": dt.narrow, "signed": dt.signed}
-
-
-def streams_from_accelerator(acc, toplevel: str) -> TbStreams:
-    """The testbench's view of a :class:`gen.top.Accelerator` converted under ``toplevel``.
-
-    Its streams carry ``{data, last}`` structs: ``last`` is the bit above the data.
-    """
-    net = acc.net
-
-    def side(name, shape, dt, elems):
-        return {"ports": {"payload": f"{name}__payload", "valid": f"{name}__valid",
-                          "ready": f"{name}__ready", "last_bit": elems * dt.code_width},
-                "shape": list(shape), "dtype": _dtype_dict(dt), "elems_per_beat": elems,
-                "order": "HWC" if len(shape) == 3 else "flat"}
-
-    return TbStreams(toplevel=toplevel, clock="clk", reset="rst",
-                     input=side("i_stream", net.input.shape, acc.in_dtype, acc.in_elems),
-                     output=side("o_stream", net.output_shape, acc.out_dtype, acc.out_elems),
-                     expected_cycles_per_frame=acc.plan.interval, expected_latency=None)
-
-
-def generate(net, out_dir, *, fold=None, target_cycles=None, toplevel: str = "nomul_top"):
-    """Generate the accelerator of ``net`` into ``out_dir``: (Verilog sources, TbStreams)."""
-    from amaranth.back import verilog
-
-    from gen.plan import plan_network
-    from gen.top import Accelerator
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plan = plan_network(net, fold=fold, target_cycles=target_cycles)
-    acc = Accelerator(net, plan)
-    src = out_dir / f"{toplevel}.v"
-    text = verilog.convert(acc, name=toplevel)
-    if not src.is_file() or src.read_text() != text:  # unchanged sources are not rebuilt
-        src.write_text(text)
-    return [src], streams_from_accelerator(acc, toplevel)
-
-
 def streams_from_manifest(manifest: dict) -> TbStreams:
-    """The testbench's view of a generated accelerator's manifest (docs/manifest.md)."""
-    raise NotImplementedError("waiting for the generator's manifest")
+    """The testbench's view of a generated accelerator, from its ``manifest.json`` (a dict;
+    see docs/manifest.md)."""
+
+    def side(m: dict) -> dict:
+        ports = dict(m["ports"])
+        last = m.get("fields", {}).get("last")
+        if last is not None:
+            ports["last_bit"] = int(last["offset"])
+        d = m["dtype"]
+        return {"ports": ports, "shape": list(m["shape"]),
+                "dtype": {"encoding": d["encoding"], "bits": d["bits"], "narrow": d.get("narrow", False),
+                          "signed": d.get("signed", False)},
+                "elems_per_beat": int(m["elements_per_beat"]),
+                "order": "HWC" if m.get("order") == "HWC" else "flat"}
+
+    top = manifest["top"]
+    perf = manifest.get("performance", {})
+    return TbStreams(toplevel=top["module"], clock=top["clock"], reset=top["reset"],
+                     input=side(manifest["input"]), output=side(manifest["output"]),
+                     expected_cycles_per_frame=perf.get("interval_cycles"),
+                     expected_latency=perf.get("latency_cycles"))
+
+
+def generate(net, out_dir, *, fold=None, target_cycles=None):
+    """Generate the accelerator of ``net`` into ``out_dir`` with the generator (``nomul gen``);
+    return its Verilog sources and the testbench's view of its manifest."""
+    from gen.emit import build as gen_build
+    from gen.emit import write_outputs
+
+    g = gen_build(net, fold=fold, target_cycles=target_cycles)
+    out = write_outputs(out_dir, g.files)
+    m = g.manifest
+    return [out / m["top"]["verilog"]], streams_from_manifest(m)

