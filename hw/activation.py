@@ -50,6 +50,7 @@ class _ChannelUnit(wiring.Component):
         self._channels, self._pe, self._acc_range = channels, pe, (lo, hi)
         self._acc_shape = acc_shape((lo, hi))
         self._out_dtype = out_dtype
+        self._MustUse__silence = False
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(pe * self._acc_shape.width))),
             "o_stream": Out(stream.Signature(unsigned(pe * out_dtype.code_width))),
@@ -104,6 +105,7 @@ class ThresholdUnit(_ChannelUnit):
     latency = 1
 
     def __init__(self, *, activation: MultiThreshold, channels: int, pe: int, acc_range):
+        self._MustUse__silence = True  # no warning for an object whose parameters are refused
         if not isinstance(activation, MultiThreshold):
             raise TypeError(f"Activation must be a MultiThreshold, not {type(activation).__name__}")
         t = np.asarray(activation.thresholds, dtype=np.int64)
@@ -154,6 +156,7 @@ class RequantUnit(_ChannelUnit):
     latency = 2
 
     def __init__(self, *, activation: Requant, channels: int, pe: int, acc_range):
+        self._MustUse__silence = True  # no warning for an object whose parameters are refused
         if not isinstance(activation, Requant):
             raise TypeError(f"Activation must be a Requant, not {type(activation).__name__}")
         mult = np.asarray(activation.multiplier, dtype=np.int64).reshape(-1)

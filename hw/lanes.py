@@ -137,6 +137,7 @@ class Lane(wiring.Component):
 
     def __init__(self, *, kind: str, simd: int, w_dtype: DType, a_dtype: DType, w_shift: int = 0,
                  depth: int = 0, onehot_mode: str = "shift"):
+        self._MustUse__silence = True  # no warning for an object whose parameters are refused
         if kind not in MAC_KINDS:
             raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, not {kind!r}")
         w_ok, a_ok = MAC_DTYPES[kind]
@@ -162,6 +163,7 @@ class Lane(wiring.Component):
         self._onehot_mode = onehot_mode
         tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
         self._range = (simd * tlo, simd * thi)
+        self._MustUse__silence = False
         super().__init__({
             "i_stream": In(stream.Signature(data.StructLayout({
                 "a": unsigned(simd * a_dtype.code_width),
