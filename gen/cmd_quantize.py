@@ -41,6 +41,9 @@ def cmd_quantize(args) -> int:
         raise NetworkError("-o", f"the network file must end in .yaml, not {out.name!r}")
     if not out.parent.is_dir():
         raise NetworkError("-o", f"folder not found: {out.parent}")
+    if out.with_suffix(".npz").resolve() == Path(args.float_model).resolve():
+        raise NetworkError("-o", f"{out.with_suffix('.npz').name} would overwrite the float model; "
+                                 f"choose another name")
     model = load_float_model(args.float_model)
     x, labels = load_inputs(args.calib, model.input_shape, field="--calib")
     x = np.asarray(x)

@@ -385,6 +385,25 @@ def requant_params(scale, acc_max: int, *, mult_bits: int = 16) -> tuple[np.ndar
 
 
 # -- SI-BNN thresholds -------------------------------------------------------------------------
+def _bin_index(y: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    return np.minimum(((y - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
+
+
+def _mi_from_counts(n1: np.ndarray, hist: np.ndarray) -> np.ndarray:
+    """MI (nats) of (bin, code) from counts ``n1[i, j]`` of code 1 in bin ``i`` for candidate ``j``."""
+    total = hist.sum()
+    n0 = hist[:, None] - n1
+    py = (hist / total)[:, None]
+    mi = np.zeros(n1.shape[1])
+    for n in (n0, n1):
+        p = n / total
+        pc = p.sum(axis=0, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term = np.where(p > 0, p * np.log(p / (py * pc)), 0.0)
+        mi += term.sum(axis=0)
+    return mi
+
+
 def mutual_information(y, code, bins: int = 64) -> float:
     """Histogram estimate of the mutual information (nats) between floats ``y`` and a code.
 
@@ -395,7 +414,7 @@ def mutual_information(y, code, bins: int = 64) -> float:
     lo, hi = float(y.min()), float(y.max())
     if hi <= lo:
         return 0.0
-    yb = np.minimum(((y - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
+    yb = _bin_index(y, lo, hi, bins)
     _, cb = np.unique(code, return_inverse=True)
     joint = np.zeros((bins, int(cb.max()) + 1))
     np.add.at(joint, (yb, cb), 1.0)
@@ -412,10 +431,10 @@ def mi_threshold(y, bins: int = 64) -> np.ndarray:
     activations of a BNN by {0, 1} with per-channel thresholds. Here the threshold is chosen
     among the interior bin edges of a histogram of the channel's float pre-activations, by the
     histogram estimate of the mutual information between the float value and its binary code
-    (:func:`mutual_information`). For a deterministic code whose threshold is a bin edge the
-    estimate equals the code's entropy, so the result is the bin edge that splits the calibration
-    data most evenly (a median, to histogram resolution): the code that keeps the most
-    information about the activation.
+    (the same estimate as :func:`mutual_information`, for every candidate at once). For a
+    deterministic code whose threshold is a bin edge the estimate equals the code's entropy, so
+    the result is the bin edge that splits the calibration data most evenly (a median, to
+    histogram resolution): the code that keeps the most information about the activation.
 
     Parameters
     ----------
@@ -433,8 +452,13 @@ def mi_threshold(y, bins: int = 64) -> np.ndarray:
             out[c] = lo
             continue
         edges = lo + (hi - lo) * np.arange(1, bins) / bins
-        mis = [mutual_information(col, col >= e, bins) for e in edges]
-        out[c] = edges[int(np.argmax(mis))]
+        yb = _bin_index(col, lo, hi, bins)
+        above = np.searchsorted(edges, col, side="right")   # col >= edges[j] for j < above
+        counts = np.zeros((bins, bins))
+        np.add.at(counts, (yb, above), 1.0)
+        # n1[i, j] = #{in bin i with col >= edges[j]} = Σ_{k > j} counts[i, k]
+        n1 = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        out[c] = edges[int(np.argmax(_mi_from_counts(n1, counts.sum(axis=1))))]
     return out
 
 

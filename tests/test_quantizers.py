@@ -386,3 +386,13 @@ def test_conv_layers_quantize():
         res = golden.run(net, golden.quantize_input(net, x))
         for lr, ql in zip(res.layers, qls):
             np.testing.assert_array_equal(lr.out, ql.outputs)
+
+
+def test_mi_threshold_candidates_agree_with_the_direct_estimate():
+    rng = _rng(10)
+    y = rng.normal(size=(200, 1)) ** 3
+    col = y[:, 0]
+    lo, hi = col.min(), col.max()
+    edges = lo + (hi - lo) * np.arange(1, 16) / 16
+    direct = np.array([qz.mutual_information(col, col >= e, 16) for e in edges])
+    assert qz.mi_threshold(y, bins=16)[0] == edges[int(np.argmax(direct))]
