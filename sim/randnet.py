@@ -104,7 +104,8 @@ def random_network(rng: np.random.Generator, macs, *, conv: bool = False, in_sha
     for i, mac in enumerate(macs):
         wspec = MAC_TYPES[mac][0]
         last = i == len(macs) - 1
-        is_conv = conv and not last and len(shape) == 3
+        # a convolution where its window fits the image, else a dense layer over the flattened image
+        is_conv = conv and not last and len(shape) == 3 and min(shape[1:]) + 2 * padding >= kernel
         oc = widths[i]
         wshape = (oc, shape[0], kernel, kernel) if is_conv else (oc, int(np.prod(shape)))
         w = random_weights(rng, wspec, wshape)
