@@ -98,12 +98,20 @@ def _simulator_path(sim: str):
     if sim != "verilator":
         yield
         return
-    old = os.environ.get("PATH", "")
-    os.environ["PATH"] = str(verilator_bin_dir()) + os.pathsep + old
+    old = {k: os.environ.get(k) for k in ("PATH", "MAKEFLAGS")}
+    os.environ["PATH"] = str(verilator_bin_dir()) + os.pathsep + (old["PATH"] or "")
+    # The PyPI build leaves its precompiled-header include flag empty, so designs large enough
+    # to be split into several C++ files fail to compile ("Vtop__pch.h.slow: linker input file
+    # not found"); give make the flag.
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [old["MAKEFLAGS"], "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
         yield
     finally:
-        os.environ["PATH"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 _BUILD_LOCK = threading.Lock()
