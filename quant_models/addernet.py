@@ -70,7 +70,7 @@ def read_params(path=None) -> list[np.ndarray]:
     if raw.size != sum(sizes):
         raise ValueError(f"{path.name} must hold {sum(sizes)} int32 values, not {raw.size}")
     out, off = [], 0
-    for s, n in zip(SHAPES, sizes):
+    for s, n in zip(SHAPES, sizes, strict=True):
         out.append(raw[off:off + n].reshape(s))
         off += n
     return out
@@ -85,7 +85,7 @@ def _int_type(w: np.ndarray) -> dict:
 def convert(params: list[np.ndarray], *, metadata: dict | None = None) -> tuple[dict, dict]:
     """The network description (dict) and its arrays for the four weight tensors."""
     layers, arrays = [], {}
-    for i, (w, (stride, pad, bias, shift)) in enumerate(zip(params, LAYERS)):
+    for i, (w, (stride, pad, bias, shift)) in enumerate(zip(params, LAYERS, strict=True)):
         arrays[f"w{i}"] = w.astype(np.int16)
         layer = {"type": "conv2d", "name": f"adder{i + 1}", "mac": "adder",
                  "weights": {"key": f"w{i}", **_int_type(w), "shift": W_SHIFT},
@@ -116,7 +116,7 @@ def reference_classes(params: list[np.ndarray], pixels) -> np.ndarray:
     """Classes by the upstream forward pass in float64, written independently of the golden
     model: x = pixel/256 − 0.5, adder = −Σ|x − w/64|, q(v) = ceil(max(v, 0)·256)/256."""
     x = np.asarray(pixels, dtype=np.float64).reshape(-1, 1, 28, 28) / 256 - 0.5
-    for w, (stride, pad, bias, shift) in zip(params, LAYERS):
+    for w, (stride, pad, bias, shift) in zip(params, LAYERS, strict=True):
         wf = w.astype(np.float64) / 64
         if pad:
             x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))

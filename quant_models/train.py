@@ -222,7 +222,7 @@ def uint(top: int, *, gain: float | None = None, export: str = "thresholds") -> 
 
 def onehot(levels=(0, 1, 2, 4, 8), *, gain: float = 2.0) -> Quantizer:
     """Powers of two (one-hot codes); a level is reached half-way from the one below."""
-    taus = tuple((a + b) / 2 for a, b in zip(levels[:-1], levels[1:]))
+    taus = tuple((a + b) / 2 for a, b in zip(levels[:-1], levels[1:], strict=True))
     return Quantizer(tuple(levels), taus, gain=gain, encoding="onehot")
 
 
