@@ -44,6 +44,7 @@ RUNS = [
     ("sibnn", "mlp", "sibnn", []), ("sibnn --threshold sign", "mlp", "sibnn", ["--threshold", "sign"]),
     ("sttn", "mlp", "sttn", []), ("sttn --bits 1", "mlp", "sttn", ["--bits", "1"]),
     ("sttn --bits 3", "mlp", "sttn", ["--bits", "3"]),
+    ("sttn --delta optimal", "mlp", "sttn", ["--delta", "optimal"]),
     ("onehot", "mlp", "onehot", []), ("onehot --bits 3", "mlp", "onehot", ["--bits", "3"]),
     ("bitsplit", "mlp", "bitsplit", []), ("bitsplit --bits 2", "mlp", "bitsplit", ["--bits", "2"]),
     ("bitsplit --bits 3", "mlp", "bitsplit", ["--bits", "3"]),

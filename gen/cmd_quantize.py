@@ -53,6 +53,7 @@ def cmd_quantize(args) -> int:
         raise NetworkError("--calib", f"need at least 2 calibration inputs, found {x.shape[0]}")
     doc, arrays, _ = quantize_model(model, args.method, x, bits=args.bits, act_bits=args.act_bits,
                                     input_bits=args.input_bits, threshold=args.threshold,
+                                    delta=args.delta,
                                     name=args.name or out.stem)
     net = network_from_dict(doc, arrays=arrays)  # never write a file that does not load
     write_network(out, doc, arrays)
@@ -94,6 +95,9 @@ def add_parser(subparsers) -> None:
                         "(and labels/y, to print float and quantized top-1)")
     q.add_argument("--threshold", choices=("mi", "sign"), default="mi",
                    help="sibnn: per-channel thresholds by mutual information (default) or at 0")
+    q.add_argument("--delta", choices=("twn", "optimal"), default="twn",
+                   help="sttn: zero band Δ = 0.7·mean|w| (TWN, default) or the exact minimiser of "
+                        "the weights' squared error")
     q.add_argument("--name", help="network name (default: the output file's stem)")
     q.add_argument("-o", "--output", required=True, metavar="NET.yaml",
                    help="network file to write (arrays go to NET.npz beside it)")

@@ -35,7 +35,7 @@ class _Adam:
 
     def step(self, grads):
         self.t += 1
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
             m *= 0.9
             m += 0.1 * g
             v *= 0.999
@@ -64,14 +64,14 @@ def train_mlp(x, y, *, hidden=(64,), steps: int = 400, lr: float = 0.01, seed: i
     xs_scale = float(np.abs(x).max()) or 1.0
     xs = x / xs_scale
     sizes = [x.shape[1], *hidden, classes]
-    ws = [rng.normal(0, np.sqrt(2 / a), (b, a)) for a, b in zip(sizes[:-1], sizes[1:])]
+    ws = [rng.normal(0, np.sqrt(2 / a), (b, a)) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     bs = [np.zeros(b) for b in sizes[1:]]
     opt = _Adam(ws + bs, lr)
     with threadpool_limits(1):
         for _ in range(steps):
             sel = rng.choice(len(x), size=min(batch, len(x)), replace=False)
             acts, h = [xs[sel]], xs[sel]
-            for i, (w, b) in enumerate(zip(ws, bs)):
+            for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
                 z = h @ w.T + b
                 h = z if i == len(ws) - 1 else np.maximum(z, 0)
                 acts.append(h)
@@ -83,7 +83,7 @@ def train_mlp(x, y, *, hidden=(64,), steps: int = 400, lr: float = 0.01, seed: i
                     g = (g @ ws[i]) * (acts[i] > 0)
             opt.step(gw + gb)
     out = {}
-    for i, (w, b) in enumerate(zip(ws, bs)):
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
         out[f"w{i}"] = w / xs_scale if i == 0 else w.copy()
         out[f"b{i}"] = b.copy()
     return out
@@ -110,7 +110,7 @@ def train_adder_mlp(x, y, *, hidden=(32,), steps: int = 400, lr: float = 0.01, s
     xs = x / xs_scale
     sizes = [x.shape[1], *hidden, classes]
     ws = [rng.uniform(0, 1, (b, a)) * (1 if i == 0 else 0.5) for i, (a, b) in
-          enumerate(zip(sizes[:-1], sizes[1:]))]
+          enumerate(zip(sizes[:-1], sizes[1:], strict=True))]
     gam = [np.ones(b) for b in sizes[1:]]
     bet = [np.zeros(b) for b in sizes[1:]]
     opt = _Adam(ws + gam + bet, lr)

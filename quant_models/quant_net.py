@@ -89,7 +89,8 @@ def model_from_arrays(arrays: dict) -> FloatModel:
         used.add("input_shape")
         s = np.asarray(arrays["input_shape"])
         if s.ndim != 1 or s.size not in (1, 3) or not np.issubdtype(s.dtype, np.integer) or (s < 1).any():
-            raise NetworkError("input_shape", f"expected [N] or [C, H, W] of positive integers, found {s.tolist()}")
+            raise NetworkError("input_shape", f"expected [N] or [C, H, W] of positive integers, "
+                                              f"found {s.tolist()}")
         shape = tuple(int(v) for v in s)
     cur = shape
     layers = []
@@ -99,8 +100,8 @@ def model_from_arrays(arrays: dict) -> FloatModel:
         w = _float(arrays, key)
         if w.ndim == 4:
             if cur is None or len(cur) != 3:
-                raise NetworkError(key, f"a conv layer (OIHW) needs an image input [C, H, W]; "
-                                        f"{'give input_shape' if cur is None else f'its input is {list(cur)}'}")
+                why = "give input_shape" if cur is None else f"its input is {list(cur)}"
+                raise NetworkError(key, f"a conv layer (OIHW) needs an image input [C, H, W]; {why}")
             if w.shape[1] != cur[0]:
                 raise NetworkError(key, f"expected {cur[0]} input channels (OIHW), found {w.shape[1]}")
             stride = _int_scalar(arrays, f"stride{i}", 1, 1)
@@ -123,7 +124,8 @@ def model_from_arrays(arrays: dict) -> FloatModel:
             conv = None
             nxt = (w.shape[0],)
         else:
-            raise NetworkError(key, f"expected a dense (out, in) or conv (OIHW) array, found {w.ndim} dimensions")
+            raise NetworkError(key, f"expected a dense (out, in) or conv (OIHW) array, found {w.ndim} "
+                                    f"dimensions")
         b = None
         if f"b{i}" in arrays:
             used.add(f"b{i}")
@@ -227,11 +229,13 @@ def _input(calib: np.ndarray, bits: int, shape) -> tuple[dict, qz.LayerInput]:
 
 def quantize_model(model: FloatModel, method: str, calib, *, bits: int | None = None,
                    act_bits: int | None = None, input_bits: int = 8, threshold: str = "mi",
-                   name: str = "network") -> tuple[dict, dict, list[qz.QuantLayer]]:
+                   delta: str = "twn", name: str = "network") -> tuple[dict, dict, list[qz.QuantLayer]]:
     """Quantize a float model with one of :data:`METHODS`; returns ``(doc, arrays, layers)``.
 
     ``doc`` and ``arrays`` are ready for :func:`gen.netfile.write_network`. ``calib`` (N, *input
     shape) sets the input scale, the activation grids and, for ``bitsplit``, the weights.
+    ``threshold`` (mi or sign) is SI-BNN's threshold rule, ``delta`` (twn or optimal) STTN's zero
+    band.
 
     Raises
     ------
@@ -256,7 +260,7 @@ def quantize_model(model: FloatModel, method: str, calib, *, bits: int | None = 
             elif method == "sibnn":
                 ql = qz.sibnn_layer(name_i, fl.w, fl.b, fl.bn, inp, threshold=threshold, **common)
             elif method == "sttn":
-                ql = qz.sttn_layer(name_i, fl.w, fl.b, fl.bn, inp, bits=bits, **common)
+                ql = qz.sttn_layer(name_i, fl.w, fl.b, fl.bn, inp, bits=bits, delta=delta, **common)
             elif method == "onehot":
                 ql = qz.onehot_layer(name_i, fl.w, fl.b, fl.bn, inp, exponents=bits, **common)
             elif method == "bitsplit":
@@ -279,6 +283,8 @@ def quantize_model(model: FloatModel, method: str, calib, *, bits: int | None = 
            "input": spec, "layers": layers}
     if method == "sibnn":
         doc["metadata"]["threshold"] = threshold
+    if method == "sttn":
+        doc["metadata"]["delta"] = delta
     if act_bits is not None:
         doc["metadata"]["act_bits"] = act_bits
     return doc, arrays, qls

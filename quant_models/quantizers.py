@@ -33,7 +33,7 @@ __all__ = [
     "binarize_weights", "twn_delta", "optimal_ternary_delta", "ternarize_weights",
     "sttn_binary_kernels", "pow2_weights", "naive_int_weights", "bitsplit_weights",
     "adder_weights", "requant_params", "mutual_information", "mi_threshold",
-    "batchnorm", "fold_thresholds", "acc_bounds",
+    "batchnorm", "fold_thresholds", "acc_bounds", "fold_input",
     "uniform_grid", "bipolar_grid", "binary01_grid", "onehot_grid",
     "quantize_layer", "binarize_layer", "sibnn_layer", "sttn_layer", "onehot_layer",
     "bitsplit_layer", "adder_layer",
@@ -788,6 +788,8 @@ def sttn_layer(name, w, b, bn, inp: LayerInput, *, bits: int = 2, delta: str = "
     kernels (``b1 + b2 = 2 t``) are in ``extra["binary_kernels"]``. Outputs: ReLU quantized to
     ``2^bits`` levels.
     """
+    if delta not in ("twn", "optimal"):
+        raise ValueError(f"Delta must be twn or optimal, not {delta!r}")
     wf, bf = fold_input(w, b, inp, _in_shape(inp))
     d = twn_delta(wf) if delta == "twn" else optimal_ternary_delta(wf)
     t, alpha = ternarize_weights(wf, d)

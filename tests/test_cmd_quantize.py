@@ -164,3 +164,27 @@ def test_negative_bn_scale_in_an_adder_layer(tmp_path, capsys):
     err = _error(capsys, ["quantize", str(tmp_path / "f.npz"), "--method", "adder", "--calib",
                           str(tmp_path / "x.npy"), "-o", str(tmp_path / "n.yaml")])
     assert re.match(r"^nomul: error: bn0_gamma: adder channel 1 falls", err), err
+
+
+def test_sibnn_mi_thresholds_beat_sign_thresholds(digits, tmp_path):
+    """Balanced {0, 1} codes (the MI-maximising thresholds) keep more than thresholds at 0."""
+    d, xte, yte = digits[:3]
+    acc = {}
+    for rule in ("mi", "sign"):
+        out = tmp_path / f"{rule}.yaml"
+        assert main(["quantize", str(d / "mlp.npz"), "--method", "sibnn", "--threshold", rule,
+                     "--calib", str(d / "calib.npy"), "-o", str(out)]) == 0
+        net = load_network(out)
+        acc[rule] = float(np.mean(golden.run(net, golden.quantize_input(net, xte)).top1 == yte))
+    print(acc)
+    assert acc["mi"] > acc["sign"] + 0.1
+
+
+def test_sttn_optimal_delta(digits, tmp_path):
+    d = digits[0]
+    out = tmp_path / "opt.yaml"
+    assert main(["quantize", str(d / "mlp.npz"), "--method", "sttn", "--delta", "optimal",
+                 "--calib", str(d / "calib.npy"), "-o", str(out)]) == 0
+    net = load_network(out)
+    assert net.metadata["delta"] == "optimal"
+    assert net.layers[0].w_dtype.encoding == "ternary"

@@ -158,7 +158,7 @@ def test_sibnn_layers_give_and_mac_downstream(threshold):
     assert [la.get("mac") for la in doc["layers"]] == ["ternary", "and", "and", None]
     net = network_from_dict(doc, arrays=arr)
     res = golden.run(net, golden.quantize_input(net, x))
-    for lr, ql in zip(res.layers, qls):
+    for lr, ql in zip(res.layers, qls, strict=False):
         np.testing.assert_array_equal(lr.out, ql.outputs)
     assert set(np.unique(qls[0].outputs)) <= {0, 1}
     if threshold == "sign":
@@ -359,7 +359,7 @@ def test_every_method_loads_and_matches_the_golden_model(method):
     doc, arr, qls = quantize_model(model_from_arrays(arrays), method, x)
     net = network_from_dict(doc, arrays=arr)
     res = golden.run(net, golden.quantize_input(net, x))
-    for lr, ql in zip(res.layers, qls):
+    for lr, ql in zip(res.layers, qls, strict=False):
         np.testing.assert_array_equal(lr.out, ql.outputs)
     # the hidden layer's thresholds agree with its float function on every accumulator value
     ql = qls[0]
@@ -384,7 +384,7 @@ def test_conv_layers_quantize():
         assert doc["layers"][0]["type"] == "conv2d"
         net = network_from_dict(doc, arrays=arr)
         res = golden.run(net, golden.quantize_input(net, x))
-        for lr, ql in zip(res.layers, qls):
+        for lr, ql in zip(res.layers, qls, strict=False):
             np.testing.assert_array_equal(lr.out, ql.outputs)
 
 
