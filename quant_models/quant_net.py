@@ -247,6 +247,9 @@ def quantize_model(model: FloatModel, method: str, calib, *, bits: int | None = 
     bits = DEFAULT_BITS[method] if bits is None else bits
     calib = np.asarray(calib, dtype=np.float64).reshape(-1, *model.input_shape)
     spec, inp = _input(calib, input_bits, model.input_shape)
+    if method == "onehot" and inp.lo < 0:
+        raise NetworkError("--calib", f"onehot layers take non-negative inputs, but calibration "
+                                      f"inputs go down to {float(calib.min()):g}")
     arrays: dict[str, np.ndarray] = {}
     layers, qls = [], []
     last_i = len(model.layers) - 1

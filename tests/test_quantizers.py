@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gen.dtypes import DType
+from gen.errors import NetworkError
 from gen.load import network_from_dict
 from quant_models import quantizers as qz
 from quant_models.quant_net import METHODS, model_from_arrays, quantize_model
@@ -374,25 +375,26 @@ def test_every_method_loads_and_matches_the_golden_model(method):
         np.testing.assert_array_equal(got, want)
 
 
-def test_conv_layers_quantize():
+@pytest.mark.parametrize("method, kw", [("sttn", {}), ("binarize", {}), ("binarize", {"bits": 1}),
+                                        ("sibnn", {}), ("onehot", {}), ("bitsplit", {})])
+def test_conv_layers_quantize(method, kw):
     rng = _rng(9)
-    arrays = {"input_shape": np.array([1, 6, 6]), "w0": rng.normal(size=(4, 1, 3, 3)),
-              "b0": rng.normal(size=4), "padding0": np.array(1), "w1": rng.normal(size=(3, 4 * 6 * 6))}
-    x = rng.uniform(0, 1, (20, 1, 6, 6))
-    for method in ("sttn", "binarize", "bitsplit"):
-        doc, arr, qls = quantize_model(model_from_arrays(arrays), method, x)
-        assert doc["layers"][0]["type"] == "conv2d"
-        net = network_from_dict(doc, arrays=arr)
-        res = golden.run(net, golden.quantize_input(net, x))
-        for lr, ql in zip(res.layers, qls, strict=False):
-            np.testing.assert_array_equal(lr.out, ql.outputs)
+    arrays = {"input_shape": np.array([2, 6, 6]), "w0": rng.normal(size=(4, 2, 3, 3)),
+              "b0": rng.normal(size=4), "padding0": np.array(1),
+              "w1": rng.normal(size=(3, 4, 3, 3)), "padding1": np.array(1), "stride1": np.array(2),
+              "w2": rng.normal(size=(5, 3 * 3 * 3))}
+    x = rng.uniform(0, 1, (20, 2, 6, 6))
+    doc, arr, qls = quantize_model(model_from_arrays(arrays), method, x, **kw)
+    assert [la["type"] for la in doc["layers"]] == ["conv2d", "conv2d", "dense", "argmax"]
+    if kw.get("bits") == 1:  # ±1 inputs have no 0: padding reads -1, the code of ReLU's 0
+        assert doc["layers"][1]["pad_value"] == -1 and doc["layers"][1]["mac"] == "xnor"
+    net = network_from_dict(doc, arrays=arr)
+    res = golden.run(net, golden.quantize_input(net, x))
+    for lr, ql in zip(res.layers, qls, strict=False):
+        np.testing.assert_array_equal(lr.out, ql.outputs)
 
 
-def test_mi_threshold_candidates_agree_with_the_direct_estimate():
-    rng = _rng(10)
-    y = rng.normal(size=(200, 1)) ** 3
-    col = y[:, 0]
-    lo, hi = col.min(), col.max()
-    edges = lo + (hi - lo) * np.arange(1, 16) / 16
-    direct = np.array([qz.mutual_information(col, col >= e, 16) for e in edges])
-    assert qz.mi_threshold(y, bins=16)[0] == edges[int(np.argmax(direct))]
+def test_onehot_needs_non_negative_inputs():
+    arrays = {"w0": np.ones((2, 3)), "w1": np.ones((2, 2))}
+    with pytest.raises(NetworkError, match=r"^--calib: onehot layers take non-negative inputs"):
+        quantize_model(model_from_arrays(arrays), "onehot", -np.ones((4, 3)))
