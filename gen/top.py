@@ -146,6 +146,7 @@ class Accelerator(wiring.Component):
 
     # -- construction --------------------------------------------------------------------------
     def _add(self, name, block):
+        block._MustUse__silence = True  # elaborated with the accelerator, or not at all
         self._blocks.append((name, block))
         return name
 

@@ -117,6 +117,7 @@ def test_dwc(i_elems, o_elems, seed):
     np.testing.assert_array_equal(unpack(got, width, o_elems).reshape(-1), codes)
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_dwc_bad():
     with pytest.raises(TypeError, match=r"^Input elements per beat must be a positive integer, not 0$"):
         DataWidthConverter(width=2, i_elems=0, o_elems=1)
@@ -164,6 +165,7 @@ def test_sliding_window_back_to_back():
     assert len(got) == 3 * 36 * 9
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_sliding_window_bad():
     with pytest.raises(ValueError, match=r"^Padding \(3, 3\) must be smaller than the kernel \(3, 3\)$"):
         SlidingWindow(width=1, in_shape=(1, 4, 4), kernel=3, padding=3)
