@@ -86,7 +86,7 @@ def _lane_luts(layer) -> float:
 def estimate_resources(accel) -> dict:
     """Coarse LUT4 and memory-bit needs of an accelerator (before any synthesis)."""
     luts, bits = 0.0, 0
-    for stage, layer, lp in zip(accel.stages, accel.net.layers, accel.plan.layers):
+    for stage, layer, lp in zip(accel.stages, accel.net.layers, accel.plan.layers, strict=True):
         luts += 60 + 4 * stage.out_elems * stage.out_dtype.code_width  # control, FIFO, converters
         if layer.kind in ("dense", "conv2d"):
             luts += lp.pe * lp.simd * _lane_luts(layer)

@@ -83,7 +83,7 @@ class Plan:
                          str(lp.lanes or ""), f"{lp.cycles:,}", limit, lp.source))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.rjust(w) if i in (0, 3, 4, 5, 6) else c.ljust(w)
-                           for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+                           for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip() for r in rows]
         tgt = f", target {self.target_cycles:,}" if self.target_cycles else ""
         lines.append(f"interval {self.interval:,} cycles per frame (slowest: {self.bottleneck.name}"
                      f"{tgt}), {sum(lp.lanes for lp in self.layers):,} lanes")

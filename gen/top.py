@@ -159,7 +159,7 @@ class Accelerator(wiring.Component):
     def _build(self):
         k = self._plan.input_elems
         dt = self._net.input.dtype
-        for i, (layer, lp) in enumerate(zip(self._net.layers, self._plan.layers)):
+        for i, (layer, lp) in enumerate(zip(self._net.layers, self._plan.layers, strict=True)):
             p = f"l{i}"
             blocks: list[str] = []
             latency = fifo_depth = acc_width = None
@@ -228,7 +228,7 @@ class Accelerator(wiring.Component):
             first.i_stream.valid.eq(self.i_stream.valid),
             self.i_stream.ready.eq(first.i_stream.ready),
         ]
-        for (_, a), (_, b) in zip(self._blocks, self._blocks[1:]):
+        for (_, a), (_, b) in zip(self._blocks, self._blocks[1:], strict=False):
             wiring.connect(m, a.o_stream, b.i_stream)
         n = self.out_beats_per_frame
         count = Signal(range(max(2, n)))

@@ -138,7 +138,7 @@ class DataWidthConverter(wiring.Component):
         for n, s in enumerate(stages):
             m.submodules[f"stage{n}"] = s
         wiring.connect(m, wiring.flipped(self.i_stream), stages[0].i_stream)
-        for a, b in zip(stages, stages[1:]):
+        for a, b in zip(stages, stages[1:], strict=False):
             wiring.connect(m, a.o_stream, b.i_stream)
         wiring.connect(m, stages[-1].o_stream, wiring.flipped(self.o_stream))
         return m

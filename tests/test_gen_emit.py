@@ -174,7 +174,7 @@ def test_auto_fold_meets_target(target):
     net = network_from_dict(doc, arrays=arrays)
     plan = plan_network(net, fold="auto", target_cycles=target)
     assert plan.interval <= target
-    for lp, layer in zip(plan.layers, net.layers):
+    for lp, layer in zip(plan.layers, net.layers, strict=True):
         if lp.pe is None:
             continue
         assert lp.cycles <= target
