@@ -182,6 +182,15 @@ def _reshape(shape: tuple, target, where: str) -> tuple:
     return tuple(out[1:])
 
 
+def _compact(a: np.ndarray) -> np.ndarray:
+    """The array in the narrowest signed integer type that holds it (smaller .npz files)."""
+    a = np.asarray(a, dtype=np.int64)
+    for t in (np.int8, np.int16, np.int32):
+        if a.size == 0 or (a.min() >= np.iinfo(t).min and a.max() <= np.iinfo(t).max):
+            return np.ascontiguousarray(a.astype(t))
+    return np.ascontiguousarray(a)
+
+
 def load_qonnx(model):
     """A cleaned-up :class:`qonnx.core.modelwrapper.ModelWrapper` from a path or a model."""
     try:
@@ -192,19 +201,29 @@ def load_qonnx(model):
                                "(pip install 'nomul[qonnx]')") from None
     import warnings
 
-    if isinstance(model, (str, Path)):
-        p = Path(model)
-        if not p.is_file():
-            raise NetworkError("", f"model file not found: {p}")
-        try:
-            model = ModelWrapper(str(p))
-        except Exception as e:  # onnx raises several types for a bad file
-            raise NetworkError("", f"cannot read {p.name} as ONNX: {e}") from None
-    elif not isinstance(model, ModelWrapper):
-        model = ModelWrapper(model)
+    from qonnx.custom_op.registry import is_custom_op
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return cleanup_model(model)
+        if isinstance(model, (str, Path)):
+            p = Path(model)
+            if not p.is_file():
+                raise NetworkError("", f"model file not found: {p}")
+            try:
+                model = ModelWrapper(str(p))
+            except Exception as e:  # onnx raises several types for a bad file
+                raise NetworkError("", f"cannot read {p.name} as ONNX: {e}") from None
+        elif not isinstance(model, ModelWrapper):
+            model = ModelWrapper(model)
+        for i, node in enumerate(model.graph.node):
+            if node.domain not in ("", "ai.onnx") and not is_custom_op(node.domain, node.op_type):
+                raise NetworkError(_where(i, node), f"unsupported op {node.op_type} (domain "
+                                                    f"{node.domain})")
+        try:
+            return cleanup_model(model)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise NetworkError("", f"qonnx cleanup failed: {msg}") from None
 
 
 # -- the importer ---------------------------------------------------------------------------------
@@ -884,6 +903,27 @@ class _Importer:
             self.stats["thresholds"] += t.size
             self.stats["ceil_adjusted"] += int((tc != t).sum())
 
+    def _op_MaxPool(self, i, node, where):
+        st = self.env[node.input[0]]
+        a = _attrs(node)
+        if not isinstance(st, _Int) or len(st.shape) != 3:
+            raise NetworkError(where, f"unsupported op MaxPool on {self._what(st)} (only on a "
+                                      f"quantized C×H×W tensor)")
+        if st.scale <= 0 or np.asarray(st.offset).size != 1:
+            raise NetworkError(where, "unsupported op MaxPool: the integer tensor has a negative "
+                                      "scale or per-element offsets")
+        k = list(a.get("kernel_shape", []))
+        s = list(a.get("strides", k))
+        if len(k) != 2 or any(a.get("pads", [0, 0, 0, 0])) or a.get("ceil_mode", 0) or \
+                any(d != 1 for d in a.get("dilations", [1, 1])) or len(node.output) > 1 and node.output[1]:
+            raise NetworkError(where, "unsupported op MaxPool: only 2-D, no padding, no ceil mode, "
+                                      "no dilation, no indices")
+        c, h, w = st.shape
+        out = (c, (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
+        self.layers.append({"type": "maxpool2d", "name": node.name or f"MaxPool_{i}", "kernel": k,
+                            "stride": s})
+        self.env[node.output[0]] = replace(st, shape=out)
+
     # -- the end of the graph --
     def _op_TopK(self, i, node, where):
         a = _attrs(node)
@@ -979,7 +1019,7 @@ class _Importer:
         }
         doc = {"version": 1, "name": self.name, "source": self.source, "metadata": meta,
                "input": self.input_doc, "layers": self.layers}
-        return doc, dict(self.arrays)
+        return doc, {k: _compact(v) for k, v in self.arrays.items()}
 
 
 def import_qonnx(model, *, name: str | None = None, source: str | None = None,
