@@ -87,7 +87,7 @@ def check(name, model, inputs, expected, *, per_image: bool) -> dict:
         row["qonnx_accuracy"] = float(np.mean(theirs == labels))
     if want is not None:
         row["expected"] = want.tolist()
-        row["got"] = ours.tolist()
+        row["got"] = [int(v) if float(v).is_integer() else float(v) for v in ours.tolist()]
     row["qonnx_run"] = "per image" if per_image else "batched"
     return row
 

@@ -106,6 +106,8 @@ class _Quantizer:
     act: dict              # multithreshold fields of the file format (besides thresholds)
     decode: object         # float output of the node -> q (float64 array)
     dtype: DType
+    bounds: np.ndarray | None = None  # MultiThreshold: its float thresholds (C or 1, n)
+    rounding: str = "ROUND"           # Quant's rounding mode (for the ceil statistic only)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -691,9 +693,11 @@ class _Importer:
             signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
             lo, hi = int(min_int(signed, narrow, int(bits))), int(max_int(signed, narrow, int(bits)))
             act = {"offset": lo} if lo else {}
+            mode = a.get("rounding_mode", b"ROUND")
+            mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
             return _Quantizer(np.arange(lo, hi + 1), s, -z * s, act,
                               lambda y: np.rint(np.asarray(y, dtype=np.float64) / s) + z,
-                              DType.for_range(lo, hi))
+                              DType.for_range(lo, hi), rounding=mode)
         if op == "MultiThreshold":
             t = self._const(node.input[1])
             if t is None:
@@ -707,16 +711,17 @@ class _Importer:
                 raise NetworkError(where, "unsupported op MultiThreshold: non-positive out_scale")
             if a.get("data_layout", b"") not in (b"", "", b"NCHW", "NCHW", b"NC", "NC"):
                 raise NetworkError(where, "unsupported op MultiThreshold: channels-last layout")
+            tb = np.asarray(t, dtype=np.float64).reshape(-1, n)
             if odt == "BIPOLAR" and n == 1:
                 return _Quantizer(np.array([-1, 1]), osc / 2, ob + osc / 2, {"bipolar": True},
                                   lambda y: np.where((np.asarray(y, dtype=np.float64) - ob) / osc
-                                                     > 0.5, 1.0, -1.0), DType.bipolar())
+                                                     > 0.5, 1.0, -1.0), DType.bipolar(), tb)
             k = ob / osc
             qoff = int(round(k)) if abs(k - round(k)) < 1e-9 else 0
             act = {"offset": qoff} if qoff else {}
             return _Quantizer(np.arange(qoff, qoff + n + 1), osc, ob - qoff * osc, act,
                               lambda y: np.rint((np.asarray(y, dtype=np.float64) - ob) / osc) + qoff,
-                              DType.for_range(qoff, qoff + n))
+                              DType.for_range(qoff, qoff + n), tb)
         raise AssertionError(op)  # pragma: no cover
 
     def _quantize(self, i, node, where):
@@ -888,15 +893,22 @@ class _Importer:
     def _count_ceil(self, acc: _Acc, q: _Quantizer, sign, t, ylo, yhi):
         """How many thresholds differ from the plain ceil of the float threshold (a statistic
         for the documentation; the binary search is what makes them exact)."""
-        if not acc.affine:
-            return
-        # level j is reached when value >= boundary_j (midpoint between the float levels, or
-        # the sign boundary 0 for bipolar)
-        lv = q.levels * q.scale + q.offset
-        bnd = (lv[:-1] + lv[1:]) / 2 if not q.act.get("bipolar") else np.array([0.0])
+        # level j is reached when the quantizer's input >= boundary j: a MultiThreshold's own
+        # thresholds, the sign boundary 0 for bipolar, else the midpoint between float levels
+        if q.bounds is not None:
+            bnd = np.broadcast_to(q.bounds, (acc.channels, q.bounds.shape[1]))
+        elif q.act.get("bipolar"):
+            bnd = np.zeros((acc.channels, 1))
+        else:
+            lv = q.levels * q.scale + q.offset
+            b = {"FLOOR": lv[1:], "CEIL": lv[:-1]}.get(q.rounding, (lv[:-1] + lv[1:]) / 2)
+            bnd = np.broadcast_to(b, (acc.channels, len(lv) - 1))
+        strict = q.rounding == "CEIL" and q.bounds is None and not q.act.get("bipolar")
+        if not acc.affine and not (bnd > 0).all():
+            return  # a ReLU in the chain matters only for boundaries at or below 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            y = (bnd[None, :] - acc.offset[:, None]) / (acc.slope * sign)[:, None]
-        tc = np.ceil(y)
+            y = (bnd - acc.offset[:, None]) / (acc.slope * sign)[:, None]
+        tc = np.floor(y) + 1 if strict else np.ceil(y)
         tc = np.where(np.isfinite(tc), tc, np.where(y > 0, yhi[:, None] + 1, ylo[:, None]))
         tc = np.clip(tc, ylo[:, None], yhi[:, None] + 1).astype(np.int64)
         if tc.shape == t.shape:
