@@ -98,7 +98,8 @@ def _layer_json(layer, lp, stage) -> dict:
         if lp.kind == "conv2d":
             d.update({"padding": list(layer.padding), "pad_value": layer.pad_value})
     d.update({"cycles_per_frame": lp.cycles, "cycles_parts": dict(lp.parts),
-              "latency": stage.latency, "fifo_depth": stage.fifo_depth, "blocks": list(stage.blocks)})
+              "latency": stage.latency, "fifo_depth": stage.fifo_depth,
+              "in_fifo_depth": stage.in_fifo_depth, "blocks": list(stage.blocks)})
     return d
 
 

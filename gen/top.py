@@ -76,6 +76,7 @@ class StageInfo:
     fifo_depth: int | None
     acc_width: int | None
     weight_bits: int
+    in_fifo_depth: int | None = None
 
 
 def _stream_sig(width):
@@ -162,7 +163,7 @@ class Accelerator(wiring.Component):
         for i, (layer, lp) in enumerate(zip(self._net.layers, self._plan.layers, strict=True)):
             p = f"l{i}"
             blocks: list[str] = []
-            latency = fifo_depth = acc_width = None
+            latency = fifo_depth = acc_width = in_fifo_depth = None
             weight_bits = 0
             if isinstance(layer, (Dense, Conv2d)):
                 if isinstance(layer, Conv2d):
@@ -180,6 +181,15 @@ class Accelerator(wiring.Component):
                     matrix = (hwc_columns(layer.matrix, layer.in_shape) if len(layer.in_shape) == 3
                               else layer.matrix)
                     vectors = 1
+                nf, sf = layer.mh // lp.pe, layer.mw // lp.simd
+                if nf > 1:
+                    # The MVU takes a vector's beats only during its first channel fold and reads
+                    # them back from its input buffer in the other folds. A FIFO of one vector at
+                    # its input width lets the producer run on meanwhile (it delivers less than one
+                    # vector in those folds) and serves the next first fold at one beat per cycle.
+                    in_fifo_depth = sf + 2
+                    blocks.append(self._add(f"{p}_ififo", StreamFIFO(
+                        width=lp.simd * dt.code_width, depth=in_fifo_depth)))
                 try:
                     mvu = self._factory(layer, pe=lp.pe, simd=lp.simd, matrix=matrix)
                 except ValueError as e:
@@ -216,7 +226,7 @@ class Accelerator(wiring.Component):
                 raise AssertionError("output type mismatch")
             self._stages.append(StageInfo(i, layer.name, layer.kind, lp.in_elems, layer.in_dtype,
                                           k, dt, beats, tuple(blocks), latency, fifo_depth,
-                                          acc_width, weight_bits))
+                                          acc_width, weight_bits, in_fifo_depth))
 
     def elaborate(self, platform):
         m = Module()
