@@ -534,6 +534,9 @@ class _Importer:
 
     # -- compute layers --
     def _as_int(self, st, where, op) -> _Int:
+        if st is None:
+            raise NetworkError(where, f"unsupported op {op}: the first input must be the "
+                                      f"activation and the second the weights")
         if isinstance(st, _Int):
             return st
         if isinstance(st, _FloatIn):
