@@ -49,9 +49,6 @@ def run_case(tmp_path, mac, kind, *, frames, sim="icarus", seed=0, stall=0.3, re
     assert r.frames == frames - r.frames_dropped_by_reset
     if reset:
         assert r.frames_dropped_by_reset >= 1
-    if r.cycles_per_frame != r.expected_cycles_per_frame and kind == "conv":
-        pytest.xfail(f"bit-exact, but {r.cycles_per_frame} cycles per frame measured where the "
-                     f"plan says {r.expected_cycles_per_frame} (gen/plan.py's conv cycle model)")
     assert r.cycles_per_frame == r.expected_cycles_per_frame
     return r
 
