@@ -49,9 +49,19 @@ def render(name: str, **ctx) -> str:
 
 
 def verilog_text(accel: Accelerator, name: str = TOP_NAME) -> str:
-    from amaranth.back import verilog
+    """Verilog of the accelerator, with the popcount counters marked ``keep_hierarchy``.
 
-    return verilog.convert(accel, name=name, emit_src=False)
+    Amaranth's ``verilog.convert`` cannot attach module attributes, so this goes through RTLIL,
+    marks the counter modules (:func:`hw.trees.keep_counter_hierarchy`) and lets Amaranth's
+    Yosys write the Verilog; synthesis then keeps the compressor trees instead of flattening
+    them into plain adders (see DESIGN.md, toolchain facts).
+    """
+    from amaranth.back import rtlil, verilog
+
+    from hw.trees import keep_counter_hierarchy
+
+    text = keep_counter_hierarchy(rtlil.convert(accel, name=name, emit_src=False))
+    return verilog._convert_rtlil_text(text)
 
 
 def _stream_json(accel: Accelerator, which: str) -> dict:
