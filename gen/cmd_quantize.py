@@ -99,6 +99,6 @@ def add_parser(subparsers) -> None:
                    help="sttn: zero band Δ = 0.7·mean|w| (TWN, default) or the exact minimiser of "
                         "the weights' squared error")
     q.add_argument("--name", help="network name (default: the output file's stem)")
-    q.add_argument("-o", "--output", required=True, metavar="NET.yaml",
+    q.add_argument("-o", "--out", "--output", dest="output", required=True, metavar="NET.yaml",
                    help="network file to write (arrays go to NET.npz beside it)")
     q.set_defaults(func=cmd_quantize)
