@@ -237,8 +237,27 @@ def write_table(rows: list[tuple[str, str, str, dict]], path: Path = DOCS) -> No
         "one-hot of 4 exponents, 8 for int8, 6 for the AdderNet int6 weights).",
         "",
     ]
+    text = "\n".join(lines)
+    kept = _kept_block(path)
+    if kept:
+        text += "\n" + kept
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, "\n".join(lines).encode())
+    atomic_write_bytes(path, text.encode())
+
+
+# The "Hardware co-simulation" section that bench/examples_hw.py appends to the page: kept as it is.
+HW_BEGIN = "<!-- BEGIN hardware co-simulation (bench/examples_hw.py) -->"
+HW_END = "<!-- END hardware co-simulation -->"
+
+
+def _kept_block(path: Path) -> str:
+    """The block between HW_BEGIN and HW_END of the page as it is now (with its newline), or ''."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    i = text.find(HW_BEGIN)
+    j = text.find(HW_END, i) if i >= 0 else -1
+    return text[i:j + len(HW_END)] + "\n" if j >= 0 else ""
 
 
 def main(argv=None) -> int:
