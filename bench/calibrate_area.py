@@ -60,25 +60,31 @@ def _weights(rng, wdt: DType, shape):
     return rng.choice(vals, size=shape)
 
 
-def mvu_point(kind, wdt, adt, pe, simd, *, seed=0, ram_style="block", thresholds=0, role="fit"):
+def mvu_point(kind, wdt, adt, pe, simd, *, seed=0, ram_style="block", thresholds=0, role="fit",
+              nf=2, sf=4):
     """A calibration point: the parameters of an MVU (and a builder for it)."""
     from hw.lanes import Lane
 
-    from gen.area import mvu_params
+    from gen.area import live_bits, mvu_params
 
-    mh, mw = 2 * pe, 4 * simd
+    mh, mw = nf * pe, sf * simd
     lane = Lane(kind=kind, simd=mw, w_dtype=wdt, a_dtype=adt)
     lane._MustUse__used = True
     lo, hi = lane.value_range
     name = f"mvu_{kind}_{wdt}_{adt}_{pe}x{simd}{'_t%d' % thresholds if thresholds else ''}" \
+           f"{'' if (nf, sf) == (2, 4) else f'_{mh}x{mw}'}" \
            f"{'' if ram_style == 'block' else '_' + str(ram_style)}".replace("±", "")
     out_bits = max(1, int(thresholds).bit_length()) if thresholds else DType.for_range(lo, hi).code_width
     p = mvu_params(kind=kind, w_dtype=wdt, a_dtype=adt, pe=pe, simd=simd, mh=mh, mw=mw,
                    acc_lo=lo, acc_hi=hi, thresholds=thresholds,
                    activation="threshold" if thresholds else "none", ram_style=ram_style,
                    depth=1, out_bits=out_bits)
-    return {"name": name, "role": role, "w_dtype": str(wdt), "a_dtype": str(adt), "seed": seed,
-            **p, "_types": (wdt, adt)}
+    rec = {"name": name, "role": role, "w_dtype": str(wdt), "a_dtype": str(adt), "seed": seed,
+           **p, "_types": (wdt, adt)}
+    mvu = build_mvu(rec)
+    mvu._MustUse__used = True
+    rec["w_live_bits"] = live_bits(mvu._weight_words(), pe * simd * wdt.code_width)
+    return rec
 
 
 def build_mvu(p):
@@ -149,6 +155,9 @@ def points():
     pts.append(mvu_point("int", *TYPES4["int"], 2, 8, thresholds=3, role="check"))
     pts.append(mvu_point("xnor", *TYPES8["xnor"], 2, 8, ram_style=None, role="check"))
     pts.append(mvu_point("int", *TYPES4["int"], 2, 8, ram_style=None, role="check"))
+    # deeper weight memories left to Yosys (block RAM or logic): they calibrate ROMs in logic
+    pts.append(mvu_point("xnor", *TYPES8["xnor"], 1, 4, ram_style=None, role="fit", nf=8, sf=40))
+    pts.append(mvu_point("xnor", *TYPES8["xnor"], 2, 16, ram_style=None, role="fit", nf=8, sf=8))
     return pts
 
 

