@@ -33,7 +33,7 @@ from gen.dtypes import DType
 from gen.ir import MAC_KINDS
 
 from .pipeline import StallPipeline
-from .trees import adder_tree, popcount
+from .trees import POPCOUNT_STYLES, adder_tree, popcount
 
 __all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "element_value", "lane_term_range",
            "signed_width", "MAC_DTYPES"]
@@ -117,6 +117,10 @@ class Lane(wiring.Component):
         Pipeline registers in the reduction tree (the lane's latency).
     onehot_mode : str
         ``onehot`` only: ``"shift"`` or ``"counters"``.
+    popcount_style : str
+        How popcounts are built: ``"gpc6"`` (LUT6 families), ``"fa"`` or ``"carry"`` (LUT4
+        families); :data:`hw.trees.FAMILY_POPCOUNT` gives the best one per Yosys family. The
+        value and latency do not depend on it.
 
     Members
     -------
@@ -136,7 +140,7 @@ class Lane(wiring.Component):
     """
 
     def __init__(self, *, kind: str, simd: int, w_dtype: DType, a_dtype: DType, w_shift: int = 0,
-                 depth: int = 0, onehot_mode: str = "shift"):
+                 depth: int = 0, onehot_mode: str = "shift", popcount_style: str = "gpc6"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         if kind not in MAC_KINDS:
             raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, not {kind!r}")
@@ -158,6 +162,9 @@ class Lane(wiring.Component):
             raise ValueError(f"Weight shift must be non-negative, not {w_shift}")
         if onehot_mode not in ONEHOT_MODES:
             raise ValueError(f"Onehot mode must be shift or counters, not {onehot_mode!r}")
+        if popcount_style not in POPCOUNT_STYLES:
+            raise ValueError(f"Popcount style must be gpc6, fa or carry, not {popcount_style!r}")
+        self._popcount_style = popcount_style
         self._kind, self._simd, self._depth = kind, simd, depth
         self._w_dtype, self._a_dtype, self._w_shift = w_dtype, a_dtype, w_shift
         self._onehot_mode = onehot_mode
@@ -178,6 +185,7 @@ class Lane(wiring.Component):
     a_dtype = property(lambda self: self._a_dtype)
     w_shift = property(lambda self: self._w_shift)
     onehot_mode = property(lambda self: self._onehot_mode)
+    popcount_style = property(lambda self: self._popcount_style)
     latency = property(lambda self: self._depth)
     value_range = property(lambda self: self._range)
 
@@ -192,7 +200,8 @@ class Lane(wiring.Component):
 
     def activation_count(self, m, pipe: StallPipeline, a: Value, *, name: str = "acnt") -> Value:
         """``popcount(a)`` with the lane's latency: the ``and`` kind's weight-free term."""
-        return popcount(m, pipe, a, depth=self._depth, name=name)
+        return popcount(m, pipe, a, depth=self._depth, style=self._popcount_style,
+                        name=name)
 
     def build(self, m, pipe: StallPipeline, a: Value, w: Value, *, a_count: Value | None = None,
               name: str = "lane") -> LaneResult:
@@ -207,11 +216,13 @@ class Lane(wiring.Component):
         W = self._elements(w, self._w_dtype)
         if kind == "xnor":
             pairs = [(x[0], y[0]) for x, y in zip(A, W, strict=True)]
-            pc = popcount(m, pipe, pairs, depth=d, op="xnor", name=f"{name}_pc")
+            pc = popcount(m, pipe, pairs, depth=d, op="xnor", style=self._popcount_style,
+                          name=f"{name}_pc")
             return LaneResult(pc, False, 1, -self._simd)
         if kind == "and":
             pairs = [(x[0], y[0]) for x, y in zip(A, W, strict=True)]
-            pc = popcount(m, pipe, pairs, depth=d, op="and", name=f"{name}_pc")
+            pc = popcount(m, pipe, pairs, depth=d, op="and", style=self._popcount_style,
+                          name=f"{name}_pc")
             if a_count is None:
                 a_count = self.activation_count(m, pipe, a, name=f"{name}_acnt")
             return LaneResult((pc << 1) - a_count, False, 0, 0)
@@ -253,8 +264,10 @@ class Lane(wiring.Component):
                 nz = wnz & anz
                 pos.append(nz & ~(wneg ^ aneg))
                 neg.append(nz & (wneg ^ aneg))
-            p = popcount(m, pipe, pos, depth=self._depth, name=f"{name}_pos")
-            n = popcount(m, pipe, neg, depth=self._depth, name=f"{name}_neg")
+            p = popcount(m, pipe, pos, depth=self._depth, style=self._popcount_style,
+                         name=f"{name}_pos")
+            n = popcount(m, pipe, neg, depth=self._depth, style=self._popcount_style,
+                         name=f"{name}_neg")
             return LaneResult(p - n, False, 0, 0)
         terms = []
         for x, y in zip(A, W, strict=False):
@@ -315,9 +328,11 @@ class Lane(wiring.Component):
         for k in range(kmax + 1):
             if not pos[k]:
                 continue
-            p = popcount(m, pipe, pos[k], depth=self._depth, name=f"{name}_p{k}")
+            p = popcount(m, pipe, pos[k], depth=self._depth, style=self._popcount_style,
+                         name=f"{name}_p{k}")
             if has_neg:
-                n = popcount(m, pipe, neg[k], depth=self._depth, name=f"{name}_n{k}")
+                n = popcount(m, pipe, neg[k], depth=self._depth, style=self._popcount_style,
+                             name=f"{name}_n{k}")
                 parts.append((p - n) << k)
             else:
                 parts.append(p << k)

@@ -64,6 +64,9 @@ class MVU(wiring.Component):
         Pipeline registers in each lane's reduction tree.
     onehot_mode : str
         ``onehot`` only: ``"shift"`` or ``"counters"``.
+    popcount_style : str
+        ``"gpc6"``, ``"fa"`` or ``"carry"``: how the lanes build their popcounts
+        (:data:`hw.trees.FAMILY_POPCOUNT` per target family); no effect on values or timing.
 
     Members
     -------
@@ -83,7 +86,8 @@ class MVU(wiring.Component):
 
     def __init__(self, *, weights, mac: str, w_dtype: DType, in_dtype: DType, activation,
                  acc_range, pe: int = 1, simd: int = 1, w_shift: int = 0, bias=None,
-                 ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift"):
+                 ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
+                 popcount_style: str = "gpc6"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         w = np.array(weights, dtype=np.int64)
         if w.ndim != 2 or w.size == 0:
@@ -107,7 +111,8 @@ class MVU(wiring.Component):
         if lo > hi:
             raise ValueError(f"Accumulator range must not be empty, not [{lo}, {hi}]")
         self._lane = Lane(kind=mac, simd=simd, w_dtype=w_dtype, a_dtype=in_dtype,
-                          w_shift=w_shift, depth=depth, onehot_mode=onehot_mode)
+                          w_shift=w_shift, depth=depth, onehot_mode=onehot_mode,
+                          popcount_style=popcount_style)
         self._lane._MustUse__used = True  # it lends its datapath; it is not a submodule
         self._weights = w
         self._weights.flags.writeable = False
@@ -135,7 +140,8 @@ class MVU(wiring.Component):
 
     @classmethod
     def from_layer(cls, layer, *, pe: int | None = None, simd: int | None = None, matrix=None,
-                   ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift"):
+                   ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
+                 popcount_style: str = "gpc6"):
         """An MVU for a :class:`gen.ir.Dense` or :class:`gen.ir.Conv2d` layer.
 
         ``pe``, ``simd`` and ``ram_style`` default to the layer's own (then 1, 1, None).
@@ -150,7 +156,7 @@ class MVU(wiring.Component):
                    acc_range=(int(layer.acc_lo.min()), int(layer.acc_hi.max())),
                    pe=pe or layer.pe or 1, simd=simd or layer.simd or 1,
                    ram_style=ram_style if ram_style is not None else layer.ram_style,
-                   depth=depth, onehot_mode=onehot_mode)
+                   depth=depth, onehot_mode=onehot_mode, popcount_style=popcount_style)
 
     # -- parameters ----------------------------------------------------------------------------
     mh = property(lambda self: self._weights.shape[0])
@@ -165,6 +171,7 @@ class MVU(wiring.Component):
     acc_range = property(lambda self: self._acc_range)
     ram_style = property(lambda self: self._ram_style)
     depth = property(lambda self: self._depth)
+    popcount_style = property(lambda self: self._lane.popcount_style)
     weights = property(lambda self: self._weights)
     bias = property(lambda self: self._bias)
 

@@ -10,6 +10,21 @@ marks those modules ``keep_hierarchy`` in RTLIL text, so that synthesis maps eac
 a counter to one LUT6 instead of flattening and re-synthesising the tree. The first level can
 merge the XNOR (or AND) of an activation and a weight bit into 3:2 counters (six inputs, one
 LUT6 per output). Only the last two rows of the compressed columns go through a real adder.
+
+Six-input truth tables suit LUT6 fabrics (7-series) only: on the LUT4 families each costs several
+LUT4s. ``style`` chooses the tree per family (:data:`FAMILY_POPCOUNT`), measured on a 64-bit
+XNOR popcount with Yosys 0.70 (``docs/benchmarks.md``):
+
+=========  ==========================================================================  =======
+style      tree                                                                        family
+=========  ==========================================================================  =======
+``gpc6``   3:2 counters with the XNOR merged (six inputs), then 6:3 counters            xilinx
+``fa``     2-pair counters with the XNOR merged (four inputs), then 3:2 full adders     ecp5
+           (two LUT4s each; ECP5 maps adders of up to 4 bits to LUTs, not carry cells)
+``carry``  2-pair counters with the XNOR merged, then a balanced tree of ripple adders  ice40
+           kept as separate modules, so each maps onto the carry chain (one LUT4 and
+           one SB_CARRY per bit); leftover XNOR bits enter the adders' carry-ins
+=========  ==========================================================================  =======
 """
 
 from __future__ import annotations
@@ -20,10 +35,13 @@ from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value, unsign
 
 from .pipeline import StallPipeline, spread_registers
 
-__all__ = ["popcount", "adder_tree", "counter_levels", "Counter", "keep_counter_hierarchy",
-           "COUNTER_OPS"]
+__all__ = ["popcount", "adder_tree", "counter_levels", "Counter", "CarryAdder",
+           "keep_counter_hierarchy", "COUNTER_OPS", "POPCOUNT_STYLES", "FAMILY_POPCOUNT"]
 
 COUNTER_OPS = ("none", "xnor", "and")
+POPCOUNT_STYLES = ("gpc6", "fa", "carry")
+# The popcount style that measured best for each Yosys family (see the module docstring).
+FAMILY_POPCOUNT = {"xilinx": "gpc6", "ecp5": "fa", "ice40": "carry"}
 
 
 def _counter_table(n: int, bit: int) -> Const:
@@ -78,6 +96,27 @@ class Counter(Elaboratable):
         return m
 
 
+class CarryAdder(Elaboratable):
+    """``o = a + b + c`` as a submodule of its own (named ``gpc_*`` so that it is kept too).
+
+    Kept apart, the sum stays one ``$alu`` that Yosys maps onto the carry chain, with ``c`` as
+    its carry-in; flattened into a tree it would be merged with the others into a ``$macc`` and
+    rebuilt from full adders in LUTs. ``o`` has ``o_width`` bits, enough for the sum's bound.
+    """
+
+    def __init__(self, a_width: int, b_width: int, o_width: int, carry_in: bool):
+        self.a = Signal(a_width)
+        self.b = Signal(b_width)
+        self.c = Signal(1 if carry_in else 0)
+        self.o = Signal(o_width)
+
+    def elaborate(self, platform):
+        m = Module()
+        total = self.a + self.b + self.c if len(self.c) else self.a + self.b
+        m.d.comb += self.o.eq(total)
+        return m
+
+
 def _counter(m, bits: list, name: str, pairs=None, op: str = "none") -> list:
     """Instantiate a :class:`Counter` submodule over ``bits`` (or over ``op`` of ``pairs``)."""
     if pairs is not None:
@@ -124,41 +163,50 @@ def _apply_plan(heights: dict[int, int], plan) -> dict[int, int]:
     return {w: h for w, h in new.items() if h}
 
 
-def counter_levels(n: int, first_group: int = 6) -> int:
-    """Number of compression levels a popcount of ``n`` bits needs before its final adder."""
+def counter_levels(n: int, first_group: int = 6, group: int = 6) -> int:
+    """Number of compression levels a popcount of ``n`` bits needs before its final adder, with
+    counters of ``first_group`` inputs on the first level and ``group`` after it."""
     heights = {0: n} if n else {}
     levels = 0
     while heights and max(heights.values()) > 2:
-        heights = _apply_plan(heights, _plan_level(heights, first_group if levels == 0 else 6))
+        heights = _apply_plan(heights, _plan_level(heights, first_group if levels == 0 else group))
         levels += 1
     return levels
 
 
 def popcount(m, pipe: StallPipeline, bits, *, depth: int = 0, op: str = "none",
-             name: str = "pc") -> Value:
+             style: str = "gpc6", name: str = "pc") -> Value:
     """Number of set bits of ``bits``, with ``depth`` pipeline registers (loaded on
     ``pipe.en``).
 
     ``bits`` is a Value or a list of 1-bit Values; with ``op`` ``"xnor"`` or ``"and"`` it is a
-    list of (x, y) pairs and the bits counted are ``op(x, y)``, merged into the 3:2 counters of
-    the first level (six inputs each, one LUT6 per output).
+    list of (x, y) pairs and the bits counted are ``op(x, y)``, merged into the counters of the
+    first level (three pairs, one LUT6 per output, in style ``gpc6``; two pairs, one LUT4 per
+    output, in the LUT4 styles). ``style`` is one of :data:`POPCOUNT_STYLES` (see the module
+    docstring); every style computes the same value with the same latency.
     """
+    if style not in POPCOUNT_STYLES:
+        raise ValueError(f"Popcount style must be gpc6, fa or carry, not {style!r}")
     if isinstance(bits, Value):
         bits = [bits[i] for i in range(len(bits))]
     bits = list(bits)
     n = len(bits)
     pairs = None
-    first_group = 6
+    group = 6 if style == "gpc6" else 3
+    first_group = group
     if op != "none":
-        pairs, first_group = bits, 3
+        pairs, first_group = bits, (3 if style == "gpc6" else 2)
         fn = (lambda p: ~(p[0] ^ p[1])) if op == "xnor" else (lambda p: p[0] & p[1])
         bits = [fn(p) for p in pairs]
+    if style == "carry":
+        return _popcount_carry(m, pipe, bits, pairs, op, depth=depth, name=name)
     width = max(1, n.bit_length())
-    levels = counter_levels(n, first_group)
+    levels = counter_levels(n, first_group, group)
     regs = spread_registers(levels + 1, depth)   # compression levels, then the final adder
     cols: dict[int, list] = {0: bits} if n else {}
     for lvl in range(levels):
-        plan = _plan_level({w: len(c) for w, c in cols.items()}, first_group if lvl == 0 else 6)
+        plan = _plan_level({w: len(c) for w, c in cols.items()},
+                           first_group if lvl == 0 else group)
         new: dict[int, list] = {}
         taken: dict[int, int] = {}
         for i, (w, k) in enumerate(plan):
@@ -189,6 +237,59 @@ def popcount(m, pipe: StallPipeline, bits, *, depth: int = 0, op: str = "none",
             total = total + row
         total = total[:width]
     return pipe.delay(m, total, regs[-1], name=f"{name}_sum")
+
+
+def _popcount_carry(m, pipe, bits, pairs, op, *, depth, name) -> Value:
+    """Style ``carry``: counters of ``k`` inputs (two pairs with ``op``, else three bits) as
+    leaves, a balanced tree of :class:`CarryAdder` over them, and the remaining bits as the
+    adders' carry-ins. With ``t`` leaves the tree has ``t - 1`` carry-ins, so ``t`` is the
+    smallest number with ``k·t + t - 1 >= n``."""
+    n = len(bits)
+    if n == 0:
+        return pipe.delay(m, Const(0, 1), depth, name=f"{name}_sum")
+    k = 2 if pairs is not None else 3
+    t = max(1, -(-(n + 1) // (k + 1)))
+    terms = []   # (value, maximum)
+    for i in range(t):
+        lo, hi = i * k, min(n, (i + 1) * k)
+        if hi - lo > 1:
+            if pairs is not None:
+                outs = _counter(m, None, f"gpc_{name}_c{i}", pairs=pairs[lo:hi], op=op)
+            else:
+                outs = _counter(m, bits[lo:hi], f"gpc_{name}_c{i}")
+            terms.append((Cat(*outs), hi - lo))
+        elif hi > lo:
+            terms.append((bits[lo], 1))
+    spare = bits[t * k:]
+    levels = max(0, (len(terms) - 1).bit_length())
+    regs = spread_registers(1 + levels, depth)   # the leaf counters, then each adder level
+
+    def register(lvl, terms, spare):
+        for r in range(regs[lvl]):
+            terms = [(pipe.reg(m, v, name=f"{name}_l{lvl}_{i}_{r}"), hi)
+                     for i, (v, hi) in enumerate(terms)]
+            spare = [pipe.reg(m, b, name=f"{name}_l{lvl}_s{i}_{r}") for i, b in enumerate(spare)]
+        return terms, spare
+
+    terms, spare = register(0, terms, spare)
+    for lvl in range(levels):
+        nxt = []
+        for i in range(0, len(terms) - 1, 2):
+            (a, ha), (b, hb) = terms[i], terms[i + 1]
+            c = spare.pop(0) if spare else None
+            hi = ha + hb + (c is not None)
+            add = CarryAdder(len(a), len(b), hi.bit_length(), c is not None)
+            m.submodules[f"gpc_{name}_a{lvl}_{i // 2}"] = add
+            m.d.comb += [add.a.eq(a), add.b.eq(b)]
+            if c is not None:
+                m.d.comb += add.c.eq(c)
+            nxt.append((add.o, hi))
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms, spare = register(1 + lvl, nxt, spare)
+    assert not spare
+    value, hi = terms[0]
+    return Value.cast(value)[:max(1, hi.bit_length())]
 
 
 def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str = "add") -> Value:

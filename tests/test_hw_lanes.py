@@ -11,7 +11,8 @@ from gen.dtypes import DType
 from hw.lanes import Lane, lane_term_range
 from hw.pipeline import spread_registers
 from hw.streamsim import StreamSink, StreamSource, pack
-from hw.trees import Counter, counter_levels, keep_counter_hierarchy
+from hw.trees import (FAMILY_POPCOUNT, POPCOUNT_STYLES, Counter, counter_levels,
+                      keep_counter_hierarchy)
 from sim import golden
 from sim.randnet import random_values
 
@@ -89,6 +90,36 @@ def test_lane_popcount_sizes(sizes):
             check(400 + simd, kind, TYPES[kind][0], simd, simd % 4, n=6, worst=True)
 
 
+LUT4_STYLES = [s for s in POPCOUNT_STYLES if s != "gpc6"]
+
+
+@pytest.mark.parametrize("style", LUT4_STYLES)
+@pytest.mark.parametrize("sizes", [
+    [*range(1, 14), 18, 27, 64],
+    pytest.param([*range(14, 65)], marks=pytest.mark.slow)])
+def test_lane_popcount_style_sizes(style, sizes):
+    """The LUT4 popcount trees for many sizes and depths, with extreme inputs."""
+    for simd in sizes:
+        for kind in ("xnor", "and"):
+            check(450 + simd, kind, TYPES[kind][0], simd, (simd + 1) % 5, n=6, worst=True,
+                  popcount_style=style)
+
+
+@pytest.mark.parametrize("style", LUT4_STYLES)
+def test_lane_popcount_style_kinds(style):
+    """The other kinds that count bits: ternary with magnitude-1 inputs, onehot counters."""
+    for k, types in enumerate(TYPES["ternary"]):
+        check(470 + k, "ternary", types, 11, k, popcount_style=style)
+    for k, types in enumerate(TYPES["onehot"]):
+        check(480 + k, "onehot", types, 9, 2 + k, onehot_mode="counters", popcount_style=style)
+
+
+def test_family_popcount():
+    assert set(FAMILY_POPCOUNT) == {"xilinx", "ecp5", "ice40"}
+    assert set(FAMILY_POPCOUNT.values()) <= set(POPCOUNT_STYLES)
+    assert FAMILY_POPCOUNT["xilinx"] == "gpc6"
+
+
 def test_lane_backpressure_counts():
     """Heavy stalls on both sides lose and duplicate nothing."""
     rng = np.random.default_rng(500)
@@ -102,11 +133,13 @@ def test_lane_backpressure_counts():
     assert len(src.accept_cycles) == len(sink.transfer_cycles) == 40
 
 
-def test_lane_latency():
+@pytest.mark.parametrize("style", POPCOUNT_STYLES)
+def test_lane_latency(style):
     rng = np.random.default_rng(600)
+    print("seed=600")
     for depth in range(4):
         lane = Lane(kind="xnor", simd=16, w_dtype=DType.bipolar(), a_dtype=DType.bipolar(),
-                    depth=depth)
+                    depth=depth, popcount_style=style)
         assert lane.latency == depth
         A = random_values(rng, DType.bipolar(), (5, 16))
         W = random_values(rng, DType.bipolar(), (5, 16))
@@ -136,6 +169,9 @@ def test_lane_bad_parameters():
         Lane(kind="xnor", simd=1, w_dtype=b, a_dtype=b, w_shift=1)
     with pytest.raises(ValueError, match=r"^Onehot mode must be shift or counters, not 'x'$"):
         Lane(kind="xnor", simd=1, w_dtype=b, a_dtype=b, onehot_mode="x")
+    with pytest.raises(ValueError, match=r"^Popcount style must be gpc6, fa or carry, "
+                                         r"not 'lut4'$"):
+        Lane(kind="xnor", simd=1, w_dtype=b, a_dtype=b, popcount_style="lut4")
 
 
 def test_spread_registers():
@@ -151,6 +187,7 @@ def test_counter_levels():
     assert counter_levels(2) == 0
     assert counter_levels(6) == 1
     assert counter_levels(64, 3) == 5
+    assert counter_levels(64, 2, 3) > counter_levels(64, 3)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
@@ -162,8 +199,10 @@ def test_counter_bad_parameters():
         Counter(2, "or")
 
 
-def test_keep_counter_hierarchy():
-    lane = Lane(kind="xnor", simd=12, w_dtype=DType.bipolar(), a_dtype=DType.bipolar())
+@pytest.mark.parametrize("style", POPCOUNT_STYLES)
+def test_keep_counter_hierarchy(style):
+    lane = Lane(kind="xnor", simd=12, w_dtype=DType.bipolar(), a_dtype=DType.bipolar(),
+                popcount_style=style)
     text = rtlil.convert(lane, name="top")
     kept = keep_counter_hierarchy(text)
     modules = [line for line in text.splitlines() if line.startswith("module \\top.gpc_")]

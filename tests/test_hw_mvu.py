@@ -158,6 +158,25 @@ def test_mvu_onehot_counters():
               depth=k)
 
 
+@pytest.mark.parametrize("style", ["fa", "carry"])
+@pytest.mark.parametrize("mac", ["xnor", "and", "ternary"])
+def test_mvu_popcount_style(style, mac):
+    """The LUT4 popcount styles, with stalls, worst-case inputs and every pipeline depth."""
+    for depth in range(3):
+        seed = 4100 + 10 * ["xnor", "and", "ternary"].index(mac) + 3 * (style == "carry") + depth
+        types = TYPES[mac][-1 if mac == "ternary" else 0]   # ternary × bipolar: two popcounts
+        check(seed, mac, types, 4, 24, 2, 12, ACTS[depth], depth=depth, worst=depth == 0,
+              popcount_style=style)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
+def test_mvu_popcount_style_member():
+    rng = np.random.default_rng(4200)
+    dut, *_ = make_mvu(rng, "xnor", TYPES["xnor"][0], 2, 4, 1, 4, "none",
+                       popcount_style="carry")
+    assert dut.popcount_style == "carry"
+
+
 @pytest.mark.parametrize("ram_style", ["block", "distributed", "logic", None])
 def test_mvu_ram_style(ram_style):
     check(5000, "int", TYPES["int"][0], 4, 4, 2, 2, "threshold", ram_style=ram_style, n=2)
