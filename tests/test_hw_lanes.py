@@ -11,8 +11,7 @@ from gen.dtypes import DType
 from hw.lanes import Lane, lane_term_range
 from hw.pipeline import spread_registers
 from hw.streamsim import StreamSink, StreamSource, pack
-from hw.trees import (FAMILY_POPCOUNT, POPCOUNT_STYLES, Counter, counter_levels,
-                      keep_counter_hierarchy)
+from hw.trees import FAMILY_POPCOUNT, POPCOUNT_STYLES, Counter, counter_levels, keep_counter_hierarchy
 from sim import golden
 from sim.randnet import random_values
 
