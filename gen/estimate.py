@@ -125,7 +125,7 @@ def _window(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np.ndarr
             written.append(max(tl[q], prev, gate))
 
     out = []
-    go = -(1 << 40)
+    go = -1                    # the reader starts after reset: padding needs no input
     for oy in range(oh):
         for ox in range(ow):
             for ky in range(kh):

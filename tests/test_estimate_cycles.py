@@ -34,8 +34,6 @@ CASES += [
     ("cnn-folded", 5, dict(macs=["ternary", "int"], conv=True, in_shape=[2, 5, 5], widths=[4, 3]),
      {"layer0": {"pe": 1, "simd": 2}}),
 ]
-#: Cycles by which the latency model may miss (docs/estimate.md); exact elsewhere.
-LATENCY_SLACK = {"cnn-folded": 1, "cnn-unfolded": 1}
 
 
 def network(case):
@@ -71,7 +69,7 @@ def test_model_matches_simulation(case):
     est = estimate_network(net, fold=fold, count_registers=False)
     latency, interval = measure(est.accel)
     assert est.interval == interval
-    assert abs(est.latency - latency) <= LATENCY_SLACK.get(case[0], 0)
+    assert est.latency == latency
 
 
 def test_layer_timings_are_ordered():
