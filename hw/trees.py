@@ -61,10 +61,12 @@ class Counter(Elaboratable):
     """
 
     def __init__(self, n: int, op: str = "none"):
+        self._MustUse__silence = True  # no warning for an object whose parameters are refused
         if op not in COUNTER_OPS:
             raise ValueError(f"Counter op must be none, xnor or and, not {op!r}")
         if not 1 <= n * (1 if op == "none" else 2) <= 6:
             raise ValueError(f"A counter takes 1 to 6 input signals, not {n} bits with op {op!r}")
+        self._MustUse__silence = False
         self.n, self.op = n, op
         self.x = Signal(n)
         self.y = Signal(n)
