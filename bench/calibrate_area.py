@@ -63,15 +63,14 @@ def _weights(rng, wdt: DType, shape):
 def mvu_point(kind, wdt, adt, pe, simd, *, seed=0, ram_style="block", thresholds=0, role="fit",
               nf=2, sf=4):
     """A calibration point: the parameters of an MVU (and a builder for it)."""
-    from hw.lanes import Lane
-
     from gen.area import live_bits, mvu_params
+    from hw.lanes import Lane
 
     mh, mw = nf * pe, sf * simd
     lane = Lane(kind=kind, simd=mw, w_dtype=wdt, a_dtype=adt)
     lane._MustUse__used = True
     lo, hi = lane.value_range
-    name = f"mvu_{kind}_{wdt}_{adt}_{pe}x{simd}{'_t%d' % thresholds if thresholds else ''}" \
+    name = f"mvu_{kind}_{wdt}_{adt}_{pe}x{simd}{f'_t{thresholds}' if thresholds else ''}" \
            f"{'' if (nf, sf) == (2, 4) else f'_{mh}x{mw}'}" \
            f"{'' if ram_style == 'block' else '_' + str(ram_style)}".replace("±", "")
     out_bits = max(1, int(thresholds).bit_length()) if thresholds else DType.for_range(lo, hi).code_width
@@ -158,6 +157,11 @@ def points():
     # deeper weight memories left to Yosys (block RAM or logic): they calibrate ROMs in logic
     pts.append(mvu_point("xnor", *TYPES8["xnor"], 1, 4, ram_style=None, role="fit", nf=8, sf=40))
     pts.append(mvu_point("xnor", *TYPES8["xnor"], 2, 16, ram_style=None, role="fit", nf=8, sf=8))
+    # small units with many folds: counters, fold tables, ROMs in logic dominate
+    pts.append(mvu_point("xnor", *TYPES8["xnor"], 1, 2, ram_style=None, thresholds=1, nf=8, sf=6))
+    pts.append(mvu_point("and", *TYPES8["and"], 2, 4, ram_style=None, thresholds=1, nf=4, sf=8))
+    pts.append(mvu_point("int", *TYPES4["int"], 1, 4, ram_style=None, thresholds=3, nf=8, sf=4,
+                         role="check"))
     return pts
 
 

@@ -47,9 +47,10 @@ _BRAM_SHAPES = {
 def _auto_bram(family: str, what: str, depth: int, bits: int) -> bool:
     """Whether Yosys puts a memory with no ``ram_style`` in block RAM (as measured: ECP5 and
     7-series keep ROMs of up to 2 Kbit in logic and RAMs in LUT RAM; iCE40 puts a ROM of 320
-    words in block RAM but one of 64 in logic, and RAMs of 8 words or more in block RAM)."""
+    words in block RAM but one of 64 in logic, and RAMs of 8 words and 64 bits or more in block
+    RAM)."""
     if family == "ice40":
-        return depth >= 256 if what == "rom" else depth >= 8
+        return depth >= 256 if what == "rom" else (depth >= 8 and bits >= 64)
     return bits >= 4096 if what == "rom" else bits > 8192
 
 
@@ -125,7 +126,11 @@ def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thre
     from hw.lanes import lane_term_range
 
     tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
-    return {"block": "mvu", "kind": kind, "w_bits": w_dtype.code_width,
+    shift_bits = 0
+    if kind == "onehot":   # bits of the largest shift: the sum of the exponents
+        top = (w_dtype.bits - 1) + (a_dtype.bits - 1 if a_dtype.encoding == "onehot" else 0)
+        shift_bits = max(1, top.bit_length())
+    return {"shift_bits": shift_bits, "block": "mvu", "kind": kind, "w_bits": w_dtype.code_width,
             "a_bits": a_dtype.code_width, "a_max_abs": max(abs(a_dtype.min), abs(a_dtype.max)),
             "term_bits": _signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
             "acc_lo": int(acc_lo), "acc_hi": int(acc_hi), "thresholds": int(thresholds),
@@ -188,6 +193,8 @@ def _memories(p: dict, family: str):
         mems.append((nf * sf, width, p.get("ram_style"), "rom"))
         if nf > 1:
             mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
+    elif p["block"] == "fifo" and p["depth"] > 1:
+        mems.append((p["depth"] - 1, p["width"], None, "async"))
     elif p["block"] in ("swu", "pool"):
         c, _, w = p["in_shape"]
         rows = p.get("rows", p["kernel"] + p.get("stride", p["kernel"] if p["block"] == "pool" else 1))
@@ -195,6 +202,12 @@ def _memories(p: dict, family: str):
     bram = lutram = ff_bits = logic_bits = 0
     for depth, width, style, what in mems:
         bits = depth * width
+        if what == "async":   # read without a clock: never block RAM
+            if family == "ice40":
+                ff_bits += bits
+            else:
+                lutram += lutram_cells(family, depth, width)
+            continue
         if style == "block" or (style is None and _auto_bram(family, what, depth, bits)):
             n, rest = _wide_bram(family, depth, width)
             bram += n
@@ -226,13 +239,16 @@ def features(p: dict, family: str) -> dict[str, float]:
             f["popcount"] = 2 * pe * simd
         elif kind == "int":
             f["int"] = pe * simd * (p["a_bits"] * p["w_bits"] + p["term_bits"])
+        elif kind == "onehot":  # a shifter per term; the exponent decoding shared by the PEs
+            f["onehot"] = pe * simd * p["term_bits"] * p["shift_bits"]
+            f["onehot_shared"] = simd * p["term_bits"] * p["shift_bits"]
         else:
             f[kind] = pe * simd * p["term_bits"]
-        if kind == "onehot":   # the activations' exponent decoding is shared by the PEs
-            f["onehot_shared"] = simd * p["term_bits"]
         f["acc"] = pe * acc_w
         if p.get("thresholds"):
-            f["threshold"] = pe * p["thresholds"] * (acc_w + 1) * (1 if nf == 1 else 1.5)
+            f["threshold"] = pe * p["thresholds"] * (acc_w + 1)
+        if nf > 1:   # initial values and thresholds looked up by channel fold
+            f["fold_tables"] = pe * (acc_w + p.get("thresholds", 0) * (acc_w + 1)) * math.ceil(nf / 16)
         if p.get("activation") == "requant":
             f["requant"] = pe * acc_w * 4
         _, _, ff_bits, logic_bits = _memories(p, family)
@@ -242,16 +258,17 @@ def features(p: dict, family: str) -> dict[str, float]:
             f["rom_logic"] = logic_bits
         f["control"] = 1 + _clog2(nf) + _clog2(sf)
     elif b == "fifo":
-        f["fifo"] = p["width"] * (1 if p["depth"] <= 16 else 0)
+        f["fifo"] = p["width"]
         f["control"] = 1 + _clog2(p["depth"])
-        bits = p["width"] * p["depth"]
-        if p["depth"] > 16 and family != "ice40":
-            f["fifo"] = p["width"] * 0.5
-        if family == "ice40":
-            f["mem_ff_read"] = bits
+        _, _, ff_bits, _ = _memories(p, family)
+        if ff_bits:
+            f["mem_ff_read"] = ff_bits
     elif b == "dwc":
         g = math.gcd(p["i_elems"], p["o_elems"])
-        f["dwc"] = p["width"] * (p["i_elems"] + p["o_elems"])
+        if p["i_elems"] != g:      # split: a word-select multiplexer
+            f["dwc_split"] = p["width"] * p["i_elems"] * _clog2(p["i_elems"] // g)
+        if p["o_elems"] != g:      # gather: write enables of the parts
+            f["dwc_gather"] = p["width"] * p["o_elems"]
         f["control"] = 1 + _clog2(p["i_elems"] // g) + _clog2(p["o_elems"] // g)
     elif b in ("swu", "pool"):
         c, h, w = p["in_shape"]
@@ -279,12 +296,14 @@ def _predict(feats: dict, coeffs: dict) -> float:
 
 
 def fit_coefficients(points: list[dict]) -> dict:
-    """Fit LUT and carry coefficients per family (non-negative least squares, relative error)
-    on the points whose ``role`` is ``fit``."""
-    from scipy.optimize import nnls
+    """Fit LUT and carry coefficients per family on the points whose ``role`` is ``fit``:
+    non-negative coefficients minimising the largest relative error (a linear programme), then,
+    at that bound, the sum of relative errors."""
+    from scipy.optimize import linprog
 
-    out = {"families": {}, "source": "bench/calibrate_area.py (non-negative least squares on "
-                                      "the 'fit' points of bench/results/area_calibration.json)"}
+    out = {"families": {}, "source": "bench/calibrate_area.py (non-negative coefficients, "
+                                      "minimax relative error on the 'fit' points of "
+                                      "bench/results/area_calibration.json)"}
     for fam in FAMILIES:
         rows = [(features(p, fam), p["yosys"][fam]) for p in points
                 if p.get("role") == "fit" and fam in p.get("yosys", {})]
@@ -297,11 +316,29 @@ def fit_coefficients(points: list[dict]) -> dict:
             A = np.array([[f.get(n, 0.0) for n in names] for f, _ in rows])
             y = np.array([float(r[what]) - sum(c * f.get(k, 0.0) for k, c in fixed.items())
                           for f, r in rows])
-            w = 1.0 / np.maximum(np.array([float(r[what]) for _, r in rows]), 8.0)  # relative
-            x, _ = nnls(A * w[:, None], y * w)
-            fam_out[what] = {**{n: round(float(v), 5) for n, v in zip(names, x)}, **fixed}
+            scale = np.maximum(np.array([float(r[what]) for _, r in rows]), 8.0)
+            fam_out[what] = dict(zip(names, _minimax(A / scale[:, None], y / scale, linprog)))
+            fam_out[what] = {n: round(float(v), 5) for n, v in fam_out[what].items()}
+            fam_out[what].update(fixed)
         out["families"][fam] = fam_out
     return out
+
+
+def _minimax(A, y, linprog):
+    """x >= 0 minimising max |A x - y|, then the sum of |A x - y| within 1.02 of that max."""
+    m, n = A.shape
+    # variables: x (n), t (1); minimise t subject to -t <= A x - y <= t
+    c = np.r_[np.zeros(n), 1.0]
+    A_ub = np.block([[A, -np.ones((m, 1))], [-A, -np.ones((m, 1))]])
+    b_ub = np.r_[y, -y]
+    r = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=[(0, None)] * (n + 1), method="highs")
+    t = r.x[-1]
+    # variables: x (n), e (m); minimise sum e subject to -e <= A x - y <= e, e <= 1.02 t
+    c2 = np.r_[np.zeros(n), np.ones(m)]
+    A2 = np.block([[A, -np.eye(m)], [-A, -np.eye(m)]])
+    r2 = linprog(c2, A_ub=A2, b_ub=np.r_[y, -y],
+                 bounds=[(0, None)] * n + [(0, 1.02 * t + 1e-9)] * m, method="highs")
+    return (r2.x if r2.success else r.x)[:n]
 
 
 # -- estimates -------------------------------------------------------------------------------
@@ -322,6 +359,27 @@ class BlockArea:
     def to_json(self) -> dict:
         return {"name": self.name, "block": self.block, "lut": self.lut, "ff": self.ff,
                 "carry": self.carry, "bram": self.bram, "lutram": self.lutram, "dsp": self.dsp}
+
+
+def _read_register_bits(p: dict, family: str) -> int:
+    """Flip-flops Yosys adds for the clocked read port of a memory it does not put in block
+    RAM (LUT RAM and flip-flop memories read without a clock): a FIFO's output word, and the
+    matrix-vector unit's input buffer word for multi-bit activations (measured: Yosys merges it
+    with the input register for 1-bit activations)."""
+    if p["block"] == "fifo" and p["depth"] > 1:
+        return p["width"]
+    bits = 0
+    if p["block"] == "mvu":
+        nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
+        ibuf = p["simd"] * p["a_bits"]
+        if nf > 1 and p["a_bits"] > 1 and not (family == "ice40" and _auto_bram(family, "ram", sf, sf * ibuf)):
+            bits += ibuf                        # (unless the buffer is in iCE40 block RAM)
+        width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
+        style = p.get("ram_style")
+        if style in ("distributed", "logic") or (
+                style is None and not _auto_bram(family, "rom", nf * sf, nf * sf * width)):
+            bits += width                       # the weight ROM's output word
+    return bits
 
 
 def register_bits(component) -> int:
@@ -350,7 +408,7 @@ def estimate(p: dict, family: str, *, coeffs: dict | None = None, ff_bits: int |
     bram, lutram, mem_ff, _ = _memories(p, family)
     lut = max(0, round(_predict(feats, c["lut"])))
     carry = max(0, round(_predict(feats, c["carry"])))
-    ff = (ff_bits or 0) + mem_ff
+    ff = (ff_bits or 0) + mem_ff + _read_register_bits(p, family)
     return BlockArea(name or p["block"], p["block"], lut, ff, carry, bram, lutram, 0, p)
 
 

@@ -252,7 +252,7 @@ def _tname(spec) -> str:
 
 def run(args) -> int:
     from .cli import _console
-    from .estimate import estimate_network, synthesize_estimate
+    from .estimate import estimate_network
     from .load import load_network
     from .plan import load_fold_file
 
@@ -299,6 +299,8 @@ def run(args) -> int:
 
 def _run_tools(con, est, build, pnr):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .estimate import synthesize_estimate
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=con, transient=True, disable=not con.is_terminal) as bar:
