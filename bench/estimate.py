@@ -51,7 +51,7 @@ PART = "ecp5-25k"
 
 
 def fmax_mvu(key: str):
-    """``kind`` (weights in block RAM) or ``kind-lutram`` (weights in distributed RAM)."""
+    """``kind`` (weights in block RAM) or ``kind-logic`` (weights in LUT logic)."""
     from gen.ir import NoActivation
     from hw.lanes import Lane
     from hw.mvu import MVU
@@ -65,7 +65,7 @@ def fmax_mvu(key: str):
     w = np.random.default_rng(0).choice(wdt.values(), size=(s["mh"], s["mw"]))
     return MVU(weights=w, mac=kind, w_dtype=wdt, in_dtype=adt,
                activation=NoActivation(DType.for_range(lo, hi)), acc_range=(lo, hi), pe=s["pe"],
-               simd=s["simd"], ram_style="distributed" if variant == "lutram" else "block",
+               simd=s["simd"], ram_style="logic" if variant == "logic" else "block",
                depth=s["depth"])
 
 
@@ -90,7 +90,7 @@ def run_fmax(kinds) -> dict:
         base = kind.partition("-")[0]
         out[kind] = {"fmax_mhz": r.fmax_mhz, "lut": res.lut, "ff": res.ff, "carry": res.carry,
                      "bram": res.bram, "lutram": res.lutram,
-                     "weights": "LUT RAM" if kind.endswith("-lutram") else "block RAM",
+                     "weights": "logic (LUT ROM)" if kind.endswith("-logic") else "block RAM",
                      "types": f"{FMAX_TYPES[base][0]} × {FMAX_TYPES[base][1]}",
                      "seconds": round(time.time() - t0)}
         cache.write_text(json.dumps(out, indent=1, sort_keys=True))
@@ -313,8 +313,8 @@ def write_doc(section: str) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fmax-only", action="store_true")
-    ap.add_argument("--kinds", default=",".join([*FMAX_TYPES, "xnor-lutram"]),
-                    help="MVUs to place and route (kind, or kind-lutram for weights in LUT RAM)")
+    ap.add_argument("--kinds", default=",".join([*FMAX_TYPES, "xnor-logic"]),
+                    help="MVUs to place and route (kind, or kind-logic for weights in LUT logic)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "bench"))
     fmax = run_fmax(args.kinds.split(","))
