@@ -30,6 +30,9 @@ def add_parser(subparsers):
                         "about 64 lanes in the largest layer)")
     p.add_argument("--board", metavar="NAME",
                    help="board top level: icebreaker, ulx3s, arty-a7-35")
+    p.add_argument("--family", choices=("xilinx", "ecp5", "ice40"),
+                   help="target FPGA family, which picks the popcount circuit measured best for its "
+                        "LUTs (default: the board's, else xilinx)")
     p.add_argument("--bitstream", action="store_true",
                    help="with --board: build the bitstream with the YoWASP tools (iCE40, ECP5)")
     p.add_argument("--force", action="store_true",
@@ -65,7 +68,8 @@ def run(args) -> int:
     board = get_board(args.board) if args.board else None
     path = Path(args.network)
     g = build(net, fold=fold, target_cycles=args.target_cycles, board=board, net_file=path.name,
-              net_digest=_digest(path), frames=args.frames, check_fit=not args.force)
+              net_digest=_digest(path), frames=args.frames, check_fit=not args.force,
+              family=args.family)
     after = None
     if args.bitstream:
         def after(tmp):

@@ -164,10 +164,15 @@ def _versions() -> dict:
 
 def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: str = "",
           net_digest: str | None = None, frames: int = TEST_FRAMES, seed: int = TEST_SEED,
-          check_fit: bool = True, mvu_factory=None) -> Generated:
-    """Plan, build and render every output file in memory (nothing is written)."""
+          check_fit: bool = True, mvu_factory=None, family: str | None = None) -> Generated:
+    """Plan, build and render every output file in memory (nothing is written).
+
+    ``family`` (xilinx, ecp5, ice40; default the board's, else xilinx) picks the popcount style.
+    """
     plan = plan_network(net, fold=fold, target_cycles=target_cycles)
-    accel = Accelerator(net, plan, mvu_factory=mvu_factory)
+    if family is None and board is not None:
+        family = board.family
+    accel = Accelerator(net, plan, mvu_factory=mvu_factory, family=family)
     fit = None
     if board is not None:
         from .boards import check_fit as _check_fit
@@ -183,7 +188,7 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
         "network": {"name": net.name, "source": net.source, "file": net_file,
                     "sha256": net_digest, "layers": len(net.layers)},
         "top": {"module": TOP_NAME, "verilog": vname, "clock": "clk", "reset": "rst",
-                "reset_kind": "synchronous, active high"},
+                "reset_kind": "synchronous, active high", "family": accel.family},
         "ports": [
             {"name": "clk", "direction": "input", "width": 1},
             {"name": "rst", "direction": "input", "width": 1},

@@ -83,10 +83,25 @@ def _stream_sig(width):
     return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}))
 
 
-def _default_mvu_factory(layer, *, pe, simd, matrix):
-    from hw.mvu import MVU
+FAMILIES = ("xilinx", "ecp5", "ice40")
 
-    return MVU.from_layer(layer, pe=pe, simd=simd, matrix=matrix)
+
+def mvu_factory_for(family: str | None):
+    """The default MVU factory for a target family: its popcount style is the one measured best
+    for that family's LUTs (:data:`hw.trees.FAMILY_POPCOUNT`); ``None`` means Xilinx (LUT6)."""
+    from hw.mvu import MVU
+    from hw.trees import FAMILY_POPCOUNT
+
+    family = family or "xilinx"
+    if family not in FAMILY_POPCOUNT:
+        raise ValueError(f"Family must be one of {', '.join(sorted(FAMILY_POPCOUNT))}, not {family!r}")
+    style = FAMILY_POPCOUNT[family]
+
+    def factory(layer, *, pe, simd, matrix):
+        return MVU.from_layer(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style)
+
+    factory.popcount_style = style
+    return factory
 
 
 class Accelerator(wiring.Component):
@@ -98,7 +113,9 @@ class Accelerator(wiring.Component):
     plan : Plan
     mvu_factory : callable, optional
         ``f(layer, *, pe, simd, matrix)`` returning a matrix-vector unit (default:
-        :meth:`hw.mvu.MVU.from_layer`).
+        :meth:`hw.mvu.MVU.from_layer` with the popcount style of ``family``).
+    family : str, optional
+        Target FPGA family (xilinx, ecp5, ice40), which picks the popcount style; default xilinx.
 
     Members
     -------
@@ -109,11 +126,12 @@ class Accelerator(wiring.Component):
         ``last`` is set on the final beat of each frame.
     """
 
-    def __init__(self, net: Network, plan: Plan, *, mvu_factory=None):
+    def __init__(self, net: Network, plan: Plan, *, mvu_factory=None, family: str | None = None):
         if len(plan.layers) != len(net.layers):
             raise ValueError(f"Plan has {len(plan.layers)} layers, the network {len(net.layers)}")
         self._net, self._plan = net, plan
-        self._factory = mvu_factory or _default_mvu_factory
+        self._factory = mvu_factory or mvu_factory_for(family)
+        self.family = family or "xilinx"
         self._blocks: list[tuple[str, wiring.Component]] = []
         self._stages: list[StageInfo] = []
         self._build()

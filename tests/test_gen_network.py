@@ -14,8 +14,8 @@ from sim import golden
 from sim.randnet import random_network, random_values
 
 
-def simulate(net, plan, x, *, seed, gap=0.2, stall=0.2):
-    acc = Accelerator(net, plan)
+def simulate(net, plan, x, *, seed, gap=0.2, stall=0.2, family=None):
+    acc = Accelerator(net, plan, family=family)
     words = encode_frames(acc, x)
     n_in = acc.in_beats_per_frame
     beats = [{"data": w, "last": int(j % n_in == n_in - 1)} for j, w in enumerate(words)]
@@ -28,14 +28,14 @@ def simulate(net, plan, x, *, seed, gap=0.2, stall=0.2):
     return decode_outputs(acc, [g[0] for g in got], n)
 
 
-def check(doc, arrays, *, seed, frames=3, fold=None, target=None):
+def check(doc, arrays, *, seed, frames=3, fold=None, target=None, family=None):
     net = network_from_dict(doc, arrays=arrays)
     plan = plan_network(net, fold=fold, target_cycles=target)
     print(plan.report())
     rng = np.random.default_rng(seed)
     x = random_values(rng, net.input.dtype, (frames, *net.input.shape))
     want = golden.run(net, x).outputs
-    np.testing.assert_array_equal(simulate(net, plan, x, seed=seed), want)
+    np.testing.assert_array_equal(simulate(net, plan, x, seed=seed, family=family), want)
 
 
 @pytest.mark.parametrize("mac", ["xnor", "and", "ternary", "onehot", "int", "adder"])
@@ -44,6 +44,27 @@ def test_mlp_every_mac(mac):
     doc, arrays = random_network(np.random.default_rng(seed), [mac, mac], in_shape=[12],
                                  widths=[6, 4])
     check(doc, arrays, seed=seed, fold={"layer0": {"pe": 2, "simd": 3}, "layer1": {"pe": 2, "simd": 2}})
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+@pytest.mark.parametrize("mac", ["xnor", "and"])
+def test_mlp_family_popcount(mac, family):
+    """The LUT4 families' popcount circuits (full adders, carry-chain adders) are bit-exact too."""
+    seed = 40 + ["xnor", "and"].index(mac) + 2 * ["ecp5", "ice40"].index(family)
+    doc, arrays = random_network(np.random.default_rng(seed), [mac, mac], in_shape=[20], widths=[6, 4])
+    check(doc, arrays, seed=seed, family=family,
+          fold={"layer0": {"pe": 2, "simd": 10}, "layer1": {"pe": 2, "simd": 6}})
+
+
+def test_family_sets_popcount_style():
+    doc, arrays = random_network(np.random.default_rng(1), ["xnor"], in_shape=[8], widths=[2])
+    net = network_from_dict(doc, arrays=arrays)
+    plan = plan_network(net)
+    styles = {f: Accelerator(net, plan, family=f)._blocks[-1][1].popcount_style
+              for f in ("xilinx", "ecp5", "ice40")}
+    assert styles == {"xilinx": "gpc6", "ecp5": "fa", "ice40": "carry"}
+    with pytest.raises(ValueError, match=r"^Family must be one of ecp5, ice40, xilinx, not 'virtex'$"):
+        Accelerator(net, plan, family="virtex")
 
 
 def test_mlp_requant_argmax():
