@@ -194,7 +194,7 @@ def _memories(p: dict, family: str):
         if nf > 1:
             mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
     elif p["block"] == "fifo" and p["depth"] > 1:
-        mems.append((p["depth"] - 1, p["width"], None, "async"))
+        mems.append((p["depth"] - 1, p["width"], None, "ram"))
     elif p["block"] in ("swu", "pool"):
         c, _, w = p["in_shape"]
         rows = p.get("rows", p["kernel"] + p.get("stride", p["kernel"] if p["block"] == "pool" else 1))
@@ -202,12 +202,6 @@ def _memories(p: dict, family: str):
     bram = lutram = ff_bits = logic_bits = 0
     for depth, width, style, what in mems:
         bits = depth * width
-        if what == "async":   # read without a clock: never block RAM
-            if family == "ice40":
-                ff_bits += bits
-            else:
-                lutram += lutram_cells(family, depth, width)
-            continue
         if style == "block" or (style is None and _auto_bram(family, what, depth, bits)):
             n, rest = _wide_bram(family, depth, width)
             bram += n
@@ -282,6 +276,8 @@ def features(p: dict, family: str) -> dict[str, float]:
     elif b == "argmax":
         f["max"] = p["elems"] * (p["width"] + 1 + p["index_bits"])
         f["control"] = 2 + p["index_bits"]
+    if b != "mvu":   # each kind of block has its own coefficients
+        f = {(k if k.startswith(b) else f"{b}_{k}"): v for k, v in f.items()}
     return f
 
 
@@ -367,7 +363,8 @@ def _read_register_bits(p: dict, family: str) -> int:
     matrix-vector unit's input buffer word for multi-bit activations (measured: Yosys merges it
     with the input register for 1-bit activations)."""
     if p["block"] == "fifo" and p["depth"] > 1:
-        return p["width"]
+        bits = (p["depth"] - 1) * p["width"]
+        return 0 if family == "ice40" and _auto_bram(family, "ram", p["depth"] - 1, bits) else p["width"]
     bits = 0
     if p["block"] == "mvu":
         nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
