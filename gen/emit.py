@@ -250,10 +250,14 @@ def write_outputs(out_dir, files: dict[str, bytes], *, after=None) -> Path:
     (e.g. a bitstream build) and rename the folder into place; on failure, remove it."""
     out = Path(out_dir)
     parent = out.resolve().parent
-    if not parent.is_dir():
-        raise NetworkError("-o", f"folder {parent} does not exist")
     if out.exists() and not out.is_dir():
         raise NetworkError("-o", f"{out} exists and is not a folder")
+    made = [d for d in [parent, *parent.parents] if not d.exists()]  # created here, removed on failure
+    for d in reversed(made):
+        try:
+            d.mkdir()
+        except OSError as e:
+            raise NetworkError("-o", f"cannot create folder {d}: {e.strerror}") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
         for name, data in files.items():
@@ -272,6 +276,9 @@ def write_outputs(out_dir, files: dict[str, bytes], *, after=None) -> Path:
             tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         raise
     return out
 
