@@ -15,8 +15,9 @@ beats to those of its output beats with its own timing rules:
   one per cycle once the pixel is written (padding needs nothing), the writer running at most
   ``kh + sh`` rows ahead of the reader;
 * matrix-vector unit: issue one beat per cycle (from the stream in channel fold 0, from the
-  input buffer in the others); a fold's output is valid ``2 + lane latency + activation
-  latency`` cycles after its last beat is issued (:attr:`hw.mvu.MVU.latency` for the first);
+  input buffer in the others); a fold's output is valid ``read stages (2 with the weight
+  register, else 1) + lane latency + 1 + activation latency`` cycles after its last beat is
+  issued (:attr:`hw.mvu.MVU.latency` for the first);
 * max-pool window and argmax: the cycle after the window's / frame's last beat.
 
 Back-pressure inside the chain is not modelled (every consumer is assumed ready when a beat

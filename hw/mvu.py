@@ -67,6 +67,10 @@ class MVU(wiring.Component):
     popcount_style : str
         ``"gpc6"``, ``"fa"`` or ``"carry"``: how the lanes build their popcounts
         (:data:`hw.trees.FAMILY_POPCOUNT` per target family); no effect on values or timing.
+    weight_register : bool
+        Register the weight memory's read data (and the input beat and fold flags with it)
+        before the lanes: one more cycle of latency, and the block RAM's slow clock-to-out no
+        longer shares a cycle with the lanes' logic.
 
     Members
     -------
@@ -87,7 +91,7 @@ class MVU(wiring.Component):
     def __init__(self, *, weights, mac: str, w_dtype: DType, in_dtype: DType, activation,
                  acc_range, pe: int = 1, simd: int = 1, w_shift: int = 0, bias=None,
                  ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                 popcount_style: str = "gpc6"):
+                 popcount_style: str = "gpc6", weight_register: bool = True):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         w = np.array(weights, dtype=np.int64)
         if w.ndim != 2 or w.size == 0:
@@ -122,6 +126,7 @@ class MVU(wiring.Component):
         self._acc_range = (lo, hi)
         self._acc_shape = acc_shape((lo, hi))
         self._pe, self._simd, self._ram_style, self._depth = pe, simd, ram_style, depth
+        self._weight_register = bool(weight_register)
         if isinstance(activation, MultiThreshold):
             self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
                                            acc_range=(lo, hi))
@@ -141,7 +146,7 @@ class MVU(wiring.Component):
     @classmethod
     def from_layer(cls, layer, *, pe: int | None = None, simd: int | None = None, matrix=None,
                    ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                 popcount_style: str = "gpc6"):
+                   popcount_style: str = "gpc6", weight_register: bool = True):
         """An MVU for a :class:`gen.ir.Dense` or :class:`gen.ir.Conv2d` layer.
 
         ``pe``, ``simd`` and ``ram_style`` default to the layer's own (then 1, 1, None).
@@ -156,7 +161,8 @@ class MVU(wiring.Component):
                    acc_range=(int(layer.acc_lo.min()), int(layer.acc_hi.max())),
                    pe=pe or layer.pe or 1, simd=simd or layer.simd or 1,
                    ram_style=ram_style if ram_style is not None else layer.ram_style,
-                   depth=depth, onehot_mode=onehot_mode, popcount_style=popcount_style)
+                   depth=depth, onehot_mode=onehot_mode, popcount_style=popcount_style,
+                   weight_register=weight_register)
 
     # -- parameters ----------------------------------------------------------------------------
     mh = property(lambda self: self._weights.shape[0])
@@ -172,6 +178,7 @@ class MVU(wiring.Component):
     ram_style = property(lambda self: self._ram_style)
     depth = property(lambda self: self._depth)
     popcount_style = property(lambda self: self._lane.popcount_style)
+    weight_register = property(lambda self: self._weight_register)
     weights = property(lambda self: self._weights)
     bias = property(lambda self: self._bias)
 
@@ -200,9 +207,16 @@ class MVU(wiring.Component):
         return 0 if self._act_unit is None else self._act_unit.latency
 
     @property
+    def read_stages(self) -> int:
+        """Register stages from issue to the lanes: the memory read, then the weight register."""
+        return 2 if self._weight_register else 1
+
+    @property
     def latency(self) -> int:
-        # last beat of fold 0 issued at SF-1; memory read 1; lanes; accumulate 1; activation
-        return self.synapse_folds - 1 + 1 + self._lane.latency + 1 + self.activation_latency
+        # last beat of fold 0 issued at SF-1; memory read (+ weight register); lanes;
+        # accumulate 1; activation
+        return (self.synapse_folds - 1 + self.read_stages + self._lane.latency + 1
+                + self.activation_latency)
 
     @property
     def weight_memory_bits(self) -> int:
@@ -274,6 +288,14 @@ class MVU(wiring.Component):
         last1 = pipe.reg(m, sf == SF - 1, name="last1")
         nf1 = pipe.reg(m, nf, name="nf1")
         w1 = wrp.data
+        if self._weight_register:
+            # stage 2: the read data (a register next to, or inside, the block RAM), with the
+            # input beat and the fold flags kept aligned
+            w1 = pipe.reg(m, w1, name="w_reg")
+            a1 = pipe.reg(m, a1, name="a_reg")
+            first1 = pipe.reg(m, first1, name="first1_reg")
+            last1 = pipe.reg(m, last1, name="last1_reg")
+            nf1 = pipe.reg(m, nf1, name="nf1_reg")
 
         # -- lanes
         a_count = None
@@ -314,10 +336,12 @@ class MVU(wiring.Component):
             codes = [a[:cw] for a in accs]
         m.d.comb += self.o_stream.payload.eq(Cat(*codes))
 
-        # -- valid chain: issue, stage 1, lanes, accumulators (only last beats go on), activation
-        _, o_valid, valids = pipe.connect(m, latency=1 + L + 1 + self.activation_latency,
+        # -- valid chain: issue, stage 1 (and the weight register), lanes, accumulators (only
+        # last beats go on), activation
+        R = self.read_stages
+        _, o_valid, valids = pipe.connect(m, latency=R + L + 1 + self.activation_latency,
                                           i_valid=issue_valid, o_ready=self.o_stream.ready,
-                                          gates={1 + L: last2})
-        m.d.comb += [acc_valid_in.eq(valids[1 + L]), self.o_stream.valid.eq(o_valid)]
+                                          gates={R + L: last2})
+        m.d.comb += [acc_valid_in.eq(valids[R + L]), self.o_stream.valid.eq(o_valid)]
         return m
 

@@ -187,15 +187,26 @@ def test_mvu_heavy_backpressure():
     check(6001, "adder", TYPES["adder"][0], 4, 8, 1, 4, "none", n=6, gap=0.0, stall=0.9)
 
 
+def test_mvu_without_weight_register():
+    """``weight_register=False``: the read data goes straight to the lanes, bit-exact."""
+    check(6002, "xnor", TYPES["xnor"][0], 4, 8, 2, 2, "threshold", n=6, gap=0.5, stall=0.5,
+          weight_register=False)
+    check(6003, "int", TYPES["int"][0], 4, 6, 2, 3, "requant", n=4, weight_register=False)
+
+
 @pytest.mark.parametrize("mh,mw,pe,simd,act,depth", [
     (4, 6, 2, 3, "none", 0), (4, 6, 1, 1, "threshold", 2), (4, 6, 4, 6, "requant", 1),
     (2, 8, 2, 2, "threshold", 3)])
-def test_mvu_cycles(mh, mw, pe, simd, act, depth):
+@pytest.mark.parametrize("weight_register", [True, False])
+def test_mvu_cycles(mh, mw, pe, simd, act, depth, weight_register):
     """No stalls: a vector every (MH/PE)·(MW/SIMD) cycles, first output after `latency`."""
     seed = 7000 + mh * 100 + pe * 10 + simd
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    dut, W, b, a = make_mvu(rng, "xnor", TYPES["xnor"][0], mh, mw, pe, simd, act, depth=depth)
+    dut, W, b, a = make_mvu(rng, "xnor", TYPES["xnor"][0], mh, mw, pe, simd, act, depth=depth,
+                            weight_register=weight_register)
+    assert dut.weight_register is weight_register
+    assert dut.read_stages == (2 if weight_register else 1)
     assert dut.cycles_per_vector == (mh // pe) * (mw // simd)
     n = 4
     X = random_values(rng, DType.bipolar(), (n, mw))
