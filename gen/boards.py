@@ -9,7 +9,6 @@ each output beat's ``data`` back the same way (``ceil(out_width / 8)`` bytes per
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from hw.uart import UARTRx, UARTTx
 
 from .errors import NetworkError
 
-__all__ = ["Board", "BOARDS", "get_board", "BoardTop", "estimate_resources", "check_fit",
+__all__ = ["Board", "BOARDS", "get_board", "BoardTop", "check_fit",
            "board_files", "build_bitstream", "missing_tools", "BAUD"]
 
 BAUD = 115_200
@@ -76,44 +75,24 @@ def get_board(name: str) -> Board:
 
 
 # -- resource estimate ---------------------------------------------------------------------------
-def _lane_luts(layer) -> float:
-    """LUT4s per MAC lane, a coarse model (counted on Yosys results of the lanes)."""
-    a, w = layer.in_dtype.code_width, layer.w_dtype.code_width
-    return {"xnor": 1.5, "and": 1.5, "ternary": 1.0 + a, "onehot": 2.0 * (a + w),
-            "int": 1.0 * a * w + a, "adder": 2.0 * (a + w)}[layer.mac]
-
-
-def estimate_resources(accel) -> dict:
-    """Coarse LUT4 and memory-bit needs of an accelerator (before any synthesis)."""
-    luts, bits = 0.0, 0
-    for stage, layer, lp in zip(accel.stages, accel.net.layers, accel.plan.layers, strict=True):
-        luts += 60 + 4 * stage.out_elems * stage.out_dtype.code_width  # control, FIFO, converters
-        if layer.kind in ("dense", "conv2d"):
-            luts += lp.pe * lp.simd * _lane_luts(layer)
-            luts += lp.pe * (stage.acc_width or layer.acc_width) * 1.5  # accumulators, activation
-            bits += stage.weight_bits
-        if layer.kind in ("conv2d", "maxpool2d"):
-            c, _, w = layer.in_shape
-            bits += (layer.kernel[0] + layer.stride[0]) * (1 << max(1, (w - 1).bit_length())) \
-                * c * layer.in_dtype.code_width
-    return {"lut4": int(math.ceil(luts)), "memory_bits": int(bits)}
+#: The part of :mod:`gen.parts` on each board.
+BOARD_PARTS = {"icebreaker": "ice40-up5k", "ulx3s": "ecp5-85k", "arty-a7-35": "xc7a35t"}
 
 
 def check_fit(accel, board: Board) -> dict:
-    """Raise a NetworkError when the estimate says the design cannot fit the board's part."""
-    est = estimate_resources(accel)
-    lut = est["lut4"] if board.lut_inputs == 4 else int(est["lut4"] * 0.6)
-    # weights that do not fit block RAM go to LUT RAM/logic: 16 bits per LUT4, 64 per LUT6
-    spill = max(0, est["memory_bits"] - board.bram_bits)
-    lut += math.ceil(spill / (16 if board.lut_inputs == 4 else 64))
-    if lut > board.lut:
+    """Raise a NetworkError when nomul's calibrated estimate (:mod:`gen.estimate`) says the design
+    cannot fit the board's part; else return resource → {needed, available}."""
+    from .estimate import estimate_network
+
+    fold = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in accel.plan.layers if lp.pe}
+    est = estimate_network(accel.net, target=BOARD_PARTS[board.name], fold=fold)
+    fit = est.fit()
+    if not est.fits:
+        short = ", ".join(f"about {n:,} {k.upper()} needed, {a:,} available"
+                          for k, (n, a, ok) in fit.items() if not ok)
         raise NetworkError("--board", f"the design does not fit the {board.part} of the {board.title}: "
-                                      f"about {lut:,} LUT{board.lut_inputs}s needed "
-                                      f"({est['memory_bits']:,} memory bits, {board.bram_bits:,} in "
-                                      f"block RAM), {board.lut:,} available; fold more "
-                                      f"(--target-cycles) or choose a larger board")
-    return {"lut": lut, "lut_available": board.lut, "memory_bits": est["memory_bits"],
-            "bram_bits_available": board.bram_bits}
+                                      f"{short}; fold more (--target-cycles) or choose a larger board")
+    return {k: {"needed": n, "available": a} for k, (n, a, _) in fit.items()}
 
 
 # -- the board top level -------------------------------------------------------------------------

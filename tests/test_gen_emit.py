@@ -222,7 +222,7 @@ def test_board_does_not_fit():
     doc, arrays = mlp()
     net = network_from_dict(doc, arrays=arrays)
     with pytest.raises(NetworkError, match=r"^--board: the design does not fit the iCE40 UP5K of the "
-                                           r"iCEBreaker: about [\d,]+ LUT4s needed"):
+                                           r"iCEBreaker: about [\d,]+ LUT needed, 5,280 available"):
         build(net, fold="auto", target_cycles=8, board=get_board("icebreaker"))
 
 
