@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -100,14 +99,9 @@ def main(argv=None) -> int:
         *rows, "",
         "Rerun: `.venv/bin/python bench/gen_time.py`; raw numbers in `bench/results/gen_time.json`.",
         ""])
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    pat = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        text = pat.sub(lambda _: section + "\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.write_text(text)
+    from docsection import replace_section
+
+    replace_section(ROOT / "docs" / "benchmarks.md", SECTION, section)
     print(section)
     return 0
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -114,16 +113,9 @@ def markdown(res: dict) -> str:
 
 def update_docs(path: Path, section: str) -> None:
     """Replace (or append) the "## Golden model" section, leaving every other section alone."""
-    if path.is_file():
-        text = path.read_text()
-    else:
-        text = "# Benchmarks\n\nMeasured figures of nomul, one section per benchmark in `bench/`.\n"
-    pattern = re.compile(r"^## Golden model\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    from docsection import replace_section
+
+    replace_section(path, "## Golden model", section)
 
 
 def main(argv=None) -> int:

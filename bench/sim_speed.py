@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -90,11 +89,9 @@ Verilator repays its longer build after {xs} (build + simulation time equal).
 
 
 def update_docs(text: str):
-    doc = ROOT / "docs" / "benchmarks.md"
-    old = doc.read_text() if doc.is_file() else "# Benchmarks\n"
-    pat = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pat.sub(text + "\n", old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
-    doc.write_text(new)
+    from docsection import replace_section
+
+    replace_section(ROOT / "docs" / "benchmarks.md", SECTION, text)
 
 
 def main(argv=None):

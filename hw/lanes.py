@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.dtypes import DType
 from gen.ir import MAC_KINDS
+from gen.load import MAC_RULES
 
 from .pipeline import StallPipeline
 from .trees import POPCOUNT_STYLES, adder_tree, popcount
@@ -40,15 +41,8 @@ __all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "element_value", "lane_term_ran
 
 ONEHOT_MODES = ("shift", "counters")
 
-# Which weight and activation encodings each MAC kind takes (as gen.load checks them).
-MAC_DTYPES = {
-    "xnor": ({"bipolar"}, {"bipolar"}),
-    "and": ({"bipolar"}, {"uint1"}),
-    "ternary": ({"ternary", "bipolar"}, {"uint", "int", "ternary", "bipolar"}),
-    "onehot": ({"onehot"}, {"onehot", "uint"}),
-    "int": ({"int", "uint", "ternary"}, {"uint", "int", "ternary"}),
-    "adder": ({"int", "uint"}, {"uint", "int"}),
-}
+# Which weight and activation encodings each MAC kind takes: the loader's rules.
+MAC_DTYPES = MAC_RULES
 
 
 def signed_width(lo: int, hi: int) -> int:
