@@ -81,7 +81,8 @@ def main(argv=None) -> int:
            "target_mlp_s": 5.0}
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / "gen_time.json").write_text(json.dumps(out, indent=2) + "\n")
-    rows = ["| network | layers | lanes | interval (cycles) | load | plan + build | Verilog | total | CPU | Verilog size |",
+    rows = ["| network | layers | lanes | interval (cycles) | load | plan + build | Verilog | total | CPU "
+            "| Verilog size |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results.values():
         rows.append(f"| {r['network']} | {int(r['layers'])} | {int(r['lanes'])} | {int(r['interval_cycles']):,} "
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         SECTION, "",
         "Network file to Verilog (`bench/gen_time.py`; median of "
         f"{args.repeat} runs after one warm-up conversion in the same process, which took {warmup:.1f} s; "
-        "the builtin Yosys's WebAssembly compile of a first-ever run, ~9 s, is cached in ~/.cache). Default folding (about 64 lanes "
+        "the builtin Yosys's WebAssembly compile of a first-ever run, ~9 s, is cached in ~/.cache). "
+        "Default folding (about 64 lanes "
         "in the largest layer). Wall-clock times; CPU is the process's CPU time (Yosys runs "
         "in-process), which is what the machine's other load does not inflate. Target: under 5 s for the MLP — "
         f"{'met' if ok else 'NOT met'}.", "",

@@ -204,7 +204,8 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
         "performance": {"interval_cycles": plan.interval, "target_cycles": plan.target_cycles,
                         "bottleneck": plan.bottleneck.name,
                         "lanes": sum(lp.lanes for lp in plan.layers)},
-        "layers": [_layer_json(layer, lp, st) for layer, lp, st in zip(net.layers, plan.layers, accel.stages, strict=True)],
+        "layers": [_layer_json(layer, lp, st)
+                   for layer, lp, st in zip(net.layers, plan.layers, accel.stages, strict=True)],
         "test_vectors": {"frames": frames, "seed": seed, "inputs": "vectors/inputs.hex",
                          "expected": "vectors/expected.hex", "input_beats": n_in, "output_beats": n_out,
                          "format": "one payload word ({last, data}) per line, hexadecimal"},

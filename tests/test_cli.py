@@ -70,7 +70,8 @@ def test_golden_accuracy_with_labels(net_file, tmp_path, capsys):
     (["check", "missing.yaml"], r"nomul: error: network file not found: missing.yaml"),
     (["golden", "{net}", "--input", "nope.npy", "--raw"], r"nomul: error: --input: file not found"),
     (["golden", "{net}", "--input", "{x}"], r"nomul: error: input.quantizer: the network has no input quantizer"),
-    (["golden", "{net}", "--input", "{bad}", "--raw"], r"nomul: error: input: value 3 at index \[0, 0\] is not a uint1 value"),
+    (["golden", "{net}", "--input", "{bad}", "--raw"],
+     r"nomul: error: input: value 3 at index \[0, 0\] is not a uint1 value"),
 ])
 def test_bad_input_one_line_exit_2(net_file, tmp_path, args, message):
     np.save(tmp_path / "x.npy", np.zeros((2, 12), dtype=np.int64))
