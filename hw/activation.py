@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.dtypes import DType, bits_for_range
@@ -21,7 +21,16 @@ from gen.ir import ROUNDINGS, MultiThreshold, Requant
 
 from .pipeline import StallPipeline
 
-__all__ = ["ThresholdUnit", "RequantUnit", "acc_shape", "fold_table"]
+__all__ = ["ThresholdUnit", "RequantUnit", "acc_shape", "fold_table", "THRESHOLD_MODES",
+           "SEARCH_ABOVE"]
+
+#: How a :class:`ThresholdUnit` compares: ``"parallel"`` (all thresholds at once), ``"search"``
+#: (a binary search, one threshold per pipeline stage) or ``"auto"`` (search above
+#: :data:`SEARCH_ABOVE` thresholds).
+THRESHOLD_MODES = ("auto", "parallel", "search")
+SEARCH_ABOVE = 15
+#: Search-stage tables with more entries than this are ROMs rather than multiplexers of constants.
+ROM_ABOVE = 64
 
 
 def acc_shape(acc_range: tuple[int, int]):
@@ -85,6 +94,18 @@ class _ChannelUnit(wiring.Component):
 class ThresholdUnit(_ChannelUnit):
     """Multi-threshold activation: ``out = levels[#{t : acc >= thresholds[c, t]}]``.
 
+    Two exact datapaths:
+
+    - ``"parallel"``: T comparators per PE (each threshold looked up by channel fold), their
+      hits counted, the count mapped to its level and registered. Latency 1.
+    - ``"search"``: a binary search over the channel's sorted thresholds, one pipeline stage per
+      bit of the count (``S = ceil(log2(T + 1))`` stages, MSB first). Stage ``s`` compares the
+      accumulator with the single threshold selected by the channel fold and the ``s`` count bits
+      decided so far (a table of ``folds · 2^s`` entries) and registers the accumulator, the fold
+      and the new count bits; the last stage registers the level instead. The thresholds are
+      padded to ``2^S - 1`` with a value above the accumulator's maximum (never reached), so
+      duplicates and any T give exactly the count of reached thresholds. Latency ``S``.
+
     Parameters
     ----------
     activation : gen.ir.MultiThreshold
@@ -95,19 +116,25 @@ class ThresholdUnit(_ChannelUnit):
         Channels per beat.
     acc_range : tuple[int, int]
         Range of the accumulators (thresholds beyond it are clamped; results do not change).
+    threshold_mode : str
+        ``"parallel"``, ``"search"`` or ``"auto"`` (search when T > :data:`SEARCH_ABOVE`).
 
     Members
     -------
+    mode : str
+        The datapath chosen, ``"parallel"`` or ``"search"``.
     latency : int
-        1 (compare and count, then a register).
+        1 in parallel mode, ``ceil(log2(T + 1))`` (at least 1) in search mode.
     """
 
-    latency = 1
-
-    def __init__(self, *, activation: MultiThreshold, channels: int, pe: int, acc_range):
+    def __init__(self, *, activation: MultiThreshold, channels: int, pe: int, acc_range,
+                 threshold_mode: str = "auto"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         if not isinstance(activation, MultiThreshold):
             raise TypeError(f"Activation must be a MultiThreshold, not {type(activation).__name__}")
+        if threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"Threshold mode must be auto, parallel or search, "
+                             f"not {threshold_mode!r}")
         t = np.asarray(activation.thresholds, dtype=np.int64)
         if t.ndim != 2 or t.shape[0] not in (1, channels):
             raise ValueError(f"Thresholds must have shape ({channels}, T) or (1, T), not {t.shape}")
@@ -115,26 +142,113 @@ class ThresholdUnit(_ChannelUnit):
         super().__init__(channels=channels, pe=pe, acc_range=acc_range,
                          out_dtype=activation.out_dtype)
         lo, hi = self.acc_range
-        t = np.clip(t, lo, hi + 1)
+        # the count of reached thresholds does not depend on their order: sorting is exact
+        t = np.sort(np.clip(t, lo, hi + 1), axis=1)
         self._thresholds = np.broadcast_to(t, (channels, t.shape[1]))
+        if threshold_mode == "auto":
+            threshold_mode = "search" if t.shape[1] > SEARCH_ABOVE else "parallel"
+        self._mode = threshold_mode
 
     activation = property(lambda self: self._activation)
+    mode = property(lambda self: self._mode)
+
+    @property
+    def search_stages(self) -> int:
+        """Stages of the binary search: ``ceil(log2(T + 1))``, at least 1."""
+        return max(1, int(self._thresholds.shape[1]).bit_length())
+
+    @property
+    def latency(self) -> int:
+        return 1 if self._mode == "parallel" else self.search_stages
+
+    def _level_table(self):
+        codes = [int(c) for c in self._out_dtype.encode(self._activation.levels)]
+        cw = self._out_dtype.code_width
+        return Array([Const(c, unsigned(cw)) for c in codes])
+
+    def _tshape(self):
+        lo, hi = self.acc_range
+        return signed(max(bits_for_range(lo, hi + 1)[0] + 1, 2))
 
     def build(self, m, pipe: StallPipeline, accs: list, fold: Value) -> list:
         """Output codes of ``accs`` (PE accumulator values of channel fold ``fold``)."""
-        lo, hi = self.acc_range
-        tshape = signed(max(bits_for_range(lo, hi + 1)[0] + 1, 2))
-        levels = self._activation.levels
-        codes = [int(c) for c in self._out_dtype.encode(levels)]
-        cw = self._out_dtype.code_width
-        table = Array([Const(c, unsigned(cw)) for c in codes])
+        if self._mode == "search":
+            return self._build_search(m, pipe, accs, fold)
+        tshape = self._tshape()
+        table = self._level_table()
         out = []
         for p, acc in enumerate(accs):
             rows = self._thresholds[p::self._pe]                       # (folds, T)
             hits = [acc >= fold_table(rows[:, k], fold, tshape) for k in range(rows.shape[1])]
-            count = sum(hits[1:], hits[0].as_unsigned()) if len(hits) > 1 else hits[0]
+            count = _tree_sum(hits)
             out.append(pipe.reg(m, table[count], name=f"thr_out{p}"))
         return out
+
+    def _build_search(self, m, pipe: StallPipeline, accs: list, fold: Value) -> list:
+        lo, hi = self.acc_range
+        S = self.search_stages
+        n = (1 << S) - 1
+        ch, T = self._thresholds.shape
+        padded = np.full((ch, n), hi + 1, dtype=np.int64)   # never reached: acc <= hi
+        padded[:, :T] = self._thresholds
+        tshape = self._tshape()
+        table = self._level_table()
+        accs = list(accs)
+        prefixes = [None] * len(accs)          # count bits decided so far, MSB first
+        out = []
+        for s in range(S):
+            # candidate count c = (prefix·2 + 1)·2^(S-1-s) is reached iff acc >= sorted[c - 1]
+            cols = [(((q << 1) | 1) << (S - 1 - s)) - 1 for q in range(1 << s)]
+            last = s == S - 1
+            for p, acc in enumerate(accs):
+                vals = padded[p::self._pe][:, cols]                       # (folds, 2^s)
+                thr = _stage_table(m, vals, fold, prefixes[p], tshape, name=f"thr_rom{p}_s{s}")
+                bit = acc >= thr
+                prefix = bit if prefixes[p] is None else Cat(bit, prefixes[p])
+                if last:
+                    out.append(pipe.reg(m, table[prefix], name=f"thr_out{p}"))
+                else:
+                    prefixes[p] = pipe.reg(m, prefix, name=f"thr_s{s + 1}_bits{p}")
+                    accs[p] = pipe.reg(m, acc, name=f"thr_s{s + 1}_acc{p}")
+            if not last and self.folds > 1:
+                fold = pipe.reg(m, fold, name=f"thr_s{s + 1}_fold")
+        return out
+
+
+def _tree_sum(values: list) -> Value:
+    """Sum of 1-bit values as a balanced tree (a chain of T adds is T deep: the simulator's
+    compiler recurses through it)."""
+    values = [Value.cast(v).as_unsigned() for v in values]
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def _stage_table(m, vals: np.ndarray, fold: Value, prefix, shape, *, name: str):
+    """``vals[fold, prefix]`` as hardware (``vals`` of shape (folds, 2^s), ``prefix`` of s bits
+    or None for s = 0): a constant, a lookup by fold or by prefix only when the other does not
+    matter, else a lookup by both (index ``fold·2^s + prefix``). Lookups of more than
+    :data:`ROM_ABOVE` entries are asynchronous-read ROMs (an ``Array`` of thousands of constants
+    takes Amaranth minutes to convert)."""
+    flat = [int(v) for v in vals.reshape(-1)]
+    if len(set(flat)) == 1:
+        return Const(flat[0], shape)
+    by_fold = vals.shape[0] > 1 and not (vals == vals[:1]).all()
+    by_prefix = prefix is not None and not (vals == vals[:, :1]).all()
+    if not by_prefix:
+        entries, index = [int(v) for v in vals[:, 0]], fold
+    elif not by_fold:
+        entries, index = [int(v) for v in vals[0]], prefix
+    else:
+        entries, index = flat, Cat(prefix, fold)
+    if len(entries) <= ROM_ABOVE:
+        return Array([Const(v, shape) for v in entries])[index]
+    rom = memory.Memory(shape=shape, depth=len(entries), init=entries)
+    m.submodules[name] = rom
+    port = rom.read_port(domain="comb")
+    m.d.comb += port.addr.eq(index)
+    return port.data
 
 
 class RequantUnit(_ChannelUnit):

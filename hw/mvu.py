@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from gen.dtypes import DType
 from gen.ir import Conv2d, Dense, MultiThreshold, NoActivation, Requant
 
-from .activation import RequantUnit, ThresholdUnit, acc_shape, fold_table
+from .activation import THRESHOLD_MODES, RequantUnit, ThresholdUnit, acc_shape, fold_table
 from .lanes import Lane
 from .pipeline import StallPipeline
 
@@ -71,6 +71,10 @@ class MVU(wiring.Component):
         Register the weight memory's read data (and the input beat and fold flags with it)
         before the lanes: one more cycle of latency, and the block RAM's slow clock-to-out no
         longer shares a cycle with the lanes' logic.
+    threshold_mode : str
+        ``MultiThreshold`` only: ``"parallel"``, ``"search"`` or ``"auto"`` (see
+        :class:`hw.activation.ThresholdUnit`; the search adds ``ceil(log2(T + 1)) - 1`` cycles
+        of latency and saves most comparators for large T).
 
     Members
     -------
@@ -91,7 +95,8 @@ class MVU(wiring.Component):
     def __init__(self, *, weights, mac: str, w_dtype: DType, in_dtype: DType, activation,
                  acc_range, pe: int = 1, simd: int = 1, w_shift: int = 0, bias=None,
                  ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                 popcount_style: str = "gpc6", weight_register: bool = True):
+                 popcount_style: str = "gpc6", weight_register: bool = True,
+                 threshold_mode: str = "auto"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         w = np.array(weights, dtype=np.int64)
         if w.ndim != 2 or w.size == 0:
@@ -108,6 +113,9 @@ class MVU(wiring.Component):
         if not isinstance(activation, (MultiThreshold, Requant, NoActivation)):
             raise TypeError(f"Activation must be a MultiThreshold, Requant or NoActivation, "
                             f"not {type(activation).__name__}")
+        if threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"Threshold mode must be auto, parallel or search, "
+                             f"not {threshold_mode!r}")
         b = np.zeros(mh, dtype=np.int64) if bias is None else np.array(bias, dtype=np.int64)
         if b.shape != (mh,):
             raise ValueError(f"Bias must have shape ({mh},), not {b.shape}")
@@ -129,7 +137,7 @@ class MVU(wiring.Component):
         self._weight_register = bool(weight_register)
         if isinstance(activation, MultiThreshold):
             self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
-                                           acc_range=(lo, hi))
+                                           acc_range=(lo, hi), threshold_mode=threshold_mode)
         elif isinstance(activation, Requant):
             self._act_unit = RequantUnit(activation=activation, channels=mh, pe=pe,
                                          acc_range=(lo, hi))
@@ -146,7 +154,8 @@ class MVU(wiring.Component):
     @classmethod
     def from_layer(cls, layer, *, pe: int | None = None, simd: int | None = None, matrix=None,
                    ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                   popcount_style: str = "gpc6", weight_register: bool = True):
+                   popcount_style: str = "gpc6", weight_register: bool = True,
+                   threshold_mode: str = "auto"):
         """An MVU for a :class:`gen.ir.Dense` or :class:`gen.ir.Conv2d` layer.
 
         ``pe``, ``simd`` and ``ram_style`` default to the layer's own (then 1, 1, None).
@@ -162,7 +171,7 @@ class MVU(wiring.Component):
                    pe=pe or layer.pe or 1, simd=simd or layer.simd or 1,
                    ram_style=ram_style if ram_style is not None else layer.ram_style,
                    depth=depth, onehot_mode=onehot_mode, popcount_style=popcount_style,
-                   weight_register=weight_register)
+                   weight_register=weight_register, threshold_mode=threshold_mode)
 
     # -- parameters ----------------------------------------------------------------------------
     mh = property(lambda self: self._weights.shape[0])
@@ -179,6 +188,12 @@ class MVU(wiring.Component):
     depth = property(lambda self: self._depth)
     popcount_style = property(lambda self: self._lane.popcount_style)
     weight_register = property(lambda self: self._weight_register)
+
+    @property
+    def threshold_mode(self) -> str | None:
+        """``"parallel"`` or ``"search"`` (the activation unit's datapath), None without
+        thresholds."""
+        return self._act_unit.mode if isinstance(self._act_unit, ThresholdUnit) else None
     weights = property(lambda self: self._weights)
     bias = property(lambda self: self._bias)
 

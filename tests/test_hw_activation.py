@@ -113,3 +113,95 @@ def test_unit_bad_parameters():
         ThresholdUnit(activation=thr, channels=3, pe=1, acc_range=(0, 9))
     with pytest.raises(TypeError, match=r"^Activation must be a Requant, not MultiThreshold$"):
         RequantUnit(activation=thr, channels=2, pe=1, acc_range=(0, 9))
+
+
+# -- binary-search threshold mode -------------------------------------------------------------
+def search_activation(rng, t, channels, lo, hi, *, out="levels", shared=False, dups=False):
+    """T thresholds per channel (or shared), sorted, some outside [lo, hi] on both sides."""
+    rows = 1 if shared else channels
+    if dups:   # few distinct values: long runs of equal thresholds
+        pool = rng.integers(lo - 3, hi + 4, size=max(2, t // 8))
+        thr = rng.choice(pool, size=(rows, t))
+    else:
+        thr = rng.integers(lo - 3, hi + 4, size=(rows, t))
+    thr = np.sort(thr, axis=1)
+    if out == "bipolar":
+        return MultiThreshold(thr, np.array([-1, 1]), DType.bipolar())
+    if out == "onehot":
+        return MultiThreshold(thr, np.array([0] + [1 << e for e in range(t)]), DType.onehot(t))
+    if out == "int":
+        levels = np.arange(t + 1) - (t + 1) // 2
+        return MultiThreshold(thr, levels, DType.for_range(int(levels[0]), int(levels[-1])))
+    levels = np.sort(rng.integers(0, 2 * t + 2, size=t + 1))   # not the identity
+    return MultiThreshold(thr, levels, DType.for_range(0, 2 * t + 1))
+
+
+SEARCH_CASES = [  # (T, channels, pe, output, shared, duplicates)
+    (1, 4, 1, "bipolar", False, False), (1, 4, 4, "levels", True, False),
+    (3, 6, 2, "onehot", False, True), (3, 6, 3, "int", True, False),
+    (7, 4, 1, "onehot", False, False), (7, 8, 2, "levels", False, True),
+    (15, 6, 3, "int", False, False), (15, 4, 4, "levels", True, True),
+    (31, 4, 2, "levels", False, True), (31, 3, 1, "int", True, False),
+    (255, 4, 1, "levels", False, False), (255, 4, 2, "int", False, True),
+    (255, 2, 2, "levels", True, True),
+]
+
+
+@pytest.mark.parametrize("t,channels,pe,out,shared,dups", SEARCH_CASES)
+def test_threshold_search(t, channels, pe, out, shared, dups):
+    """Binary-search mode bit-exact against the golden model, with random gaps and stalls."""
+    for k in range(2):
+        seed = 5000 + 100 * SEARCH_CASES.index((t, channels, pe, out, shared, dups)) + k
+        print(f"seed={seed}")
+        rng = np.random.default_rng(seed)
+        lo, hi = sorted(int(v) for v in rng.integers(-3 * t - 20, 3 * t + 20, size=2))
+        act = search_activation(rng, t, channels, lo, hi, out=out, shared=shared, dups=dups)
+        unit = ThresholdUnit(activation=act, channels=channels, pe=pe, acc_range=(lo, hi),
+                             threshold_mode="search")
+        assert unit.mode == "search" and unit.latency == max(1, t.bit_length())
+        acc = accs(rng, lo, hi, 12, channels)
+        got, _, _ = run_unit(unit, acc, rng)
+        np.testing.assert_array_equal(got, golden.threshold(acc, act))
+
+
+def test_threshold_search_every_accumulator():
+    """Every accumulator value against thresholds with duplicates, beyond the range on both
+    sides and T not of the form 2^k - 1, in both modes."""
+    rng = np.random.default_rng(78)
+    thr = np.array([[-10**9, -3, -3, 2, 2, 2, 10**9, 10**9, 10**9, 10**9],
+                    [-5, -5, -5, -5, -5, -5, -5, -5, -5, -5],
+                    [4, 4, 6, 6, 6, 10**6, 10**6, 10**6, 10**6, 10**6],
+                    [-6, -5, -4, -3, -2, -1, 0, 1, 2, 6]])
+    act = MultiThreshold(thr, np.arange(11) - 5, DType.int(4))
+    acc = np.repeat(np.arange(-6, 7)[:, None], 4, axis=1)
+    for mode, pe in [("search", 1), ("search", 2), ("search", 4), ("parallel", 2)]:
+        unit = ThresholdUnit(activation=act, channels=4, pe=pe, acc_range=(-6, 6),
+                             threshold_mode=mode)
+        got, _, _ = run_unit(unit, acc, rng)
+        np.testing.assert_array_equal(got, golden.threshold(acc, act))
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 4, 15, 16, 255])
+def test_threshold_search_latency(t):
+    """Exact latency in both modes, and full throughput; auto searches above 15 thresholds."""
+    rng = np.random.default_rng(300 + t)
+    act = search_activation(rng, t, 2, 0, 40)
+    auto = ThresholdUnit(activation=act, channels=2, pe=1, acc_range=(0, 40))
+    assert auto.mode == ("search" if t > 15 else "parallel")
+    auto._MustUse__silence = True
+    for mode, latency in [("parallel", 1), ("search", t.bit_length())]:
+        unit = ThresholdUnit(activation=act, channels=2, pe=1, acc_range=(0, 40),
+                             threshold_mode=mode)
+        acc = accs(rng, 0, 40, 4, 2)
+        got, src, sink = run_unit(unit, acc, rng, gap=0, stall=0)
+        np.testing.assert_array_equal(got, golden.threshold(acc, act))
+        assert sink.valid_cycles[0] - src.accept_cycles[0] == unit.latency == latency
+        assert sink.transfer_cycles == [sink.transfer_cycles[0] + k for k in range(8)]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
+def test_threshold_bad_mode():
+    thr = MultiThreshold(np.array([[3], [4]]), np.array([0, 1]), DType.uint(1))
+    with pytest.raises(ValueError, match=r"^Threshold mode must be auto, parallel or search, "
+                                         r"not 'binary'$"):
+        ThresholdUnit(activation=thr, channels=2, pe=1, acc_range=(0, 9), threshold_mode="binary")

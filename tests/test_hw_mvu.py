@@ -283,3 +283,63 @@ def test_mvu_bad_parameters():
         MVU(**{**kw, "weights": W * 2})
     with pytest.raises(ValueError, match=r"^MAC kind 'xnor' takes weights bipolar, not int2$"):
         MVU(**{**kw, "mac": "xnor"})
+    with pytest.raises(ValueError, match=r"^Threshold mode must be auto, parallel or search, "
+                                         r"not 'tree'$"):
+        MVU(**kw, threshold_mode="tree")
+
+
+def wide_thresholds(rng, t, mh, lo, hi, *, shared=False, dups=False, out="levels"):
+    """T sorted thresholds per row (or shared), some beyond [lo, hi], optionally with runs."""
+    pool = rng.integers(lo - 3, hi + 4, size=max(2, t // 8)) if dups else None
+    size = (1 if shared else mh, t)
+    thr = np.sort(rng.choice(pool, size=size) if dups else rng.integers(lo - 3, hi + 4, size=size),
+                  axis=1)
+    if out == "bipolar":
+        return MultiThreshold(thr, np.array([-1, 1]), DType.bipolar())
+    if out == "onehot":
+        return MultiThreshold(thr, np.array([0] + [1 << e for e in range(t)]), DType.onehot(t))
+    levels = np.sort(rng.integers(-t, t + 1, size=t + 1))
+    return MultiThreshold(thr, levels, DType.for_range(-t, t))
+
+
+# (T, MH, MW, PE, SIMD, output, shared, duplicates)
+SEARCH_MVU = [(1, 4, 6, 2, 3, "bipolar", False, False), (3, 4, 6, 1, 2, "onehot", True, False),
+              (7, 6, 4, 3, 2, "levels", False, True), (15, 4, 6, 4, 6, "onehot", False, False),
+              (31, 4, 6, 2, 1, "levels", True, True), (255, 4, 8, 1, 4, "levels", False, False),
+              (255, 6, 4, 2, 2, "levels", False, True)]
+
+
+@pytest.mark.parametrize("case", range(len(SEARCH_MVU)))
+def test_mvu_threshold_search(case):
+    """Binary-search thresholds in the MVU: bit-exact with stalls, exact latency without."""
+    t, mh, mw, pe, simd, out, shared, dups = SEARCH_MVU[case]
+    seed = 9100 + case
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    wdt, adt = DType.int(4), DType.uint(4)
+    W = random_values(rng, wdt, (mh, mw))
+    b = rng.integers(-5, 6, size=mh)
+    lo, hi = acc_bounds("int", W, 0, adt.min, adt.max, b)
+    lo, hi = int(lo.min()), int(hi.max())
+    act = wide_thresholds(rng, t, mh, lo, hi, shared=shared, dups=dups, out=out)
+    kw = dict(weights=W, mac="int", w_dtype=wdt, in_dtype=adt, bias=b, activation=act,
+              acc_range=(lo, hi), pe=pe, simd=simd)
+    par = MVU(**kw, threshold_mode="parallel")
+    par._MustUse__silence = True
+    auto = MVU(**kw)
+    auto._MustUse__silence = True
+    assert auto.threshold_mode == ("search" if t > 15 else "parallel")
+    dut = MVU(**kw, threshold_mode="search")
+    assert dut.threshold_mode == "search" and par.threshold_mode == "parallel"
+    assert dut.activation_latency == t.bit_length()
+    assert dut.latency == par.latency + t.bit_length() - 1
+    X = random_values(rng, adt, (6, mw))
+    X[0], X[1] = adt.min, adt.max
+    got, _, _ = run_mvu(dut, X, rng, gap=0.3, stall=0.3)
+    np.testing.assert_array_equal(got, expected("int", W, X, 0, b, act))
+    dut = MVU(**kw, threshold_mode="search")
+    got, src, sink = run_mvu(dut, X[:3], rng)
+    np.testing.assert_array_equal(got, expected("int", W, X[:3], 0, b, act))
+    assert sink.valid_cycles[0] - src.accept_cycles[0] == dut.latency
+    sf, nf = dut.synapse_folds, dut.neuron_folds
+    assert sink.transfer_cycles == [sink.transfer_cycles[0] + k * sf for k in range(3 * nf)]
