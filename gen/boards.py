@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth import Elaboratable, Module, Signal
+from amaranth import Elaboratable, Module
 from amaranth.build import ResourceError
 
 from hw.dwc import DataWidthConverter
@@ -25,6 +25,7 @@ from hw.fifo import StreamFIFO
 from hw.uart import UARTRx, UARTTx
 
 from .errors import NetworkError
+from .top import frame_last
 
 __all__ = ["Board", "BOARDS", "get_board", "BoardTop", "check_fit",
            "board_files", "build_bitstream", "missing_tools", "BAUD"]
@@ -134,18 +135,12 @@ class BoardTop(Elaboratable):
         from amaranth.lib import wiring
 
         wiring.connect(m, rxq.o_stream, gather.i_stream)
-        n_in = acc.in_beats_per_frame
-        count = Signal(range(max(2, n_in)))
         m.d.comb += [
             acc.i_stream.payload.data.eq(gather.o_stream.payload[:in_w]),
-            acc.i_stream.payload.last.eq(count == n_in - 1),
+            acc.i_stream.payload.last.eq(frame_last(m, acc.i_stream, acc.in_beats_per_frame)),
             acc.i_stream.valid.eq(gather.o_stream.valid),
             gather.o_stream.ready.eq(acc.i_stream.ready),
         ]
-        with m.If(acc.i_stream.valid & acc.i_stream.ready):
-            m.d.sync += count.eq(count + 1)
-            with m.If(count == n_in - 1):
-                m.d.sync += count.eq(0)
         m.d.comb += [
             split.i_stream.payload.eq(acc.o_stream.payload.data),
             split.i_stream.valid.eq(acc.o_stream.valid),

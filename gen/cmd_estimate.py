@@ -59,31 +59,21 @@ def _layer_table(est):
     cols += ["DSP", "weight bits"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("layer", "kind", "MAC") else "right", no_wrap=True)
+    def area(x):
+        """LUT, FF, carry, BRAM, DSP of a layer or of the total; Yosys's beside LUT, FF, BRAM."""
+        cells = []
+        for k in ("lut", "ff", "carry", "bram", "dsp"):
+            cells.append(_fmt(x.total(k)))
+            if syn and k in ("lut", "ff", "bram"):
+                cells.append(_fmt(x.synth[k]))
+        return cells
+
     for lay in est.layers:
-        row = [str(lay.index), lay.name, lay.kind, lay.mac or "", _fmt(lay.macs or None),
-               _fmt(lay.pe), _fmt(lay.simd), _fmt(lay.cycles), _fmt(lay.latency), _fmt(lay.total("lut"))]
-        if syn:
-            row.append(_fmt(lay.synth["lut"]))
-        row.append(_fmt(lay.total("ff")))
-        if syn:
-            row.append(_fmt(lay.synth["ff"]))
-        row += [_fmt(lay.total("carry")), _fmt(lay.total("bram"))]
-        if syn:
-            row.append(_fmt(lay.synth["bram"]))
-        row += [_fmt(lay.total("dsp")), _fmt(lay.weight_bits or None)]
-        t.add_row(*row)
-    row = ["", "total", "", "", _fmt(sum(x.macs for x in est.layers)), "", "", _fmt(est.interval),
-           _fmt(est.latency), _fmt(est.total("lut"))]
-    if syn:
-        row.append(_fmt(est.synth["lut"]))
-    row.append(_fmt(est.total("ff")))
-    if syn:
-        row.append(_fmt(est.synth["ff"]))
-    row += [_fmt(est.total("carry")), _fmt(est.total("bram"))]
-    if syn:
-        row.append(_fmt(est.synth["bram"]))
-    row += [_fmt(est.total("dsp")), _fmt(est.memory["weight_bits"])]
-    t.add_row(*row, style="bold")
+        t.add_row(str(lay.index), lay.name, lay.kind, lay.mac or "", _fmt(lay.macs or None),
+                  _fmt(lay.pe), _fmt(lay.simd), _fmt(lay.cycles), _fmt(lay.latency), *area(lay),
+                  _fmt(lay.weight_bits or None))
+    t.add_row("", "total", "", "", _fmt(sum(x.macs for x in est.layers)), "", "", _fmt(est.interval),
+              _fmt(est.latency), *area(est), _fmt(est.memory["weight_bits"]), style="bold")
     return t
 
 

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -258,19 +258,21 @@ class Accelerator(wiring.Component):
         ]
         for (_, a), (_, b) in zip(self._blocks, self._blocks[1:], strict=False):
             wiring.connect(m, a.o_stream, b.i_stream)
-        n = self.out_beats_per_frame
-        count = Signal(range(max(2, n)))
         m.d.comb += [
             self.o_stream.payload.data.eq(last_block.o_stream.payload),
-            self.o_stream.payload.last.eq(count == n - 1),
+            self.o_stream.payload.last.eq(frame_last(m, self.o_stream, self.out_beats_per_frame)),
             self.o_stream.valid.eq(last_block.o_stream.valid),
             last_block.o_stream.ready.eq(self.o_stream.ready),
         ]
-        with m.If(self.o_stream.valid & self.o_stream.ready):
-            m.d.sync += count.eq(count + 1)
-            with m.If(count == n - 1):
-                m.d.sync += count.eq(0)
         return m
+
+
+def frame_last(m, port, beats: int):
+    """High on the last of every ``beats`` beats of a stream: a counter of its transfers."""
+    count = Signal(range(max(2, beats)))
+    with m.If(port.valid & port.ready):
+        m.d.sync += count.eq(Mux(count == beats - 1, 0, count + 1))
+    return count == beats - 1
 
 
 # -- frames to beats and back (for testbenches) ---------------------------------------------------
