@@ -300,16 +300,23 @@ def main(argv=None) -> int:
            "passed": all(r["passed"] for r in rows),
            "wall_s": round(time.perf_counter() - t0),
            "machine": f"{platform.machine()}, Python {platform.python_version()}"}
-    if args.names and args.out.is_file():   # a partial run updates the others' records
-        old = json.loads(args.out.read_text())
-        done = {r["network"] for r in rows}
-        merged = [r for r in old.get("networks", []) if r["network"] not in done] + rows
-        order = [p.stem for p in _networks([])]
-        res["networks"] = sorted(merged, key=lambda r: order.index(r["network"]))
-        res["passed"] = all(r["passed"] for r in res["networks"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
-    if not args.no_docs:
+    return finish(res, "networks", "network", [p.stem for p in _networks([])], partial=bool(args.names),
+                  out=args.out, markdown=markdown, update_doc=None if args.no_docs else update_doc)
+
+
+def finish(res: dict, rows_key: str, name_key: str, order: list[str], *, partial: bool, out: Path,
+           markdown, update_doc) -> int:
+    """Write ``res`` to ``out`` (a partial run keeps the other rows of the earlier file, in
+    ``order``), update the docs (unless ``update_doc`` is None), print the table; exit status."""
+    if partial and out.is_file():
+        old = json.loads(out.read_text())
+        done = {r[name_key] for r in res[rows_key]}
+        merged = [r for r in old.get(rows_key, []) if r[name_key] not in done] + res[rows_key]
+        res[rows_key] = sorted(merged, key=lambda r: order.index(r[name_key]))
+        res["passed"] = all(r["passed"] for r in res[rows_key])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    if update_doc is not None:
         update_doc(markdown(res))
     print(markdown(res))
     return 0 if res["passed"] else 1

@@ -55,7 +55,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.examples_hw import crossover_cycles, first_frame_latency, sim_cycles  # noqa: E402
+from bench.examples_hw import crossover_cycles, finish, first_frame_latency, sim_cycles  # noqa: E402
 from gen.load import load_network  # noqa: E402
 from sim import golden  # noqa: E402
 from sim.runner import cosimulate, generate  # noqa: E402
@@ -370,18 +370,8 @@ def main(argv=None) -> int:
            "crossover_cycles": crossover_cycles(), "models": rows,
            "passed": all(r["passed"] for r in rows), "wall_s": round(time.perf_counter() - t0),
            "machine": f"{platform.machine()}, Python {platform.python_version()}"}
-    if args.names and args.out.is_file():   # a partial run updates the others' records
-        old = json.loads(args.out.read_text())
-        done = {r["model"] for r in rows}
-        merged = [r for r in old.get("models", []) if r["model"] not in done] + rows
-        res["models"] = sorted(merged, key=lambda r: list(BY_NAME).index(r["model"]))
-        res["passed"] = all(r["passed"] for r in res["models"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
-    if not args.no_docs:
-        update_doc(markdown(res))
-    print(markdown(res))
-    return 0 if res["passed"] else 1
+    return finish(res, "models", "model", list(BY_NAME), partial=bool(args.names), out=args.out,
+                  markdown=markdown, update_doc=None if args.no_docs else update_doc)
 
 
 if __name__ == "__main__":
