@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gen.dtypes import DType  # noqa: E402
 from gen.ir import MultiThreshold, NoActivation  # noqa: E402
 from gen.synth import FAMILIES, synthesize  # noqa: E402
+from hw.dtypes import DType  # noqa: E402
 
 BUILD = ROOT / "bench" / "build" / "area"
 DATA = ROOT / "bench" / "results" / "area_calibration.json"

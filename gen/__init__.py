@@ -1,6 +1,7 @@
 """nomul generator: the network IR, loading and validation, planning, and the command line."""
 
-from .dtypes import DType
+from hw.dtypes import DType
+
 from .errors import NetworkError
 from .load import load_network, network_from_dict
 

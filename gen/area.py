@@ -29,20 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "block_params", "features",
+from .macs import get_mac
+from .targets import family_names, get_family
+
+__all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "dwc_params", "fifo_params",
+           "swu_params", "pool_params", "argmax_params", "features",
            "bram_count", "estimate", "fit_coefficients", "calibration_report", "load_coeffs",
            "register_bits"]
 
-FAMILIES = ("ecp5", "ice40", "xilinx")
+FAMILIES = family_names()
 COEFFS_FILE = Path(__file__).with_name("area_coeffs.json")
-
-# block RAM shapes (depth, width) per family
-_BRAM_SHAPES = {
-    "ecp5": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
-    "ice40": [(2048, 2), (1024, 4), (512, 8), (256, 16)],
-    "xilinx": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
-}
-
 
 def _auto_bram(family: str, what: str, depth: int, bits: int) -> bool:
     """Whether Yosys puts a memory with no ``ram_style`` in block RAM (as measured: ECP5 and
@@ -66,7 +62,7 @@ def bram_count(family: str, depth: int, width: int) -> int:
     """Block RAM primitives for a ``depth`` × ``width`` memory (the fewest over the shapes)."""
     if depth <= 0 or width <= 0:
         return 0
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in _BRAM_SHAPES[family])
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in get_family(family).bram_shapes)
 
 
 def lutram_cells(family: str, depth: int, width: int) -> int:
@@ -126,10 +122,8 @@ def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thre
     from hw.lanes import lane_term_range
 
     tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
-    shift_bits = 0
-    if kind == "onehot":   # bits of the largest shift: the sum of the exponents
-        top = (w_dtype.bits - 1) + (a_dtype.bits - 1 if a_dtype.encoding == "onehot" else 0)
-        shift_bits = max(1, top.bit_length())
+    mk = get_mac(kind)
+    shift_bits = mk.shift_bits(w_dtype, a_dtype) if mk.shift_bits else 0
     return {"shift_bits": shift_bits, "block": "mvu", "kind": kind, "w_bits": w_dtype.code_width,
             "a_bits": a_dtype.code_width, "a_max_abs": max(abs(a_dtype.min), abs(a_dtype.max)),
             "term_bits": _signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
@@ -139,47 +133,34 @@ def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thre
             "w_live_bits": pe * simd * w_dtype.code_width if w_live_bits is None else w_live_bits}
 
 
-def block_params(block, layer=None) -> dict:
-    """The model's parameters of one block of :class:`gen.top.Accelerator`."""
-    from hw.argmax import Argmax
-    from hw.dwc import DataWidthConverter
-    from hw.fifo import StreamFIFO
-    from hw.mvu import MVU
-    from hw.pool import MaxPool2d
-    from hw.swu import SlidingWindow
+def dwc_params(block) -> dict:
+    """The model's parameters of a :class:`hw.dwc.DataWidthConverter`."""
+    return {"block": "dwc", "width": block.width, "i_elems": block.i_elems, "o_elems": block.o_elems}
 
-    from .ir import MultiThreshold, Requant
 
-    if isinstance(block, MVU):
-        act = block.activation
-        kind = ("threshold" if isinstance(act, MultiThreshold) else
-                "requant" if isinstance(act, Requant) else "none")
-        return mvu_params(kind=block.mac, w_dtype=block.w_dtype, a_dtype=block.in_dtype,
-                          pe=block.pe, simd=block.simd, mh=block.mh, mw=block.mw,
-                          acc_lo=block.acc_range[0], acc_hi=block.acc_range[1],
-                          thresholds=act.num_thresholds if kind == "threshold" else 0,
-                          activation=kind, ram_style=block.ram_style, depth=block.depth,
-                          w_shift=block.w_shift, out_bits=block.out_dtype.code_width,
-                          w_live_bits=live_bits(block._weight_words(),
-                                                block.pe * block.simd * block.w_dtype.code_width))
-    if isinstance(block, StreamFIFO):
-        return {"block": "fifo", "width": len(block.i_stream.payload), "depth": block.depth}
-    if isinstance(block, DataWidthConverter):
-        return {"block": "dwc", "width": block.width, "i_elems": block.i_elems,
-                "o_elems": block.o_elems}
-    if isinstance(block, SlidingWindow):
-        c, h, w = block.in_shape
-        return {"block": "swu", "width": len(block.i_stream.payload) // c, "in_shape": [c, h, w],
-                "kernel": block.kernel[0], "kernel_w": block.kernel[1],
-                "rows": block.buffer_rows}
-    if isinstance(block, MaxPool2d):
-        c, h, w = layer.in_shape
-        return {"block": "pool", "width": layer.in_dtype.code_width, "in_shape": [c, h, w],
-                "kernel": layer.kernel[0], "kernel_w": layer.kernel[1]}
-    if isinstance(block, Argmax):
-        return {"block": "argmax", "width": len(block.i_stream.payload) // block._elems,
-                "elems": block._elems, "index_bits": block.index_dtype.code_width}
-    raise TypeError(f"No area model for {type(block).__name__}")
+def fifo_params(block) -> dict:
+    """The model's parameters of a :class:`hw.fifo.StreamFIFO`."""
+    return {"block": "fifo", "width": len(block.i_stream.payload), "depth": block.depth}
+
+
+def swu_params(block) -> dict:
+    """The model's parameters of a :class:`hw.swu.SlidingWindow`."""
+    c, h, w = block.in_shape
+    return {"block": "swu", "width": block.width, "in_shape": [c, h, w],
+            "kernel": block.kernel[0], "kernel_w": block.kernel[1], "rows": block.buffer_rows}
+
+
+def pool_params(block) -> dict:
+    """The model's parameters of a :class:`hw.pool.MaxPool2d`."""
+    c, h, w = block.in_shape
+    return {"block": "pool", "width": block.dtype.code_width, "in_shape": [c, h, w],
+            "kernel": block.kernel[0], "kernel_w": block.kernel[1]}
+
+
+def argmax_params(block) -> dict:
+    """The model's parameters of a :class:`hw.argmax.Argmax`."""
+    return {"block": "argmax", "width": block.dtype.code_width, "elems": block.elems,
+            "index_bits": block.index_dtype.code_width}
 
 
 # -- features --------------------------------------------------------------------------------
@@ -225,19 +206,7 @@ def features(p: dict, family: str) -> dict[str, float]:
         pe, simd, kind = p["pe"], p["simd"], p["kind"]
         acc_w = _width(p["acc_lo"], p["acc_hi"])
         nf, sf = p["mh"] // pe, p["mw"] // simd
-        if kind == "xnor":
-            f["popcount"] = pe * simd
-        elif kind == "and":
-            f["popcount"] = (pe + 1) * simd
-        elif kind == "ternary" and p["a_max_abs"] <= 1:
-            f["popcount"] = 2 * pe * simd
-        elif kind == "int":
-            f["int"] = pe * simd * (p["a_bits"] * p["w_bits"] + p["term_bits"])
-        elif kind == "onehot":  # a shifter per term; the exponent decoding shared by the PEs
-            f["onehot"] = pe * simd * p["term_bits"] * p["shift_bits"]
-            f["onehot_shared"] = simd * p["term_bits"] * p["shift_bits"]
-        else:
-            f[kind] = pe * simd * p["term_bits"]
+        f.update(get_mac(kind).area_features(p))
         f["acc"] = pe * acc_w
         if p.get("thresholds"):
             f["threshold"] = pe * p["thresholds"] * (acc_w + 1)

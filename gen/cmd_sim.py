@@ -108,7 +108,9 @@ def run(args) -> int:
         con.print("  the accelerator stopped producing outputs (timeout)")
     note = "" if cpf == exp_cpf else " [red](differs)[/red]"
     con.print(f"cycles per frame (steady state, no stalls): {cpf} (expected {exp_cpf}){note}")
-    con.print(f"latency: {result.latency_cycles} cycles (first input beat to first output beat)")
+    lat, exp_lat = result.latency_cycles, result.expected_latency
+    lnote = "" if exp_lat is None or lat == exp_lat else " [red](differs)[/red]"
+    con.print(f"latency: {lat} cycles (first input beat to first output beat; expected {exp_lat}){lnote}")
     accuracy = None
     if labels is not None and net.ends_in_argmax:
         out = result.outputs

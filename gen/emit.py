@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .dtypes import DType
+from hw.dtypes import DType
+
 from .errors import NetworkError
+from .estimate import first_frame_timing
 from .ir import Network
+from .ops import op_for
 from .plan import Plan, plan_network
 from .top import Accelerator, encode_frames, frame_layout
 
@@ -51,17 +54,15 @@ def render(name: str, **ctx) -> str:
 def verilog_text(accel: Accelerator, name: str = TOP_NAME) -> str:
     """Verilog of the accelerator, with the popcount counters marked ``keep_hierarchy``.
 
-    Amaranth's ``verilog.convert`` cannot attach module attributes, so this goes through RTLIL,
-    marks the counter modules (:func:`hw.trees.keep_counter_hierarchy`) and lets Amaranth's
-    Yosys write the Verilog; synthesis then keeps the compressor trees instead of flattening
-    them into plain adders (see DESIGN.md, toolchain facts).
+    Synthesis then keeps the compressor trees instead of flattening them into plain adders
+    (see DESIGN.md, toolchain facts); :func:`hw.trees.keep_counter_hierarchy_verilog` adds the
+    attribute as Yosys writes it.
     """
-    from amaranth.back import rtlil, verilog
+    from amaranth.back import verilog
 
-    from hw.trees import keep_counter_hierarchy
+    from hw.trees import keep_counter_hierarchy_verilog
 
-    text = keep_counter_hierarchy(rtlil.convert(accel, name=name, emit_src=False))
-    return verilog._convert_rtlil_text(text)
+    return keep_counter_hierarchy_verilog(verilog.convert(accel, name=name, emit_src=False))
 
 
 def _stream_json(accel: Accelerator, which: str) -> dict:
@@ -98,15 +99,7 @@ def _layer_json(layer, lp, stage) -> dict:
          "in_width": lp.in_elems * stage.in_dtype.code_width,
          "out_width": stage.out_elems * stage.out_dtype.code_width,
          "out_beats_per_frame": stage.out_beats_per_frame}
-    if lp.kind in ("dense", "conv2d"):
-        d.update({"mac": layer.mac, "w_dtype": str(layer.w_dtype), "pe": lp.pe, "simd": lp.simd,
-                  "lanes": lp.lanes, "fold_source": lp.source, "mh": layer.mh, "mw": layer.mw,
-                  "acc_width": stage.acc_width, "weight_bits": stage.weight_bits,
-                  "activation": type(layer.activation).__name__})
-    if lp.kind in ("conv2d", "maxpool2d"):
-        d.update({"kernel": list(layer.kernel), "stride": list(layer.stride)})
-        if lp.kind == "conv2d":
-            d.update({"padding": list(layer.padding), "pad_value": layer.pad_value})
+    d.update(op_for(layer).manifest(layer, lp, stage))
     d.update({"cycles_per_frame": lp.cycles, "cycles_parts": dict(lp.parts),
               "latency": stage.latency, "fifo_depth": stage.fifo_depth,
               "in_fifo_depth": stage.in_fifo_depth, "blocks": list(stage.blocks)})
@@ -173,6 +166,7 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
     if family is None and board is not None:
         family = board.family
     accel = Accelerator(net, plan, mvu_factory=mvu_factory, family=family)
+    accel.require_chain()
     fit = None
     if board is not None:
         from .boards import check_fit as _check_fit
@@ -201,7 +195,8 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
         ],
         "input": _stream_json(accel, "input"),
         "output": _stream_json(accel, "output"),
-        "performance": {"interval_cycles": plan.interval, "target_cycles": plan.target_cycles,
+        "performance": {"interval_cycles": plan.interval, "latency_cycles": first_frame_timing(accel)[0],
+                        "target_cycles": plan.target_cycles,
                         "bottleneck": plan.bottleneck.name,
                         "lanes": sum(lp.lanes for lp in plan.layers)},
         "layers": [_layer_json(layer, lp, st)
@@ -226,7 +221,7 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
         _, bfiles = board_files(accel, board)
         for fname, content in bfiles.items():
             files[f"board/{fname}"] = content
-        board_info = {"name": board.name, "title": board.title, "part": board.part,
+        board_info = {"name": board.name, "title": board.title, "part": board.part_title,
                       "family": board.family, "baud": BAUD, "uart": "8N1",
                       "top": "nomul_board", "build_script": "board/build_nomul_board.sh",
                       "input_bytes_per_beat": max(1, (len(accel.i_stream.payload.data) + 7) // 8),

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import Argmax, Conv2d, Dense, MaxPool2d
+from .ir import INPUT
+from .ops import op_for
 
-__all__ = ["FIFO_LATENCY", "LayerTiming", "first_frame_timing"]
+__all__ = ["FIFO_LATENCY", "LayerTiming", "first_frame_timing", "serial", "dwc_timing", "fifo_timing",
+           "mvu_timing", "window_timing", "groups_timing", "estimate_network", "Estimate"]
 
 #: Share of flip-flops that nextpnr-ice40 does not pack into the logic cell of a LUT, measured on
 #: the digits_bnn accelerator in the iCEBreaker top level (4,907 LUT4 + 4,066 FF → 7,933 cells).
@@ -60,7 +62,7 @@ class LayerTiming:
         return self.first_out - self.first_in
 
 
-def _serial(offered) -> np.ndarray:
+def serial(offered) -> np.ndarray:
     """Cycles at which beats offered at ``offered`` are taken by a block that takes one per
     cycle."""
     t = np.array(offered, dtype=np.int64)
@@ -69,7 +71,7 @@ def _serial(offered) -> np.ndarray:
     return np.maximum.accumulate(t - idx) + idx
 
 
-def _dwc(t, i_elems: int, o_elems: int) -> np.ndarray:
+def dwc_timing(t, i_elems: int, o_elems: int) -> np.ndarray:
     if i_elems == o_elems:
         return t
     g = math.gcd(i_elems, o_elems)
@@ -84,16 +86,16 @@ def _dwc(t, i_elems: int, o_elems: int) -> np.ndarray:
         t = out
     if o_elems != g:
         r = o_elems // g
-        a = _serial(t)
+        a = serial(t)
         t = a[r - 1::r] + 1
     return t
 
 
-def _fifo(t) -> np.ndarray:
-    return _serial(np.asarray(t) + FIFO_LATENCY)
+def fifo_timing(t) -> np.ndarray:
+    return serial(np.asarray(t) + FIFO_LATENCY)
 
 
-def _mvu(t, *, nf: int, sf: int, vectors: int, tail: int) -> np.ndarray:
+def mvu_timing(t, *, nf: int, sf: int, vectors: int, tail: int) -> np.ndarray:
     """Output beats (vector-major, fold-minor) of a matrix-vector unit."""
     out = np.empty(vectors * nf, dtype=np.int64)
     issue = -(1 << 40)
@@ -109,7 +111,7 @@ def _mvu(t, *, nf: int, sf: int, vectors: int, tail: int) -> np.ndarray:
     return out
 
 
-def _window(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np.ndarray:
+def window_timing(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np.ndarray:
     """Window pixels out of a sliding-window unit (frame 0)."""
     c, h, w = in_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -150,9 +152,9 @@ def _window(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np.ndarr
     return np.array(out, dtype=np.int64)
 
 
-def _groups(t, count: int) -> np.ndarray:
+def groups_timing(t, count: int) -> np.ndarray:
     """Output of a block that sends one beat the cycle after the last of every ``count``."""
-    a = _serial(t)
+    a = serial(t)
     return a[count - 1::count] + 1
 
 
@@ -160,54 +162,27 @@ def first_frame_timing(accel) -> tuple[int, list[LayerTiming]]:
     """``(latency, per-layer timings)`` of an :class:`gen.top.Accelerator`, with no stalls.
 
     ``latency`` is the cycles from the first input beat accepted to the first output beat
-    valid, as ``nomul sim`` measures it.
+    valid, as ``nomul sim`` measures it. Each layer's op maps the cycles of its input beats to
+    those of its output beats (:meth:`gen.ops.base.LayerOp.timing`), in topological order.
     """
     net, plan = accel.net, accel.plan
     n_in = math.prod(net.input.shape) // plan.input_elems
-    t = np.arange(n_in, dtype=np.int64)   # the driver offers one beat per cycle
-    k = plan.input_elems
+    t = {INPUT: np.arange(n_in, dtype=np.int64)}   # the driver offers one beat per cycle
+    k = {INPUT: plan.input_elems}
     timings = []
-    for i, (layer, lp, stage) in enumerate(zip(net.layers, plan.layers, accel.stages)):
-        first_in = int(t[0])
-        if isinstance(layer, Conv2d):
-            c = layer.in_shape[0]
-            t = _dwc(t, k, c)
-            t = _window(t, in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
-                        padding=layer.padding)
-            t = _dwc(t, c, lp.simd)
-            vectors = layer.out_shape[1] * layer.out_shape[2]
-        elif isinstance(layer, Dense):
-            t = _dwc(t, k, lp.simd)
-            vectors = 1
-        if isinstance(layer, (Dense, Conv2d)):
-            nf, sf = layer.mh // lp.pe, layer.mw // lp.simd
-            tail = stage.latency - (sf - 1)        # MVU.latency = SF - 1 + tail
-            if getattr(stage, "in_fifo_depth", None):   # a FIFO in front of a folded MVU
-                t = _fifo(t)
-            t = _mvu(_serial(t), nf=nf, sf=sf, vectors=vectors, tail=tail)
-            k = lp.pe
-        elif isinstance(layer, MaxPool2d):
-            c = layer.in_shape[0]
-            t = _dwc(t, k, c)
-            t = _window(t, in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
-                        padding=(0, 0))
-            t = _groups(t, layer.kernel[0] * layer.kernel[1])
-            k = c
-        elif isinstance(layer, Argmax):
-            ka = math.gcd(k, layer.in_shape[0])
-            t = _dwc(t, k, ka)
-            t = _groups(t, len(t))
-            k = 1
-        timings.append(LayerTiming(i, first_in, int(t[0]), int(t[-1])))
+    for i, (layer, lp, stage) in enumerate(zip(net.layers, plan.layers, accel.stages, strict=True)):
+        src = layer.inputs[0]
+        ti = t[src]
+        out = op_for(layer).timing(layer, lp, stage, ti, k[src])
+        timings.append(LayerTiming(i, int(ti[0]), int(out[0]), int(out[-1])))
         if stage.fifo_depth is not None:
-            t = _fifo(t)
-    return int(t[0]), timings
+            out = fifo_timing(out)
+        t[layer.name], k[layer.name] = out, stage.out_elems
+    return int(t[net.outputs[0]][0]), timings
 
 
 # == the whole estimate ===========================================================================
-from .parts import Part, get_part  # noqa: E402
-
-TARGETS = ("ecp5-25k", "ecp5-85k", "ice40-up5k", "xc7a35t")
+from .targets import PARTS, Part, get_part  # noqa: E402
 
 
 def lut_equivalents(family: str, lut: int, carry: int, lutram: int) -> int:
@@ -356,8 +331,7 @@ def _part(target: str) -> Part:
     try:
         return get_part(target)
     except ValueError:
-        raise NetworkError("--target", f"unknown target {target!r} (targets: {', '.join(TARGETS)}, "
-                                       f"or any of gen/parts.py)") from None
+        raise NetworkError("--target", f"unknown target {target!r} (targets: {', '.join(PARTS)})") from None
 
 
 def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=None,
@@ -369,17 +343,17 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
 
     part = _part(target)
     plan = plan_network(net, fold=fold, target_cycles=target_cycles)
-    accel = Accelerator(net, plan)
-    accel._MustUse__used = True  # described, not necessarily elaborated
+    accel = Accelerator(net, plan, family=part.family)
+    accel.mark_used()  # described, not necessarily elaborated
     latency, timings = first_frame_timing(accel)
     coeffs = coeffs or area.load_coeffs()
-    blocks = dict(accel._blocks)
+    blocks = dict(accel.blocks)
     layers = []
-    for layer, lp, stage, tm in zip(net.layers, plan.layers, accel.stages, timings):
+    for layer, lp, stage, tm in zip(net.layers, plan.layers, accel.stages, timings, strict=True):
         bl, wbits, bbits, fbits = [], 0, 0, 0
         for bname in stage.blocks:
             comp = blocks[bname]
-            p = area.block_params(comp, layer)
+            p = accel.block_params(bname)
             ffb = area.register_bits(comp) if count_registers else None
             bl.append(area.estimate(p, part.family, coeffs=coeffs, ff_bits=ffb, name=bname))
             if p["block"] == "mvu":
@@ -405,7 +379,7 @@ def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress
     from .synth import place_and_route, rtlil_text, synthesize
 
     fam = est.part.family
-    blocks = dict(est.accel._blocks)
+    blocks = dict(est.accel.blocks)
     say = progress or (lambda msg: None)
     say(f"Yosys synth_{fam}: {len(blocks)} blocks")
     res = synthesize({n: rtlil_text(b) for n, b in blocks.items()}, fam, build_dir)
@@ -416,7 +390,7 @@ def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress
     est.synth["lut_sites"] = lut_equivalents(fam, est.synth["lut"], est.synth["carry"],
                                              est.synth["lutram"])
     if pnr:
-        if fam not in ("ecp5", "ice40"):
+        if est.part.family_record.pnr is None:
             from .errors import NetworkError
             raise NetworkError("--pnr", f"no open place-and-route for {est.part.name} "
                                         f"(nextpnr-xilinx is not on PyPI); use --synth alone")

@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dtypes import DType, bits_for_range
+from hw.dtypes import DType, bits_for_range
+from hw.params import ROUNDINGS, Activation, MultiThreshold, NoActivation, Requant
 
 __all__ = [
-    "MAC_KINDS", "ROUNDINGS",
+    "ROUNDINGS", "INPUT",
     "ValueRange", "InputQuantizer", "InputSpec",
     "MultiThreshold", "Requant", "NoActivation", "Activation",
-    "Dense", "Conv2d", "MaxPool2d", "Argmax", "Layer", "Network",
+    "Compute", "Network",
 ]
 
-MAC_KINDS = ("xnor", "and", "ternary", "onehot", "int", "adder")
-ROUNDINGS = ("floor", "ceil", "half-up", "half-even")
 
 
 @dataclass(frozen=True)
@@ -69,50 +68,11 @@ class InputSpec:
     quantizer: InputQuantizer | None = None
 
 
-@dataclass(frozen=True, eq=False)
-class MultiThreshold:
-    """``out = levels[number of thresholds[c] that acc reaches]`` (``acc >= t``).
-
-    ``thresholds`` has shape (channels, T) or (1, T) (shared by every channel), each row
-    non-decreasing; ``levels`` has T + 1 non-decreasing entries (by default ``offset + 0..T``).
-    """
-
-    thresholds: np.ndarray
-    levels: np.ndarray
-    out_dtype: DType
-
-    @property
-    def num_thresholds(self) -> int:
-        return self.thresholds.shape[1]
-
-    @property
-    def levels_are_identity(self) -> bool:
-        """True when ``levels[k] == levels[0] + k`` (the output is the count plus an offset)."""
-        return bool(np.array_equal(self.levels - self.levels[0], np.arange(len(self.levels))))
 
 
 @dataclass(frozen=True, eq=False)
-class Requant:
-    """``out = clip(round(acc * multiplier[c] / 2**shift), *clip)``, integer throughout."""
-
-    multiplier: np.ndarray  # (channels,)
-    shift: int
-    rounding: str
-    clip: tuple[int, int]
-    out_dtype: DType
-
-
-@dataclass(frozen=True)
-class NoActivation:
-    out_dtype: DType
-
-
-Activation = MultiThreshold | Requant | NoActivation
-
-
-@dataclass(frozen=True, eq=False)
-class _Compute:
-    """Fields shared by :class:`Dense` and :class:`Conv2d`."""
+class Compute:
+    """Fields shared by the compute layers (dense, conv2d): weights, MAC kind, activation."""
 
     name: str
     mac: str
@@ -132,6 +92,7 @@ class _Compute:
     pe: int | None = None
     simd: int | None = None
     ram_style: str | None = None
+    inputs: tuple[str, ...] = ()  # the tensors it reads (layer names, or INPUT)
 
     @property
     def out_dtype(self) -> DType:
@@ -163,78 +124,78 @@ class _Compute:
         return self.matrix.shape[1]
 
 
-@dataclass(frozen=True, eq=False)
-class Dense(_Compute):
-    kind: str = field(default="dense", init=False)
-
-    @property
-    def macs(self) -> int:
-        return self.mh * self.mw
-
-
-@dataclass(frozen=True, eq=False)
-class Conv2d(_Compute):
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    pad_value: int = 0
-    kind: str = field(default="conv2d", init=False)
-
-    @property
-    def macs(self) -> int:
-        return self.mh * self.mw * self.out_shape[1] * self.out_shape[2]
-
-
-@dataclass(frozen=True)
-class MaxPool2d:
-    name: str
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    in_dtype: DType
-    out_range: ValueRange
-    kind: str = field(default="maxpool2d", init=False)
-    macs: int = field(default=0, init=False)
-
-    @property
-    def out_dtype(self) -> DType:
-        return self.in_dtype
-
-
-@dataclass(frozen=True)
-class Argmax:
-    """Index of the largest element (first index wins ties), over the flattened input."""
-
-    name: str
-    in_shape: tuple[int, ...]
-    in_dtype: DType
-    out_range: ValueRange
-    out_shape: tuple[int, ...] = (1,)
-    kind: str = field(default="argmax", init=False)
-    macs: int = field(default=0, init=False)
-
-    @property
-    def out_dtype(self) -> DType:
-        return DType.for_range(self.out_range.lo, self.out_range.hi)
-
-
-Layer = Dense | Conv2d | MaxPool2d | Argmax
-
-
 @dataclass(frozen=True)
 class Network:
+    """A network: a DAG of named tensors.
+
+    ``layers`` are in topological order; each reads the tensors its ``inputs`` name (the
+    network input is :data:`INPUT`, every other tensor is named after the layer that makes it)
+    and ``outputs`` names the network's output tensors. A version-1 file is a chain: every
+    layer reads the one before it and the last one is the output.
+    """
+
     version: int
     name: str
     source: str
     input: InputSpec
-    layers: tuple[Layer, ...]
+    layers: tuple
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    outputs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.outputs and self.layers:
+            object.__setattr__(self, "outputs", (self.layers[-1].name,))
+
+    def layer(self, name: str):
+        """The layer that makes tensor ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def index(self, name: str) -> int:
+        for i, layer in enumerate(self.layers):
+            if layer.name == name:
+                return i
+        raise KeyError(name)
+
+    def consumers(self, tensor: str) -> tuple[int, ...]:
+        """Indices of the layers that read ``tensor``."""
+        return tuple(i for i, layer in enumerate(self.layers) if tensor in layer.inputs)
+
+    def tensor_shape(self, tensor: str) -> tuple[int, ...]:
+        return self.input.shape if tensor == INPUT else self.layer(tensor).out_shape
+
+    @property
+    def is_chain(self) -> bool:
+        """True when every layer reads only the one before it (the first: the input) and the
+        last layer's output is the only output."""
+        prev = INPUT
+        for layer in self.layers:
+            if tuple(layer.inputs) != (prev,):
+                return False
+            prev = layer.name
+        return self.outputs == (prev,) and all(len(self.consumers(x.name)) <= 1 for x in self.layers)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        return self.layers[-1].out_shape if self.layers else self.input.shape
+        return self.tensor_shape(self.outputs[0]) if self.outputs else self.input.shape
 
     @property
     def ends_in_argmax(self) -> bool:
-        return bool(self.layers) and isinstance(self.layers[-1], Argmax)
+        return bool(self.layers) and self.layer(self.outputs[0]).kind == "argmax"
+
+
+#: The name of the network input tensor.
+INPUT = "input"
+
+
+_NODES = {"Dense": "dense", "Conv2d": "conv2d", "MaxPool2d": "maxpool2d", "Argmax": "argmax"}
+
+
+def __getattr__(name):
+    # The layer node classes live with their ops (gen/ops/*.py).
+    if name in _NODES:
+        from .ops import OPS
+        return OPS[_NODES[name]].node
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

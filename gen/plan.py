@@ -22,10 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from hw.dwc import dwc_cycles
-
 from .errors import NetworkError
-from .ir import Argmax, Conv2d, Dense, MaxPool2d, Network
+from .ir import INPUT, Network
+from .ops import op_for
 
 __all__ = ["LayerPlan", "Plan", "plan_network", "load_fold_file", "DEFAULT_LANES", "divisors"]
 
@@ -129,37 +128,10 @@ def check_fold(data) -> dict[str, dict[str, int]]:
 
 
 # -- the cycle model -----------------------------------------------------------------------------
-def _argmax_elems(k_in: int, layer: Argmax) -> int:
-    c = layer.in_shape[0]
-    return math.gcd(k_in, c)
-
-
 def layer_parts(layer, k_in: int, pe: int | None = None, simd: int | None = None):
-    """``(parts, out_elems)``: the cycles per frame of each part of a layer, with no stalls."""
-    if isinstance(layer, Dense):
-        mw, mh = layer.mw, layer.mh
-        parts = [("dwc", dwc_cycles(mw, k_in, simd)), ("mvu", (mh // pe) * (mw // simd))]
-        return parts, pe
-    if isinstance(layer, Conv2d):
-        c, h, w = layer.in_shape
-        oc, oh, ow = layer.out_shape
-        kh, kw = layer.kernel
-        win = oh * ow * kh * kw
-        parts = [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", win),
-                 ("dwc-simd", dwc_cycles(win * c, c, simd)),
-                 ("mvu", oh * ow * (oc // pe) * (layer.mw // simd))]
-        return parts, pe
-    if isinstance(layer, MaxPool2d):
-        c, h, w = layer.in_shape
-        _, oh, ow = layer.out_shape
-        kh, kw = layer.kernel
-        parts = [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("pool", oh * ow * kh * kw)]
-        return parts, c
-    if isinstance(layer, Argmax):
-        n = math.prod(layer.in_shape)
-        k = _argmax_elems(k_in, layer)
-        return [("dwc", dwc_cycles(n, k_in, k)), ("argmax", n // k)], 1
-    raise TypeError(type(layer))  # pragma: no cover
+    """``(parts, out_elems)``: the cycles per frame of each part of a layer, with no stalls
+    (its op's :meth:`~gen.ops.base.LayerOp.parts`)."""
+    return op_for(layer).parts(layer, k_in, pe, simd)
 
 
 def _layer_plan(i, layer, k_in, pe, simd, source) -> LayerPlan:
@@ -203,26 +175,17 @@ def _default_target(net: Network, input_elems: int) -> int:
     layer."""
     work = 1
     floor = 1
-    k = input_elems
+    k = {INPUT: input_elems}
     for layer in net.layers:
-        if isinstance(layer, (Dense, Conv2d)):
+        k_in = k[layer.inputs[0]]
+        if op_for(layer).foldable:
             work = max(work, math.ceil(layer.macs / DEFAULT_LANES))
-            parts, k = layer_parts(layer, k, layer.mh, layer.mw)
+            parts, k[layer.name] = layer_parts(layer, k_in, layer.mh, layer.mw)
             floor = max(floor, max(c for n, c in parts if n != "mvu"))
         else:
-            parts, k = layer_parts(layer, k)
+            parts, k[layer.name] = layer_parts(layer, k_in)
             floor = max(floor, max(c for _, c in parts))
     return max(work, floor)
-
-
-def _input_elems(net: Network, folds: dict) -> int:
-    if len(net.input.shape) == 3:
-        return net.input.shape[0]
-    first = net.layers[0]
-    if isinstance(first, Dense):
-        simd = folds.get(0, {}).get("simd")
-        return simd or 1
-    return 1
 
 
 def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -> Plan:
@@ -251,7 +214,7 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
     sources: dict[int, str] = {}
     if fold != "auto":
         for i, layer in enumerate(net.layers):
-            if isinstance(layer, (Dense, Conv2d)):
+            if op_for(layer).foldable:
                 d = {k: v for k, v in (("pe", layer.pe), ("simd", layer.simd)) if v is not None}
                 if d:
                     given[i], sources[i] = d, "network"
@@ -260,7 +223,7 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
                 if name not in names:
                     raise NetworkError(f"fold.{name}", f"unknown layer (layers: {', '.join(names)})")
                 i = names[name]
-                if not isinstance(net.layers[i], (Dense, Conv2d)):
+                if not op_for(net.layers[i]).foldable:
                     raise NetworkError(f"fold.{name}", f"a {net.layers[i].kind} layer has no folding")
                 given[i] = {**given.get(i, {}), **spec}
                 sources[i] = "file"
@@ -270,36 +233,41 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
         for f, v in d.items():
             _check_divides(i, net.layers[i], f, v)
 
-    # the input of a vector network: the first layer's SIMD (auto-chosen layers pick it below)
-    k = net.input.shape[0] if len(net.input.shape) == 3 else None
+    # the input of a vector network: SIMD per beat of the first layer that reads it (chosen below)
+    input_elems = net.input.shape[0] if len(net.input.shape) == 3 else None
     target = target_cycles
     strict = target is not None
     if target is None:
-        target = _default_target(net, k or 1)
+        target = _default_target(net, input_elems or 1)
     layers = []
-    input_elems = k
+    k: dict[str, int] = {}
+    if input_elems is not None:
+        k[INPUT] = input_elems
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, (Dense, Conv2d)):
+        op = op_for(layer)
+        src_tensor = layer.inputs[0]
+        if op.foldable:
             g = given.get(i, {})
             pe, simd = g.get("pe"), g.get("simd")
-            if k is None:  # first layer of a vector network: input arrives SIMD per beat
+            if src_tensor not in k:  # reads a vector input: it arrives SIMD per beat
                 if simd is None:
                     simd = _auto(i, layer, layer.mw, target, pe, None, strict)[1]
-                k = input_elems = simd
+                k[src_tensor] = input_elems = op.input_elems(layer, simd)
             src = sources.get(i, "auto")
             if pe is None or simd is None:
-                pe, simd = _auto(i, layer, k, target, pe, simd, strict)
+                pe, simd = _auto(i, layer, k[src_tensor], target, pe, simd, strict)
                 if src != "auto" and (g.get("pe") is None or g.get("simd") is None):
                     src += "+auto"
-            lp = _layer_plan(i, layer, k, pe, simd, src)
+            lp = _layer_plan(i, layer, k[src_tensor], pe, simd, src)
         else:
-            if k is None:
-                k = input_elems = 1
-            lp = _layer_plan(i, layer, k, None, None, "fixed")
+            if src_tensor not in k:
+                k[src_tensor] = input_elems = op.input_elems(layer, None)
+            lp = _layer_plan(i, layer, k[src_tensor], None, None, "fixed")
             if target_cycles is not None and lp.cycles > target_cycles:
                 raise NetworkError(f"layers[{i}]", f"cannot meet the target of {target_cycles:,} "
                                                    f"cycles per frame: {layer.kind} {layer.name} "
                                                    f"needs {lp.cycles:,}")
         layers.append(lp)
-        k = lp.out_elems
-    return Plan(tuple(layers), input_elems, k, target_cycles if target_cycles is not None else target)
+        k[layer.name] = lp.out_elems
+    out = k[net.outputs[0]]
+    return Plan(tuple(layers), input_elems, out, target_cycles if target_cycles is not None else target)

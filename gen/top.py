@@ -4,16 +4,11 @@
 
     i_stream ─▶ [dwc] ─▶ layer 0 ─▶ fifo ─▶ [dwc] ─▶ layer 1 ─▶ fifo ─▶ … ─▶ o_stream
 
-* dense: width converter to SIMD, matrix-vector unit (columns permuted from the golden model's
-  CHW flatten order to the HWC streaming order when its input is an image);
-* conv2d: width converter to whole pixels, sliding window, width converter to SIMD,
-  matrix-vector unit with the weights in (kh, kw, c) order;
-* maxpool2d: width converter to whole pixels, sliding window and element-wise max;
-* argmax: width converter to a divisor of the channels, argmax.
-
-The blocks form one chain without forks, so back-pressure alone rules out deadlock; the FIFOs
-after compute layers hold two output vectors so that a layer can finish a vector while its
-consumer is still busy with the previous one.
+Each layer's op (:mod:`gen.ops`) adds its blocks in stream order
+(:meth:`gen.ops.base.LayerOp.hardware`); the accelerator adds a FIFO after every layer whose op
+asks for one, and wires the chain. The blocks form one chain without forks, so back-pressure
+alone rules out deadlock; the FIFOs after compute layers hold two output vectors so that a
+layer can finish a vector while its consumer is still busy with the previous one.
 """
 
 from __future__ import annotations
@@ -26,33 +21,21 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.argmax import Argmax as ArgmaxUnit
+from hw.dtypes import DType
 from hw.dwc import DataWidthConverter
 from hw.fifo import StreamFIFO
-from hw.pool import MaxPool2d as MaxPoolUnit
-from hw.swu import SlidingWindow
 
-from .dtypes import DType
+from . import area
 from .errors import NetworkError
-from .ir import Argmax, Conv2d, Dense, MaxPool2d, Network
+from .ir import INPUT, Network
+from .ops import op_for
+from .ops.compute import mvu_area_params, mvu_for
+from .ops.conv2d import conv_matrix
+from .ops.dense import hwc_columns
 from .plan import Plan
+from .targets import get_family
 
-__all__ = ["Accelerator", "StageInfo", "hwc_columns", "conv_matrix", "frame_layout",
-           "FIFO_MAX_DEPTH"]
-
-FIFO_MAX_DEPTH = 512
-
-
-def hwc_columns(matrix: np.ndarray, in_shape) -> np.ndarray:
-    """A dense layer's matrix with its columns moved from CHW to HWC order."""
-    c, h, w = in_shape
-    return matrix.reshape(matrix.shape[0], c, h, w).transpose(0, 2, 3, 1).reshape(matrix.shape[0], -1)
-
-
-def conv_matrix(layer: Conv2d) -> np.ndarray:
-    """A convolution's weights as an (OC, kh·kw·C) matrix in window order."""
-    return layer.weights.transpose(0, 2, 3, 1).reshape(layer.weights.shape[0], -1)
-
+__all__ = ["Accelerator", "StageInfo", "hwc_columns", "conv_matrix", "frame_layout", "mvu_factory_for"]
 
 def frame_layout(shape) -> str:
     """How a tensor of ``shape`` streams: ``"HWC"`` for an image, ``"N"`` for a vector."""
@@ -83,25 +66,50 @@ def _stream_sig(width):
     return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}))
 
 
-FAMILIES = ("xilinx", "ecp5", "ice40")
-
-
 def mvu_factory_for(family: str | None):
     """The default MVU factory for a target family: its popcount style is the one measured best
-    for that family's LUTs (:data:`hw.trees.FAMILY_POPCOUNT`); ``None`` means Xilinx (LUT6)."""
-    from hw.mvu import MVU
-    from hw.trees import FAMILY_POPCOUNT
-
-    family = family or "xilinx"
-    if family not in FAMILY_POPCOUNT:
-        raise ValueError(f"Family must be one of {', '.join(sorted(FAMILY_POPCOUNT))}, not {family!r}")
-    style = FAMILY_POPCOUNT[family]
+    for that family's LUTs (:attr:`gen.targets.Family.popcount_style`); ``None`` means xilinx."""
+    style = get_family(family or "xilinx").popcount_style
 
     def factory(layer, *, pe, simd, matrix):
-        return MVU.from_layer(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style)
+        return mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style)
 
     factory.popcount_style = style
     return factory
+
+
+class _Stage:
+    """The builder a layer op adds its blocks to (:meth:`gen.ops.base.LayerOp.hardware`)."""
+
+    def __init__(self, index: int, *, add, factory, count):
+        self._index, self._prefix = index, f"l{index}"
+        self._add_block, self._factory, self._count = add, factory, count
+        self.blocks: list[str] = []
+
+    def add(self, suffix: str, block, params=None) -> str:
+        """Add ``block`` as ``l<i>_<suffix>``; ``params`` (a dict, or a function returning one)
+        are its area-model parameters (:mod:`gen.area`)."""
+        name = self._add_block(f"{self._prefix}_{suffix}", block, params)
+        self.blocks.append(name)
+        return name
+
+    def dwc(self, dt, k: int, to: int):
+        """A width converter from ``k`` to ``to`` elements of type ``dt`` per beat (none if equal)."""
+        if k != to:
+            block = DataWidthConverter(width=dt.code_width, i_elems=k, o_elems=to)
+            self.add(f"dwc{self._count()}", block, lambda: area.dwc_params(block))
+
+    def fifo(self, suffix: str, *, width: int, depth: int):
+        block = StreamFIFO(width=width, depth=depth)
+        self.add(suffix, block, lambda: area.fifo_params(block))
+
+    def mvu(self, layer, *, pe: int, simd: int, matrix):
+        try:
+            mvu = self._factory(layer, pe=pe, simd=simd, matrix=matrix)
+        except ValueError as e:
+            raise NetworkError(f"layers[{self._index}]", f"cannot build the matrix-vector unit: {e}") from None
+        self.add("mvu", mvu, lambda: mvu_area_params(mvu))
+        return mvu
 
 
 class Accelerator(wiring.Component):
@@ -113,7 +121,7 @@ class Accelerator(wiring.Component):
     plan : Plan
     mvu_factory : callable, optional
         ``f(layer, *, pe, simd, matrix)`` returning a matrix-vector unit (default:
-        :meth:`hw.mvu.MVU.from_layer` with the popcount style of ``family``).
+        :func:`gen.ops.compute.mvu_for` with the popcount style of ``family``).
     family : str, optional
         Target FPGA family (xilinx, ecp5, ice40), which picks the popcount style; default xilinx.
 
@@ -132,7 +140,7 @@ class Accelerator(wiring.Component):
         self._net, self._plan = net, plan
         self._factory = mvu_factory or mvu_factory_for(family)
         self.family = family or "xilinx"
-        self._blocks: list[tuple[str, wiring.Component]] = []
+        self._blocks: list[tuple[str, wiring.Component, object]] = []
         self._stages: list[StageInfo] = []
         self._build()
         super().__init__({
@@ -153,102 +161,83 @@ class Accelerator(wiring.Component):
 
     @property
     def out_elems(self) -> int:
-        return self._stages[-1].out_elems
+        return self._out_stage.out_elems
 
     @property
     def out_dtype(self) -> DType:
-        return self._stages[-1].out_dtype
+        return self._out_stage.out_dtype
 
     @property
     def out_beats_per_frame(self) -> int:
-        return self._stages[-1].out_beats_per_frame
+        return self._out_stage.out_beats_per_frame
+
+    @property
+    def _out_stage(self) -> StageInfo:
+        return self._stages[self._net.index(self._out)]
+
+    @property
+    def blocks(self) -> tuple[tuple[str, wiring.Component], ...]:
+        """Every block, ``(name, component)``, in stream order."""
+        return tuple((n, b) for n, b, _ in self._blocks)
+
+    def block_params(self, name: str) -> dict:
+        """The area model's parameters of block ``name`` (:mod:`gen.area`)."""
+        for n, _, params in self._blocks:
+            if n == name:
+                return params() if callable(params) else params
+        raise KeyError(name)
+
+    def mark_used(self):
+        """Described (e.g. for an estimate), not necessarily elaborated: no warning."""
+        self._MustUse__used = True
+
+    def require_chain(self):
+        """Raise a one-line error unless the network is a chain, the only graphs the
+        accelerator can wire today (forks and joins come with their stream blocks)."""
+        net = self._net
+        if net.is_chain:
+            return
+        for i, layer in enumerate(net.layers):
+            readers = net.consumers(layer.name)
+            if len(readers) > 1:
+                raise NetworkError(f"layers[{i}]", f"the hardware generator builds chains of layers only: "
+                                                   f"{layer.name!r} feeds {len(readers)} layers "
+                                                   f"({', '.join(net.layers[j].name for j in readers)})")
+        raise NetworkError("outputs", "the hardware generator builds chains of layers only: every "
+                                      "layer must read the one before it and the last be the output")
 
     # -- construction --------------------------------------------------------------------------
-    def _add(self, name, block):
+    def _add(self, name, block, params=None):
         block._MustUse__silence = True  # elaborated with the accelerator, or not at all
-        self._blocks.append((name, block))
+        self._blocks.append((name, block, params))
         return name
 
-    def _dwc(self, prefix, dt, k, to):
-        if k == to:
-            return []
-        return [self._add(f"{prefix}_dwc{len(self._blocks)}",
-                          DataWidthConverter(width=dt.code_width, i_elems=k, o_elems=to))]
-
     def _build(self):
-        k = self._plan.input_elems
-        dt = self._net.input.dtype
-        for i, (layer, lp) in enumerate(zip(self._net.layers, self._plan.layers, strict=True)):
-            p = f"l{i}"
-            blocks: list[str] = []
-            latency = fifo_depth = acc_width = in_fifo_depth = None
-            weight_bits = 0
-            if isinstance(layer, (Dense, Conv2d)):
-                if isinstance(layer, Conv2d):
-                    c = layer.in_shape[0]
-                    blocks += self._dwc(p, dt, k, c)
-                    pad_code = int(dt.encode(layer.pad_value))
-                    blocks.append(self._add(f"{p}_swu", SlidingWindow(
-                        width=dt.code_width, in_shape=layer.in_shape, kernel=layer.kernel,
-                        stride=layer.stride, padding=layer.padding, pad_code=pad_code)))
-                    blocks += self._dwc(p, dt, c, lp.simd)
-                    matrix = conv_matrix(layer)
-                    vectors = layer.out_shape[1] * layer.out_shape[2]
-                else:
-                    blocks += self._dwc(p, dt, k, lp.simd)
-                    matrix = (hwc_columns(layer.matrix, layer.in_shape) if len(layer.in_shape) == 3
-                              else layer.matrix)
-                    vectors = 1
-                nf, sf = layer.mh // lp.pe, layer.mw // lp.simd
-                if nf > 1:
-                    # The MVU takes a vector's beats only during its first channel fold and reads
-                    # them back from its input buffer in the other folds. A FIFO of one vector at
-                    # its input width lets the producer run on meanwhile (it delivers less than one
-                    # vector in those folds) and serves the next first fold at one beat per cycle.
-                    in_fifo_depth = sf + 2
-                    blocks.append(self._add(f"{p}_ififo", StreamFIFO(
-                        width=lp.simd * dt.code_width, depth=in_fifo_depth)))
-                try:
-                    mvu = self._factory(layer, pe=lp.pe, simd=lp.simd, matrix=matrix)
-                except ValueError as e:
-                    raise NetworkError(f"layers[{i}]", f"cannot build the matrix-vector unit: {e}") from None
-                blocks.append(self._add(f"{p}_mvu", mvu))
-                latency = getattr(mvu, "latency", None)
-                acc_width = getattr(mvu, "acc_width", layer.acc_width)
-                weight_bits = layer.mh * layer.mw * layer.w_dtype.code_width
-                k, dt = lp.pe, layer.out_dtype
-                beats = vectors * layer.mh // lp.pe
-                fifo_depth = min(FIFO_MAX_DEPTH, max(4, 2 * (layer.mh // lp.pe)))
-            elif isinstance(layer, MaxPool2d):
-                c = layer.in_shape[0]
-                blocks += self._dwc(p, dt, k, c)
-                blocks.append(self._add(f"{p}_pool", MaxPoolUnit(
-                    dtype=dt, in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride)))
-                k = c
-                beats = layer.out_shape[1] * layer.out_shape[2]
-                fifo_depth = min(FIFO_MAX_DEPTH, max(4, 2 * layer.out_shape[2]))
-            elif isinstance(layer, Argmax):
-                ka = math.gcd(k, layer.in_shape[0])
-                blocks += self._dwc(p, dt, k, ka)
-                unit = ArgmaxUnit(dtype=dt, elems=ka, in_shape=layer.in_shape)
-                blocks.append(self._add(f"{p}_argmax", unit))
-                k, dt, beats = 1, unit.index_dtype, 1
-            else:  # pragma: no cover
-                raise TypeError(type(layer))
-            if fifo_depth is not None and i != len(self._net.layers) - 1:
-                blocks.append(self._add(f"{p}_fifo", StreamFIFO(width=k * dt.code_width,
-                                                                 depth=fifo_depth)))
+        net = self._net
+        k = {INPUT: self._plan.input_elems}
+        dts = {INPUT: net.input.dtype}
+        for i, (layer, lp) in enumerate(zip(net.layers, self._plan.layers, strict=True)):
+            src = layer.inputs[0]
+            stage = _Stage(i, add=self._add, factory=self._factory, count=lambda: len(self._blocks))
+            b = op_for(layer).hardware(layer, lp, k[src], dts[src], stage)
+            fifo_depth = b.fifo_depth
+            if fifo_depth is not None and net.consumers(layer.name):
+                stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=fifo_depth)
             else:
                 fifo_depth = None
-            if dt != layer.out_dtype and not isinstance(layer, Argmax):  # pragma: no cover
+            if b.out_dtype != layer.out_dtype and layer.kind != "argmax":  # pragma: no cover
                 raise AssertionError("output type mismatch")
+            k[layer.name], dts[layer.name] = b.out_elems, b.out_dtype
             self._stages.append(StageInfo(i, layer.name, layer.kind, lp.in_elems, layer.in_dtype,
-                                          k, dt, beats, tuple(blocks), latency, fifo_depth,
-                                          acc_width, weight_bits, in_fifo_depth))
+                                          b.out_elems, b.out_dtype, b.out_beats, tuple(stage.blocks),
+                                          b.latency, fifo_depth, b.acc_width, b.weight_bits,
+                                          b.in_fifo_depth))
+        self._out = net.outputs[0]
 
     def elaborate(self, platform):
+        self.require_chain()
         m = Module()
-        for name, block in self._blocks:
+        for name, block, _ in self._blocks:
             m.submodules[name] = block
         first, last_block = self._blocks[0][1], self._blocks[-1][1]
         m.d.comb += [
@@ -256,7 +245,7 @@ class Accelerator(wiring.Component):
             first.i_stream.valid.eq(self.i_stream.valid),
             self.i_stream.ready.eq(first.i_stream.ready),
         ]
-        for (_, a), (_, b) in zip(self._blocks, self._blocks[1:], strict=False):
+        for (_, a, _), (_, b, _) in zip(self._blocks, self._blocks[1:], strict=False):
             wiring.connect(m, a.o_stream, b.i_stream)
         m.d.comb += [
             self.o_stream.payload.data.eq(last_block.o_stream.payload),

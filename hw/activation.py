@@ -16,9 +16,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, 
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import DType, bits_for_range
-from gen.ir import ROUNDINGS, MultiThreshold, Requant
-
+from .dtypes import DType, bits_for_range
+from .params import ROUNDINGS, MultiThreshold, Requant
 from .pipeline import StallPipeline
 
 __all__ = ["ThresholdUnit", "RequantUnit", "acc_shape", "fold_table", "THRESHOLD_MODES",
@@ -108,7 +107,7 @@ class ThresholdUnit(_ChannelUnit):
 
     Parameters
     ----------
-    activation : gen.ir.MultiThreshold
+    activation : hw.params.MultiThreshold
         Thresholds (channels or 1 rows, sorted), levels and output type.
     channels : int
         Number of output channels.
@@ -257,7 +256,7 @@ class RequantUnit(_ChannelUnit):
 
     Parameters
     ----------
-    activation : gen.ir.Requant
+    activation : hw.params.Requant
     channels, pe, acc_range
         As for :class:`ThresholdUnit`.
 

@@ -12,7 +12,7 @@ from amaranth.hdl import Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import DType
+from .dtypes import DType
 
 __all__ = ["Argmax", "order_key", "order_key_width"]
 
@@ -73,6 +73,8 @@ class Argmax(wiring.Component):
         })
 
     index_dtype = property(lambda self: self._index_dtype)
+    elems = property(lambda self: self._elems)
+    dtype = property(lambda self: self._dtype)
 
     @property
     def beats_per_frame(self) -> int:

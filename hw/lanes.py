@@ -29,20 +29,26 @@ from amaranth.hdl import Const, Module, Mux, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import DType
-from gen.ir import MAC_KINDS
-from gen.load import MAC_RULES
-
+from .dtypes import DType
 from .pipeline import StallPipeline
 from .trees import POPCOUNT_STYLES, adder_tree, popcount
 
-__all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "element_value", "lane_term_range",
+__all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "MAC_KINDS", "element_value", "lane_term_range",
            "signed_width", "MAC_DTYPES"]
 
 ONEHOT_MODES = ("shift", "counters")
 
-# Which weight and activation encodings each MAC kind takes: the loader's rules.
-MAC_DTYPES = MAC_RULES
+#: Which weight and activation encodings each lane datapath takes ("uint1": 1-bit unsigned
+#: activations); the MAC-kind registry (:mod:`gen.macs`) reads its type rules from here.
+MAC_DTYPES = {
+    "xnor": ({"bipolar"}, {"bipolar"}),
+    "and": ({"bipolar"}, {"uint1"}),
+    "ternary": ({"ternary", "bipolar"}, {"uint", "int", "ternary", "bipolar"}),
+    "onehot": ({"onehot"}, {"onehot", "uint"}),
+    "int": ({"int", "uint", "ternary"}, {"uint", "int", "ternary"}),
+    "adder": ({"int", "uint"}, {"uint", "int"}),
+}
+MAC_KINDS = tuple(MAC_DTYPES)
 
 
 def signed_width(lo: int, hi: int) -> int:
@@ -113,7 +119,7 @@ class Lane(wiring.Component):
         ``onehot`` only: ``"shift"`` or ``"counters"``.
     popcount_style : str
         How popcounts are built: ``"gpc6"`` (LUT6 families), ``"fa"`` or ``"carry"`` (LUT4
-        families); :data:`hw.trees.FAMILY_POPCOUNT` gives the best one per Yosys family. The
+        families); the target family (:mod:`gen.targets`) gives the best one per Yosys family. The
         value and latency do not depend on it.
 
     Members

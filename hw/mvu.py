@@ -20,11 +20,10 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import DType
-from gen.ir import Conv2d, Dense, MultiThreshold, NoActivation, Requant
-
 from .activation import THRESHOLD_MODES, RequantUnit, ThresholdUnit, acc_shape, fold_table
+from .dtypes import DType
 from .lanes import Lane
+from .params import MultiThreshold, NoActivation, Requant
 from .pipeline import StallPipeline
 
 __all__ = ["MVU", "RAM_STYLES"]
@@ -50,7 +49,7 @@ class MVU(wiring.Component):
     bias : array of int, shape (MH,), or None
         Added to the dot product before the activation.
     activation : MultiThreshold, Requant or NoActivation
-        From :mod:`gen.ir`. With ``NoActivation`` the output is the accumulator as a two's
+        From :mod:`hw.params`. With ``NoActivation`` the output is the accumulator as a two's
         complement code of ``activation.out_dtype.code_width`` bits.
     acc_range : tuple[int, int]
         The inferred accumulator range (``layer.acc_lo.min(), layer.acc_hi.max()``, bias
@@ -66,7 +65,7 @@ class MVU(wiring.Component):
         ``onehot`` only: ``"shift"`` or ``"counters"``.
     popcount_style : str
         ``"gpc6"``, ``"fa"`` or ``"carry"``: how the lanes build their popcounts
-        (:data:`hw.trees.FAMILY_POPCOUNT` per target family); no effect on values or timing.
+        (chosen per target family by the generator); no effect on values or timing.
     weight_register : bool
         Register the weight memory's read data (and the input beat and fold flags with it)
         before the lanes: one more cycle of latency, and the block RAM's slow clock-to-out no
@@ -151,28 +150,6 @@ class MVU(wiring.Component):
             "o_stream": Out(stream.Signature(unsigned(pe * activation.out_dtype.code_width))),
         })
 
-    @classmethod
-    def from_layer(cls, layer, *, pe: int | None = None, simd: int | None = None, matrix=None,
-                   ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                   popcount_style: str = "gpc6", weight_register: bool = True,
-                   threshold_mode: str = "auto"):
-        """An MVU for a :class:`gen.ir.Dense` or :class:`gen.ir.Conv2d` layer.
-
-        ``pe``, ``simd`` and ``ram_style`` default to the layer's own (then 1, 1, None).
-        ``matrix`` replaces ``layer.matrix`` (e.g. a convolution's weights in (kh, kw, c)
-        order, or a dense layer's columns permuted to the streaming order).
-        """
-        if not isinstance(layer, (Dense, Conv2d)):
-            raise TypeError(f"Layer must be a Dense or Conv2d layer, not {type(layer).__name__}")
-        return cls(weights=layer.matrix if matrix is None else matrix, mac=layer.mac,
-                   w_dtype=layer.w_dtype, w_shift=layer.w_shift, in_dtype=layer.in_dtype,
-                   bias=layer.bias, activation=layer.activation,
-                   acc_range=(int(layer.acc_lo.min()), int(layer.acc_hi.max())),
-                   pe=pe or layer.pe or 1, simd=simd or layer.simd or 1,
-                   ram_style=ram_style if ram_style is not None else layer.ram_style,
-                   depth=depth, onehot_mode=onehot_mode, popcount_style=popcount_style,
-                   weight_register=weight_register, threshold_mode=threshold_mode)
-
     # -- parameters ----------------------------------------------------------------------------
     mh = property(lambda self: self._weights.shape[0])
     mw = property(lambda self: self._weights.shape[1])
@@ -238,7 +215,7 @@ class MVU(wiring.Component):
         return self.cycles_per_vector * self._pe * self._simd * self._w_dtype.code_width
 
     # -- hardware ------------------------------------------------------------------------------
-    def _weight_words(self) -> list[int]:
+    def weight_words(self) -> list[int]:
         """Memory word at address ``nf·SF + sf``: PE × SIMD codes, PE-major, element 0 lowest."""
         pe, simd, cw = self._pe, self._simd, self._w_dtype.code_width
         codes = self._w_dtype.encode(self._weights).astype(object)
@@ -282,7 +259,7 @@ class MVU(wiring.Component):
         if self._ram_style is not None:
             attrs = {"ram_style": self._ram_style, "rom_style": self._ram_style}
         wmem = Memory(shape=unsigned(pe * simd * wcw), depth=self.cycles_per_vector,
-                      init=self._weight_words(), attrs=attrs)
+                      init=self.weight_words(), attrs=attrs)
         m.submodules.weights = wmem
         wrp = wmem.read_port(domain="sync")
         m.d.comb += [wrp.addr.eq(nf * SF + sf), wrp.en.eq(en)]

@@ -13,7 +13,7 @@ stream handshakes to build the valid chain of the right length.
 
 from __future__ import annotations
 
-from amaranth.hdl import Shape, Signal, Value
+from amaranth.hdl import Signal, Value
 
 __all__ = ["StallPipeline", "spread_registers"]
 
@@ -100,7 +100,3 @@ def spread_registers(levels: int, depth: int) -> list[int]:
         else:
             counts[-1] += 1
     return counts
-
-
-def shape_of(value) -> Shape:
-    return Value.cast(value).shape()

@@ -6,9 +6,8 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import DType
-
 from .argmax import order_key
+from .dtypes import DType
 from .swu import SlidingWindow
 
 __all__ = ["MaxPool2d", "WindowMax"]
@@ -91,6 +90,10 @@ class MaxPool2d(wiring.Component):
         })
 
     out_hw = property(lambda self: self._swu.out_hw)
+    dtype = property(lambda self: self._dtype)
+    in_shape = property(lambda self: self._swu.in_shape)
+    kernel = property(lambda self: self._swu.kernel)
+    stride = property(lambda self: self._swu.stride)
 
     def elaborate(self, platform):
         m = Module()

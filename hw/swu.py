@@ -17,7 +17,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import clog2
+from .dtypes import clog2
 
 __all__ = ["SlidingWindow"]
 
@@ -77,6 +77,9 @@ class SlidingWindow(wiring.Component):
     in_shape = property(lambda self: self._in_shape)
     out_hw = property(lambda self: self._out_hw)
     kernel = property(lambda self: self._kernel)
+    stride = property(lambda self: self._stride)
+    padding = property(lambda self: self._padding)
+    width = property(lambda self: self._width)
 
     @property
     def beats_per_frame(self) -> int:

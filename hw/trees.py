@@ -12,7 +12,7 @@ merge the XNOR (or AND) of an activation and a weight bit into 3:2 counters (six
 LUT6 per output). Only the last two rows of the compressed columns go through a real adder.
 
 Six-input truth tables suit LUT6 fabrics (7-series) only: on the LUT4 families each costs several
-LUT4s. ``style`` chooses the tree per family (:data:`FAMILY_POPCOUNT`), measured on a 64-bit
+LUT4s. ``style`` chooses the tree per family (:attr:`gen.targets.Family.popcount_style`), measured on a 64-bit
 XNOR popcount with Yosys 0.70 (``docs/benchmarks.md``):
 
 =========  ==========================================================================  =======
@@ -36,12 +36,10 @@ from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value, unsign
 from .pipeline import StallPipeline, spread_registers
 
 __all__ = ["popcount", "adder_tree", "counter_levels", "Counter", "CarryAdder",
-           "keep_counter_hierarchy", "COUNTER_OPS", "POPCOUNT_STYLES", "FAMILY_POPCOUNT"]
+           "keep_counter_hierarchy", "keep_counter_hierarchy_verilog", "COUNTER_OPS", "POPCOUNT_STYLES"]
 
 COUNTER_OPS = ("none", "xnor", "and")
 POPCOUNT_STYLES = ("gpc6", "fa", "carry")
-# The popcount style that measured best for each Yosys family (see the module docstring).
-FAMILY_POPCOUNT = {"xilinx": "gpc6", "ecp5": "fa", "ice40": "carry"}
 
 
 def _counter_table(n: int, bit: int) -> Const:
@@ -141,6 +139,14 @@ def keep_counter_hierarchy(rtlil_text: str) -> str:
     """
     return re.sub(r"^(module \\\S*\.gpc_\S*)$", r"attribute \\keep_hierarchy 1\n\1", rtlil_text,
                   flags=re.M)
+
+
+def keep_counter_hierarchy_verilog(verilog_text: str) -> str:
+    """Mark every counter module (``gpc_*``) of Amaranth's Verilog output ``keep_hierarchy``,
+    exactly as Yosys writes the attribute of :func:`keep_counter_hierarchy`'s RTLIL (for text
+    from the public ``amaranth.back.verilog.convert``)."""
+    return re.sub(r"^((?:\(\*[^\n]*\*\)\n)*module \\\S*\.gpc_)", r"(* keep_hierarchy =  1  *)\n\1",
+                  verilog_text, flags=re.M)
 
 
 def _plan_level(heights: dict[int, int], group: int) -> list[tuple[int, int]]:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.dtypes import DType
 from gen.errors import NetworkError
+from hw.dtypes import DType
 
 from .qonnx_floatpath import FloatPath, search_float32_threshold, search_thresholds
 

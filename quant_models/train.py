@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.dtypes import DType
+from hw.dtypes import DType
 from sim.golden import im2col
 
 __all__ = [

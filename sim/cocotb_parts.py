@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen.dtypes import DType
+from hw.dtypes import DType
 
 __all__ = ["StreamLayout", "Frame", "Mismatch", "StreamDriver", "StreamMonitor", "Scoreboard",
            "GapSource", "ClockLoop"]

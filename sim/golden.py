@@ -12,13 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gen import macs
 from gen.errors import NetworkError
-from gen.ir import Argmax, Conv2d, Dense, MaxPool2d, MultiThreshold, Network, Requant
+from gen.ir import INPUT, MultiThreshold, Network, Requant
+from gen.ops import op_for
+from gen.ops.compute import activate
+from gen.ops.conv2d import im2col
 
 __all__ = ["LayerResult", "GoldenResult", "run", "quantize_input", "check_input",
            "dot", "threshold", "requant", "round_shift", "im2col"]
-
-_CHUNK_ELEMENTS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,22 @@ class LayerResult:
 @dataclass(frozen=True)
 class GoldenResult:
     layers: tuple[LayerResult, ...]
+    output_names: tuple[str, ...] = ()
+
+    def tensor(self, name: str) -> np.ndarray:
+        for lr in self.layers:
+            if lr.name == name:
+                return lr.out
+        raise KeyError(name)
 
     @property
     def outputs(self) -> np.ndarray:
-        return self.layers[-1].out
+        """The network's (first) output."""
+        return self.tensor(self.output_names[0]) if self.output_names else self.layers[-1].out
 
     @property
     def top1(self) -> np.ndarray:
-        return self.layers[-1].out[:, 0]
+        return self.outputs[:, 0]
 
 
 # -- arithmetic primitives ---------------------------------------------------------------------
@@ -46,29 +56,10 @@ def dot(mac: str, a: np.ndarray, w: np.ndarray, *, shift: int = 0, bound: int | 
     """Dot products of every row of ``a`` (N, K) with every row of ``w`` (M, K): (N, M) int64.
 
     Every MAC kind but ``adder`` is the ordinary product of values (the binary, SI-BNN,
-    ternary and one-hot closed forms are that product); ``adder`` is ``-Σ|a - (w << shift)|``.
-    ``bound`` (a bound on Σ|a·w|) lets exact float BLAS be used when it cannot round.
+    ternary and one-hot closed forms are that product); ``adder`` is ``-Σ|a - (w << shift)|``
+    (:func:`gen.macs.dot`, the MAC-kind registry's dot product).
     """
-    a = np.asarray(a, dtype=np.int64)
-    w = np.asarray(w, dtype=np.int64)
-    if mac == "adder":
-        ws = w << shift
-        out = np.empty((a.shape[0], w.shape[0]), dtype=np.int64)
-        small = np.abs(a).max(initial=0) + np.abs(ws).max(initial=0) < 1 << 30
-        if small and w.shape[1] * (np.abs(a).max(initial=0) + np.abs(ws).max(initial=0)) < 1 << 31:
-            a, ws = a.astype(np.int32), ws.astype(np.int32)
-        step = max(1, _CHUNK_ELEMENTS // max(1, w.size))
-        for s in range(0, a.shape[0], step):
-            d = np.abs(a[s:s + step, None, :] - ws[None, :, :])
-            out[s:s + step] = -d.sum(axis=2, dtype=np.int64)
-        return out
-    if bound is None:
-        bound = int(np.abs(a).max(initial=0)) * int(np.abs(w).sum(axis=1).max(initial=0))
-    if bound < 1 << 24:
-        return (a.astype(np.float32) @ w.T.astype(np.float32)).astype(np.int64)
-    if bound < 1 << 53:
-        return (a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
-    return a @ w.T
+    return macs.dot(mac, a, w, shift=shift, bound=bound)
 
 
 def round_shift(v: np.ndarray, shift: int, rounding: str) -> np.ndarray:
@@ -92,51 +83,11 @@ def round_shift(v: np.ndarray, shift: int, rounding: str) -> np.ndarray:
 
 def threshold(acc: np.ndarray, act: MultiThreshold) -> np.ndarray:
     """Multi-threshold activation of accumulators (N, C, ...) with channels on axis 1."""
-    t = act.thresholds  # (C or 1, T)
-    extra = acc.ndim - 2
-    tt = t.reshape(t.shape[0], *([1] * extra), t.shape[1])
-    count = (acc[..., None] >= tt[None]).sum(axis=-1)
-    return act.levels[count]
+    return activate(act, acc)
 
 
 def requant(acc: np.ndarray, act: Requant) -> np.ndarray:
-    extra = acc.ndim - 2
-    m = act.multiplier.reshape(-1, *([1] * extra))
-    return np.clip(round_shift(acc * m, act.shift, act.rounding), *act.clip)
-
-
-def im2col(x: np.ndarray, kernel, stride, padding, pad_value) -> np.ndarray:
-    """(N, C, H, W) -> (N, OH, OW, C·KH·KW) windows, in the weights' (C, KH, KW) order."""
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-    n, c, oh, ow = win.shape[:4]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, oh, ow, c * kh * kw)
-
-
-# -- the network -----------------------------------------------------------------------------
-def _activate(layer, acc):
-    act = layer.activation
-    if isinstance(act, MultiThreshold):
-        return threshold(acc, act)
-    if isinstance(act, Requant):
-        return requant(acc, act)
-    return acc
-
-
-def _check_acc(layer, acc):
-    extra = acc.ndim - 2
-    lo = layer.acc_lo.reshape(-1, *([1] * extra))
-    hi = layer.acc_hi.reshape(-1, *([1] * extra))
-    if ((acc < lo) | (acc > hi)).any():  # pragma: no cover - a width-inference bug
-        raise AssertionError(f"{layer.name}: accumulator outside its inferred range "
-                             f"{layer.acc_range}")
-
-
-def _bound(layer) -> int:
-    amag = max(abs(layer.in_range.lo), abs(layer.in_range.hi))
-    return amag * int(np.abs(layer.matrix).sum(axis=1).max())
+    return activate(act, acc)
 
 
 def check_input(net: Network, x) -> np.ndarray:
@@ -188,35 +139,12 @@ def quantize_input(net: Network, x) -> np.ndarray:
 
 
 def run(net: Network, x) -> GoldenResult:
-    """Run the network on a batch of integer input values (N, *input shape)."""
-    x = check_input(net, x)
-    n = x.shape[0]
+    """Run the network on a batch of integer input values (N, *input shape), layer by layer in
+    topological order (every layer's op computes it, :meth:`gen.ops.base.LayerOp.golden`)."""
+    tensors = {INPUT: check_input(net, x)}
     results = []
     for layer in net.layers:
-        if isinstance(layer, Dense):
-            acc = dot(layer.mac, x.reshape(n, -1), layer.matrix, shift=layer.w_shift,
-                      bound=_bound(layer))
-        elif isinstance(layer, Conv2d):
-            cols = im2col(x, layer.kernel, layer.stride, layer.padding, layer.pad_value)
-            _, oh, ow, k = cols.shape
-            acc = dot(layer.mac, cols.reshape(-1, k), layer.matrix, shift=layer.w_shift,
-                      bound=_bound(layer))
-            acc = acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
-        elif isinstance(layer, MaxPool2d):
-            win = np.lib.stride_tricks.sliding_window_view(x, layer.kernel, axis=(2, 3))
-            x = win[:, :, ::layer.stride[0], ::layer.stride[1]].max(axis=(4, 5))
-            x = np.ascontiguousarray(x)
-            results.append(LayerResult(layer.name, None, x))
-            continue
-        elif isinstance(layer, Argmax):
-            x = np.argmax(x.reshape(n, -1), axis=1).astype(np.int64)[:, None]
-            results.append(LayerResult(layer.name, None, x))
-            continue
-        else:  # pragma: no cover
-            raise TypeError(type(layer))
-        if layer.bias is not None:
-            acc = acc + layer.bias.reshape(-1, *([1] * (acc.ndim - 2)))
-        _check_acc(layer, acc)
-        x = _activate(layer, acc)
-        results.append(LayerResult(layer.name, acc, x))
-    return GoldenResult(tuple(results))
+        acc, out = op_for(layer).golden(layer, [tensors[t] for t in layer.inputs])
+        tensors[layer.name] = out
+        results.append(LayerResult(layer.name, acc, out))
+    return GoldenResult(tuple(results), tuple(net.outputs))

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen.dtypes import DType
+from gen.macs import MAC_KINDS
+from hw.dtypes import DType
 
 from .golden import dot, im2col
 
 __all__ = ["MAC_TYPES", "random_weights", "random_values", "random_network"]
 
-# For each MAC kind: (weight type spec, input type spec) used by default.
-MAC_TYPES = {
-    "xnor": ({"encoding": "bipolar"}, {"encoding": "bipolar"}),
-    "and": ({"encoding": "bipolar"}, {"encoding": "uint", "bits": 1}),
-    "ternary": ({"encoding": "ternary"}, {"encoding": "uint", "bits": 2}),
-    "onehot": ({"encoding": "onehot", "bits": 4, "signed": True}, {"encoding": "onehot", "bits": 4}),
-    "int": ({"encoding": "int", "bits": 4}, {"encoding": "uint", "bits": 4}),
-    "adder": ({"encoding": "int", "bits": 4}, {"encoding": "uint", "bits": 4}),
-}
+#: For each MAC kind: (weight type spec, input type spec) used by default (the registry's).
+MAC_TYPES = {name: kind.random_types for name, kind in MAC_KINDS.items()}
 
 
 def _dtype(spec: dict) -> DType:

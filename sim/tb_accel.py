@@ -28,7 +28,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from gen.dtypes import DType
+from hw.dtypes import DType
 from sim.cocotb_parts import ClockLoop, GapSource, Scoreboard, StreamDriver, StreamLayout, StreamMonitor
 
 

@@ -14,7 +14,7 @@ from amaranth.back import verilog
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.dtypes import DType
+from hw.dtypes import DType
 from sim.cocotb_parts import StreamLayout
 from sim.runner import TbStreams, cosimulate
 

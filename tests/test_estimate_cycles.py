@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 from gen.estimate import estimate_network
 from gen.load import network_from_dict
 from gen.top import encode_frames
-from hw.streamsim import StreamSink, StreamSource
 from sim.randnet import random_network, random_values
+from sim.streamsim import StreamSink, StreamSource
 
 _TWO = {"layer0": {"pe": 2, "simd": 3}, "layer1": {"pe": 2, "simd": 2}}
 

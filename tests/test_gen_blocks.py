@@ -8,8 +8,8 @@ import pytest
 from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from gen.dtypes import DType
 from hw.argmax import Argmax
+from hw.dtypes import DType
 from hw.dwc import DataWidthConverter
 from hw.pool import MaxPool2d
 from hw.swu import SlidingWindow

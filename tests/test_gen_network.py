@@ -60,7 +60,7 @@ def test_family_sets_popcount_style():
     doc, arrays = random_network(np.random.default_rng(1), ["xnor"], in_shape=[8], widths=[2])
     net = network_from_dict(doc, arrays=arrays)
     plan = plan_network(net)
-    styles = {f: Accelerator(net, plan, family=f)._blocks[-1][1].popcount_style
+    styles = {f: Accelerator(net, plan, family=f).blocks[-1][1].popcount_style
               for f in ("xilinx", "ecp5", "ice40")}
     assert styles == {"xilinx": "gpc6", "ecp5": "fa", "ice40": "carry"}
     with pytest.raises(ValueError, match=r"^Family must be one of ecp5, ice40, xilinx, not 'virtex'$"):

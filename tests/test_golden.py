@@ -15,11 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gen.dtypes import ENCODINGS, DType
-from gen.ir import MAC_KINDS, ROUNDINGS, Argmax, Conv2d, Dense, MaxPool2d, MultiThreshold, Requant
+from gen.ir import ROUNDINGS, Argmax, Conv2d, Dense, MaxPool2d, MultiThreshold, Requant
 from gen.load import network_from_dict
+from gen.macs import mac_names
+from hw.dtypes import ENCODINGS, DType
 from sim import golden
 from sim.randnet import random_network
+
+MAC_KINDS = mac_names()
 
 SETTINGS = settings(max_examples=30, derandomize=True, deadline=None)
 SEEDS = st.integers(0, 2**32 - 1)

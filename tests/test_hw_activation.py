@@ -5,11 +5,11 @@ import pytest
 from amaranth.sim import Simulator
 from test_hw_mvu import random_activation  # noqa: E402
 
-from gen.dtypes import DType, bits_for_range
 from gen.ir import MultiThreshold, Requant
 from hw.activation import RequantUnit, ThresholdUnit
-from hw.streamsim import StreamSink, StreamSource, pack, unpack
+from hw.dtypes import DType, bits_for_range
 from sim import golden
+from sim.streamsim import StreamSink, StreamSource, pack, unpack
 
 
 def run_unit(unit, acc, rng, *, gap=0.3, stall=0.3):

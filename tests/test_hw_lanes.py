@@ -7,13 +7,14 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 from test_hw_mvu import TYPES  # noqa: E402  (same type table as the MVU tests)
 
-from gen.dtypes import DType
+from gen.targets import FAMILIES
+from hw.dtypes import DType
 from hw.lanes import Lane, lane_term_range
 from hw.pipeline import spread_registers
-from hw.streamsim import StreamSink, StreamSource, pack
-from hw.trees import FAMILY_POPCOUNT, POPCOUNT_STYLES, Counter, counter_levels, keep_counter_hierarchy
+from hw.trees import POPCOUNT_STYLES, Counter, counter_levels, keep_counter_hierarchy
 from sim import golden
 from sim.randnet import random_values
+from sim.streamsim import StreamSink, StreamSource, pack
 
 KINDS = list(TYPES)
 
@@ -114,9 +115,9 @@ def test_lane_popcount_style_kinds(style):
 
 
 def test_family_popcount():
-    assert set(FAMILY_POPCOUNT) == {"xilinx", "ecp5", "ice40"}
-    assert set(FAMILY_POPCOUNT.values()) <= set(POPCOUNT_STYLES)
-    assert FAMILY_POPCOUNT["xilinx"] == "gpc6"
+    assert set(FAMILIES) == {"xilinx", "ecp5", "ice40"}
+    assert {f.popcount_style for f in FAMILIES.values()} <= set(POPCOUNT_STYLES)
+    assert FAMILIES["xilinx"].popcount_style == "gpc6"
 
 
 def test_lane_backpressure_counts():

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.dtypes import DType
 from gen.ir import MultiThreshold, NoActivation, Requant
 from gen.load import network_from_dict
+from gen.ops.compute import mvu_for
+from hw.dtypes import DType
 from hw.mvu import MVU
-from hw.streamsim import StreamSink, StreamSource, pack, unpack
 from sim import golden
 from sim.randnet import random_network, random_values
+from sim.streamsim import StreamSink, StreamSource, pack, unpack
 
 # (weight type, input type, weight shift) per MAC kind: several per kind, narrow and wide
 TYPES = {
@@ -238,7 +239,7 @@ def test_mvu_from_layer(conv):
     res = golden.run(net, x)
     if conv:
         matrix = layer.weights.transpose(0, 2, 3, 1).reshape(layer.mh, -1)
-        dut = MVU.from_layer(layer, pe=2, simd=4, matrix=matrix)
+        dut = mvu_for(layer, pe=2, simd=4, matrix=matrix)
         win = golden.im2col(x, layer.kernel, layer.stride, layer.padding, layer.pad_value)
         n, oh, ow, k = win.shape
         c = net.input.shape[0]
@@ -247,7 +248,7 @@ def test_mvu_from_layer(conv):
         X = win.reshape(n * oh * ow, c, kh, kw).transpose(0, 2, 3, 1).reshape(-1, k)
         want = res.layers[0].out.transpose(0, 2, 3, 1).reshape(-1, layer.mh)
     else:
-        dut = MVU.from_layer(layer, pe=2, simd=3)
+        dut = mvu_for(layer, pe=2, simd=3)
         X = x.reshape(2, -1)
         want = res.layers[0].out
     assert dut.out_dtype == layer.out_dtype
@@ -261,7 +262,7 @@ def test_mvu_last_layer_accumulator_code():
     doc, arrays = random_network(rng, ["adder"], in_shape=[5], widths=[3])
     net = network_from_dict(doc, arrays=arrays)
     layer = net.layers[0]
-    dut = MVU.from_layer(layer, pe=3, simd=5)
+    dut = mvu_for(layer, pe=3, simd=5)
     assert len(dut.o_stream.payload) == 3 * layer.out_dtype.code_width
     x = random_values(rng, net.input.dtype, (3, 5))
     got, _, _ = run_mvu(dut, x, rng)

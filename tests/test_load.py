@@ -106,8 +106,10 @@ STRUCTURE = [
     ("in requant", _set(["layers", 1, "activation", "offset"], 2),
      r"^layers\[1\]\.activation\.offset: unknown key$"),
     # wrong types
-    ("version string", _set(["version"], "1"), r"^version: input should be 1, got '1'$"),
-    ("version 2", _set(["version"], 2), r"^version: input should be 1, got 2$"),
+    ("version string", _set(["version"], "1"), r"^version: must be an integer \(1 or 2\), got '1'$"),
+    ("version float", _set(["version"], 1.0), r"^version: must be an integer \(1 or 2\), got 1.0$"),
+    ("version bool", _set(["version"], True), r"^version: must be an integer \(1 or 2\), got True$"),
+    ("version 3", _set(["version"], 3), r"^version: input should be 1 or 2, got 3$"),
     ("layers not a list", _set(["layers"], {"type": "argmax"}), r"^layers: input should be a valid list"),
     ("shape of strings", _set(["input", "shape"], ["8"]),
      r"^input\.shape\[0\]: input should be a valid integer, got '8'$"),

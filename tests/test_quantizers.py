@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gen.dtypes import DType
 from gen.errors import NetworkError
 from gen.load import network_from_dict
+from hw.dtypes import DType
 from quant_models import quantizers as qz
 from quant_models.quant_net import METHODS, model_from_arrays, quantize_model
 from sim import golden
