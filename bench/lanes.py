@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 from amaranth.back import rtlil  # noqa: E402
 
 from gen.ir import NoActivation  # noqa: E402
+from gen.targets import FAMILIES as TARGET_FAMILIES  # noqa: E402
 from hw.dtypes import DType  # noqa: E402
 from hw.lanes import Lane  # noqa: E402
 from hw.mvu import MVU  # noqa: E402
-from gen.targets import FAMILIES as TARGET_FAMILIES  # noqa: E402
 from hw.trees import POPCOUNT_STYLES, keep_counter_hierarchy  # noqa: E402
 
 FAMILY_POPCOUNT = {f: fam.popcount_style for f, fam in TARGET_FAMILIES.items()}

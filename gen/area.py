@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.dtypes import bits_for_range, signed_width
+
 from .macs import get_mac
 from .targets import family_names, get_family
 
@@ -96,14 +98,6 @@ def _clog2(n: int) -> int:
     return max(0, (n - 1).bit_length())
 
 
-def _signed_width(lo: int, hi: int) -> int:
-    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1
-
-
-def _width(lo: int, hi: int) -> int:
-    return _signed_width(lo, hi) if lo < 0 else max(1, hi.bit_length())
-
-
 # -- block parameters ------------------------------------------------------------------------
 def live_bits(words, width: int) -> int:
     """Bit columns of a memory's words that are not the same in every word."""
@@ -126,7 +120,7 @@ def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thre
     shift_bits = mk.shift_bits(w_dtype, a_dtype) if mk.shift_bits else 0
     return {"shift_bits": shift_bits, "block": "mvu", "kind": kind, "w_bits": w_dtype.code_width,
             "a_bits": a_dtype.code_width, "a_max_abs": max(abs(a_dtype.min), abs(a_dtype.max)),
-            "term_bits": _signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
+            "term_bits": signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
             "acc_lo": int(acc_lo), "acc_hi": int(acc_hi), "thresholds": int(thresholds),
             "activation": activation, "ram_style": ram_style, "depth": depth,
             "out_bits": out_bits,
@@ -204,7 +198,7 @@ def features(p: dict, family: str) -> dict[str, float]:
     b = p["block"]
     if b == "mvu":
         pe, simd, kind = p["pe"], p["simd"], p["kind"]
-        acc_w = _width(p["acc_lo"], p["acc_hi"])
+        acc_w = bits_for_range(p["acc_lo"], p["acc_hi"])[0]
         nf, sf = p["mh"] // pe, p["mw"] // simd
         f.update(get_mac(kind).area_features(p))
         f["acc"] = pe * acc_w

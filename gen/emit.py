@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.dtypes import DType
+from hw.dtypes import DType, pack_words
 
+from .cycles import first_frame_timing
 from .errors import NetworkError
-from .estimate import first_frame_timing
 from .ir import Network
 from .ops import op_for
 from .plan import Plan, plan_network
@@ -126,12 +126,7 @@ def _test_vectors(accel: Accelerator, frames: int, seed: int):
         y = y.transpose(0, 2, 3, 1)
     dt, k = accel.out_dtype, accel.out_elems
     codes = dt.encode(y.reshape(-1, k))
-    outs = []
-    for j, row in enumerate(codes.tolist()):
-        v = 0
-        for e, c in enumerate(row):
-            v |= int(c) << (e * dt.code_width)
-        outs.append(v | (int(j % nout == nout - 1) << out_w))
+    outs = [v | (int(j % nout == nout - 1) << out_w) for j, v in enumerate(pack_words(codes, dt.code_width))]
     return _hex(ins, in_w + 1), _hex(outs, out_w + 1), len(ins), len(outs)
 
 

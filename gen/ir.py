@@ -183,7 +183,9 @@ class Network:
 
     @property
     def ends_in_argmax(self) -> bool:
-        return bool(self.layers) and self.layer(self.outputs[0]).kind == "argmax"
+        from .ops import op_for
+
+        return bool(self.layers) and op_for(self.layer(self.outputs[0])).emits_index
 
 
 #: The name of the network input tensor.

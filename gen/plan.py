@@ -25,6 +25,7 @@ import yaml
 from .errors import NetworkError
 from .ir import INPUT, Network
 from .ops import op_for
+from .ops.compute import check_folding
 
 __all__ = ["LayerPlan", "Plan", "plan_network", "load_fold_file", "DEFAULT_LANES", "divisors"]
 
@@ -142,10 +143,7 @@ def _layer_plan(i, layer, k_in, pe, simd, source) -> LayerPlan:
 
 
 def _check_divides(i, layer, field, v):
-    n = layer.mh if field == "pe" else layer.mw
-    if n % v:
-        what = "output channels" if field == "pe" else "inputs per dot product"
-        raise NetworkError(f"layers[{i}].{field}", f"{v} does not divide the {n} {what}")
+    check_folding(f"layers[{i}]", field, v, layer.mh, layer.mw)
 
 
 def _auto(i, layer, k_in, target, pe_fixed, simd_fixed, strict=True) -> tuple[int, int]:

@@ -21,9 +21,10 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.dtypes import DType
+from hw.dtypes import DType, pack_words, unpack_words
 from hw.dwc import DataWidthConverter
 from hw.fifo import StreamFIFO
+from hw.pipeline import mark_used
 
 from . import area
 from .errors import NetworkError
@@ -208,7 +209,7 @@ class Accelerator(wiring.Component):
 
     # -- construction --------------------------------------------------------------------------
     def _add(self, name, block, params=None):
-        block._MustUse__silence = True  # elaborated with the accelerator, or not at all
+        mark_used(block, silence=True)  # elaborated with the accelerator, or not at all
         self._blocks.append((name, block, params))
         return name
 
@@ -225,7 +226,7 @@ class Accelerator(wiring.Component):
                 stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=fifo_depth)
             else:
                 fifo_depth = None
-            if b.out_dtype != layer.out_dtype and layer.kind != "argmax":  # pragma: no cover
+            if b.out_dtype != layer.out_dtype:  # pragma: no cover
                 raise AssertionError("output type mismatch")
             k[layer.name], dts[layer.name] = b.out_elems, b.out_dtype
             self._stages.append(StageInfo(i, layer.name, layer.kind, lp.in_elems, layer.in_dtype,
@@ -265,23 +266,13 @@ def frame_last(m, port, beats: int):
 
 
 # -- frames to beats and back (for testbenches) ---------------------------------------------------
-def _pack_rows(codes: np.ndarray, width: int) -> list[int]:
-    out = []
-    for row in codes.tolist():
-        v = 0
-        for j, c in enumerate(row):
-            v |= int(c) << (j * width)
-        out.append(v)
-    return out
-
-
 def encode_frames(acc: Accelerator, x: np.ndarray) -> list[int]:
     """Input values (N, *input shape) as the ``data`` words of the input beats, in order."""
     x = np.asarray(x)
     if x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)
     dt = acc.in_dtype
-    return _pack_rows(dt.encode(x.reshape(-1, acc.in_elems)), dt.code_width)
+    return pack_words(dt.encode(x.reshape(-1, acc.in_elems)), dt.code_width)
 
 
 def decode_outputs(acc: Accelerator, words, frames: int) -> np.ndarray:
@@ -289,8 +280,7 @@ def decode_outputs(acc: Accelerator, words, frames: int) -> np.ndarray:
     layout (CHW for images)."""
     dt, k = acc.out_dtype, acc.out_elems
     cw = dt.code_width
-    mask = (1 << cw) - 1
-    codes = np.array([[(int(w) >> (j * cw)) & mask for j in range(k)] for w in words], dtype=np.uint64)
+    codes = unpack_words(words, cw, k)
     vals = dt.decode(codes).reshape(frames, -1)
     shape = acc.net.output_shape
     if len(shape) == 3:

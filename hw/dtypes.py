@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ENCODINGS", "DType", "bits_for_range", "clog2"]
+__all__ = ["ENCODINGS", "DType", "bits_for_range", "signed_width", "clog2", "pack_words", "unpack_words"]
 
 ENCODINGS = ("bipolar", "uint", "int", "ternary", "onehot")
 
@@ -44,8 +44,12 @@ def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
     if lo >= 0:
         return max(1, hi.bit_length()), False
     # signed: need -2^(w-1) <= lo and hi <= 2^(w-1) - 1
-    width = max((-lo - 1).bit_length(), hi.bit_length()) + 1
-    return width, True
+    return signed_width(lo, hi), True
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Width of the narrowest signed two's complement type holding [lo, hi]."""
+    return max((-int(lo) - 1).bit_length() if lo < 0 else 0, int(hi).bit_length()) + 1
 
 
 @dataclass(frozen=True)
@@ -217,3 +221,35 @@ class DType:
         if self.encoding == "onehot":
             return f"{'s' if self.signed else ''}onehot{self.bits}"
         return f"{self.encoding}{self.bits}{'n' if self.narrow else ''}"
+
+
+def pack_words(codes, width: int) -> list[int]:
+    """Rows of element codes (beats, elements) packed into one integer per row, element 0 in
+    the least significant bits, ``width`` bits each: the payload words of a stream."""
+    codes = np.asarray(codes, dtype=np.uint64)
+    codes = codes.reshape(codes.shape[0], -1) if codes.ndim != 2 else codes
+    n, k = codes.shape
+    if n == 0:
+        return []
+    bits = ((codes[..., None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    bits = bits.reshape(n, k * width)
+    nbytes = max(1, (k * width + 7) // 8)
+    pad = nbytes * 8 - k * width
+    if pad:
+        bits = np.concatenate([bits, np.zeros((n, pad), np.uint8)], axis=1)
+    raw = np.packbits(bits, axis=1, bitorder="little")
+    return [int.from_bytes(raw[i].tobytes(), "little") for i in range(n)]
+
+
+def unpack_words(words, width: int, elems: int) -> np.ndarray:
+    """Payload words back to element codes: (len(words), elems) uint64 (the inverse of
+    :func:`pack_words`; bits above ``elems · width`` are ignored)."""
+    words = [int(w) for w in words]
+    nbytes = max(1, (elems * width + 7) // 8)
+    mask = (1 << (elems * width)) - 1
+    if not words:
+        return np.zeros((0, elems), dtype=np.uint64)
+    raw = np.frombuffer(b"".join((w & mask).to_bytes(nbytes, "little") for w in words), np.uint8)
+    bits = np.unpackbits(raw.reshape(len(words), nbytes), axis=1, bitorder="little")[:, :elems * width]
+    bits = bits.reshape(len(words), elems, width).astype(np.uint64)
+    return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)

@@ -29,7 +29,7 @@ from amaranth.hdl import Const, Module, Mux, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dtypes import DType
+from .dtypes import DType, signed_width
 from .pipeline import StallPipeline
 from .trees import POPCOUNT_STYLES, adder_tree, popcount
 
@@ -49,11 +49,6 @@ MAC_DTYPES = {
     "adder": ({"int", "uint"}, {"uint", "int"}),
 }
 MAC_KINDS = tuple(MAC_DTYPES)
-
-
-def signed_width(lo: int, hi: int) -> int:
-    """Width of the narrowest signed type holding [lo, hi]."""
-    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1
 
 
 def lane_term_range(kind: str, w_dtype: DType, a_dtype: DType, w_shift: int = 0) -> tuple[int, int]:

@@ -21,10 +21,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .activation import THRESHOLD_MODES, RequantUnit, ThresholdUnit, acc_shape, fold_table
-from .dtypes import DType
+from .dtypes import DType, pack_words
 from .lanes import Lane
 from .params import MultiThreshold, NoActivation, Requant
-from .pipeline import StallPipeline
+from .pipeline import StallPipeline, mark_used
 
 __all__ = ["MVU", "RAM_STYLES"]
 
@@ -124,7 +124,7 @@ class MVU(wiring.Component):
         self._lane = Lane(kind=mac, simd=simd, w_dtype=w_dtype, a_dtype=in_dtype,
                           w_shift=w_shift, depth=depth, onehot_mode=onehot_mode,
                           popcount_style=popcount_style)
-        self._lane._MustUse__used = True  # it lends its datapath; it is not a submodule
+        mark_used(self._lane)  # it lends its datapath; it is not a submodule
         self._weights = w
         self._weights.flags.writeable = False
         self._bias = b
@@ -143,7 +143,7 @@ class MVU(wiring.Component):
         else:
             self._act_unit = None
         if self._act_unit is not None:
-            self._act_unit._MustUse__used = True
+            mark_used(self._act_unit)
         self._MustUse__silence = False
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(simd * in_dtype.code_width))),
@@ -217,17 +217,12 @@ class MVU(wiring.Component):
     # -- hardware ------------------------------------------------------------------------------
     def weight_words(self) -> list[int]:
         """Memory word at address ``nf·SF + sf``: PE × SIMD codes, PE-major, element 0 lowest."""
-        pe, simd, cw = self._pe, self._simd, self._w_dtype.code_width
-        codes = self._w_dtype.encode(self._weights).astype(object)
-        words = []
-        for nf in range(self.neuron_folds):
-            for sf in range(self.synapse_folds):
-                blk = codes[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd].reshape(-1)
-                word = 0
-                for k, c in enumerate(blk):
-                    word |= int(c) << (k * cw)
-                words.append(word)
-        return words
+        pe, simd = self._pe, self._simd
+        nf, sf = self.neuron_folds, self.synapse_folds
+        codes = self._w_dtype.encode(self._weights)
+        # (nf, pe, sf, simd) -> (nf, sf, pe, simd): one row of PE × SIMD codes per address
+        blocks = codes.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
+        return pack_words(blocks, self._w_dtype.code_width)
 
     def _init_values(self, result_offset: int) -> np.ndarray:
         """Accumulator start per channel: the bias plus the lanes' constant offsets."""

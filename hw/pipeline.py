@@ -100,3 +100,11 @@ def spread_registers(levels: int, depth: int) -> list[int]:
         else:
             counts[-1] += 1
     return counts
+
+
+def mark_used(elaboratable, *, silence: bool = False):
+    """Tell Amaranth that ``elaboratable`` need not be elaborated on its own: a block whose
+    datapath another block builds (:meth:`hw.lanes.Lane.build`), or with ``silence`` a block
+    that is elaborated with its parent or not at all (Amaranth has no public API for this; its
+    own library sets the same flags)."""
+    setattr(elaboratable, "_MustUse__silence" if silence else "_MustUse__used", True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gen import macs
 from sim.golden import dot, im2col, round_shift
 
 __all__ = [
@@ -506,13 +507,7 @@ def fold_thresholds(f, lo, hi, boundaries) -> np.ndarray:
 def acc_bounds(mac: str, q, lo: int, hi: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-row minimum and maximum of a dot product with inputs in ``[lo, hi]``."""
     w = np.asarray(q, dtype=np.int64).reshape(np.shape(q)[0], -1)
-    if mac == "adder":
-        ws = w << shift
-        tmin = -np.maximum(np.abs(lo - ws), np.abs(hi - ws))
-        tmax = -np.maximum(0, np.maximum(lo - ws, ws - hi))
-    else:
-        tmin, tmax = np.minimum(lo * w, hi * w), np.maximum(lo * w, hi * w)
-    return tmin.sum(axis=1), tmax.sum(axis=1)
+    return macs.acc_bounds(mac, w, lo, hi, shift)
 
 
 # -- output grids ------------------------------------------------------------------------------

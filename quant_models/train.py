@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gen import macs
 from hw.dtypes import DType
 from sim.golden import im2col
 
@@ -596,14 +597,6 @@ def _mac_kind(wq, in_dtype: DType) -> str:
     return "int"
 
 
-def _acc_bounds(mac: str, w: np.ndarray, lo: int, hi: int):
-    """Exact per-row accumulator bounds for inputs in [lo, hi] (as gen.load infers them)."""
-    if mac == "adder":
-        return (-np.maximum(np.abs(lo - w), np.abs(hi - w))).sum(axis=1), \
-               (-np.maximum(0, np.maximum(lo - w, w - hi))).sum(axis=1)
-    return np.minimum(lo * w, hi * w).sum(axis=1), np.maximum(lo * w, hi * w).sum(axis=1)
-
-
 def _thresholds(bn: BatchNorm, q: Quantizer, amin, amax, symmetric: bool):
     """Integer thresholds (C, T) and the rows to negate: ``z >= tau/gain`` as ``acc >= t``."""
     g, beta = bn.gamma.value, bn.beta.value
@@ -667,7 +660,7 @@ def export(model: Model, *, input_spec: dict, source: str = "", metadata: dict |
         q = layer.qweights().astype(np.int64)
         mac = _mac_kind(layer.wq, in_dtype)
         rows = q.reshape(q.shape[0], -1)
-        amin, amax = _acc_bounds(mac, rows, lo, hi)
+        amin, amax = macs.acc_bounds(mac, rows, lo, hi)
         entry = {"type": "conv2d" if isinstance(layer, Conv2d) else "dense", "name": f"{mac}{k}",
                  "mac": mac, "weights": {"key": f"w{k}", **layer.wq.spec(q)}}
         if isinstance(layer, Conv2d):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.dtypes import DType
+from hw.dtypes import DType, pack_words, unpack_words
 
 __all__ = ["StreamLayout", "Frame", "Mismatch", "StreamDriver", "StreamMonitor", "Scoreboard",
            "GapSource", "ClockLoop"]
@@ -95,27 +95,13 @@ class StreamLayout:
     def pack(self, values: np.ndarray) -> list[list[int]]:
         """(N, *shape) values -> for each frame, its beats as Python integers."""
         codes = self.dtype.encode(self.stream_order(values))
-        n = codes.shape[0]
-        w, k = self.code_width, self.elems_per_beat
-        bits = ((codes[..., None] >> np.arange(w, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-        bits = bits.reshape(n, self.beats_per_frame, k * w)
-        nbytes = (k * w + 7) // 8
-        pad = nbytes * 8 - k * w
-        if pad:
-            bits = np.concatenate([bits, np.zeros((n, self.beats_per_frame, pad), np.uint8)], axis=2)
-        raw = np.packbits(bits, axis=2, bitorder="little")
-        return [[int.from_bytes(raw[i, b].tobytes(), "little") for b in range(self.beats_per_frame)]
-                for i in range(n)]
+        n, beats = codes.shape[0], self.beats_per_frame
+        words = pack_words(codes.reshape(n * beats, self.elems_per_beat), self.code_width)
+        return [words[i * beats:(i + 1) * beats] for i in range(n)]
 
     def unpack(self, beats: list[int]) -> np.ndarray:
         """One frame's beats (Python integers) -> its values, shape ``shape``, golden order."""
-        w, k = self.code_width, self.elems_per_beat
-        nbytes = (k * w + 7) // 8
-        mask = (1 << (k * w)) - 1
-        raw = np.frombuffer(b"".join((b & mask).to_bytes(nbytes, "little") for b in beats), np.uint8)
-        bits = np.unpackbits(raw.reshape(len(beats), nbytes), axis=1, bitorder="little")[:, :k * w]
-        bits = bits.reshape(-1, w).astype(np.uint64)
-        codes = (bits << np.arange(w, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+        codes = unpack_words(beats, self.code_width, self.elems_per_beat).reshape(-1)
         values = self.dtype.decode(codes)
         if self.order == "HWC" and len(self.shape) == 3:
             c, h, wd = self.shape

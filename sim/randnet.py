@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from gen.ir import MultiThreshold, NoActivation, Requant
 from gen.macs import MAC_KINDS
 from hw.dtypes import DType
 
 from .golden import dot, im2col
 
-__all__ = ["MAC_TYPES", "random_weights", "random_values", "random_network"]
+__all__ = ["MAC_TYPES", "LANE_TYPES", "random_weights", "random_values", "random_network",
+           "random_activation"]
 
 #: For each MAC kind: (weight type spec, input type spec) used by default (the registry's).
 MAC_TYPES = {name: kind.random_types for name, kind in MAC_KINDS.items()}
@@ -162,3 +164,46 @@ def _apply(act: dict, acc: np.ndarray, arrays: dict) -> np.ndarray:
     else:
         levels = act.get("offset", 0) + np.arange(t.shape[1] + 1)
     return levels[count]
+
+
+# (weight type, input type, weight shift) per MAC kind: several per kind, narrow and wide
+LANE_TYPES = {
+    "xnor": [(DType.bipolar(), DType.bipolar(), 0)],
+    "and": [(DType.bipolar(), DType.uint(1), 0)],
+    "ternary": [(DType.ternary(), DType.uint(2), 0), (DType.ternary(), DType.ternary(), 0),
+                (DType.bipolar(), DType.int(3), 0), (DType.ternary(), DType.bipolar(), 0)],
+    "onehot": [(DType.onehot(4, signed=True), DType.onehot(3), 0),
+               (DType.onehot(3, signed=True), DType.uint(3), 0),
+               (DType.onehot(3), DType.onehot(2, signed=True), 0)],
+    "int": [(DType.int(4), DType.uint(4), 0), (DType.int(3, narrow=True), DType.int(3), 0),
+            (DType.ternary(), DType.uint(2), 0), (DType.uint(3), DType.int(2), 0)],
+    "adder": [(DType.int(4), DType.uint(4), 0), (DType.int(3), DType.int(4), 1),
+              (DType.uint(2), DType.uint(3), 2)],
+}
+
+def random_activation(rng, kind, acc_lo, acc_hi, mh):
+    """A random activation of the given kind over accumulators in [acc_lo, acc_hi]."""
+    if kind == "none":
+        return NoActivation(DType.for_range(acc_lo, acc_hi))
+    if kind == "requant":
+        rounding = str(rng.choice(["floor", "ceil", "half-up", "half-even"]))
+        mult = rng.integers(-3, 6, size=mh)
+        shift = int(rng.integers(0, 4))
+        clip = (-5, 6) if rng.random() < 0.5 else (0, 7)
+        return Requant(mult, shift, rounding, clip, DType.for_range(*clip))
+    t = int(rng.integers(1, 6))
+    # thresholds mostly inside the range, some outside it on both sides
+    thr = np.sort(rng.integers(acc_lo - 2, acc_hi + 3, size=(mh if rng.random() < 0.7 else 1, t)),
+                  axis=1)
+    out = str(rng.choice(["uint", "int", "bipolar", "onehot"])) if t == 1 else \
+        str(rng.choice(["uint", "int", "onehot"]))
+    if out == "bipolar":
+        return MultiThreshold(thr, np.array([-1, 1]), DType.bipolar())
+    if out == "onehot":
+        levels = np.array([0] + [1 << e for e in range(t)])
+        return MultiThreshold(thr, levels, DType.onehot(t))
+    if out == "int":
+        levels = np.arange(t + 1) - t // 2
+        return MultiThreshold(thr, levels, DType.for_range(int(levels[0]), int(levels[-1])))
+    levels = np.sort(rng.integers(0, 9, size=t + 1))   # not the identity
+    return MultiThreshold(thr, levels, DType.for_range(0, 8))

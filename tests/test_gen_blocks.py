@@ -5,104 +5,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth import ClockDomain, Module
-from amaranth.sim import Simulator
 
 from hw.argmax import Argmax
-from hw.dtypes import DType
+from hw.dtypes import DType, pack_words, unpack_words
 from hw.dwc import DataWidthConverter
 from hw.pool import MaxPool2d
 from hw.swu import SlidingWindow
 from sim.golden import im2col
 from sim.randnet import random_values
+from sim.streamsim import stream_run
+
+SEEDS = [1, 2]
 
 
-# -- stream helpers (also used by test_gen_network.py) --------------------------------------
+# -- stream helpers --------------------------------------
 def pack(codes, width: int) -> list[int]:
     """Rows of element codes (beats, elems) to packed payload integers (element 0 in the LSBs)."""
-    out = []
-    for row in np.asarray(codes, dtype=np.uint64).reshape(len(codes), -1):
-        v = 0
-        for j, c in enumerate(row.tolist()):
-            v |= int(c) << (j * width)
-        out.append(v)
-    return out
+    return pack_words(np.asarray(codes, dtype=np.uint64).reshape(len(codes), -1), width)
 
 
 def unpack(words, width: int, elems: int) -> np.ndarray:
-    mask = (1 << width) - 1
-    return np.array([[(w >> (j * width)) & mask for j in range(elems)] for w in words],
-                    dtype=np.uint64).reshape(len(words), elems)
-
-
-def stream_run(dut, beats, n_out, *, seed, gap=0.3, stall=0.3, field=None, timeout=200_000,
-               check_extra=True):
-    """Send ``beats`` into ``dut.i_stream``, collect ``n_out`` payloads from ``dut.o_stream``.
-
-    ``gap`` and ``stall`` are the probabilities of an idle cycle on either side. ``field``
-    selects a member of a struct payload (``None``: the whole payload as an integer).
-    ``check_extra``: no further beat may come out (a sliding window may legitimately start
-    the next frame's padding beats early).
-    Returns the payloads as Python integers (or tuples when ``field`` is a tuple of names).
-    """
-    print(f"stream_run seed={seed}")
-    rng = np.random.default_rng(seed)
-    gaps = rng.random(len(beats) * 4 + 16)
-    stalls = rng.random(n_out * 4 + 16)
-    got = []
-    top = Module()
-    top.domains.sync = ClockDomain()
-    top.submodules.dut = dut
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-
-    async def source(ctx):
-        g = 0
-        for b in beats:
-            while gaps[g % len(gaps)] < gap:
-                g += 1
-                await ctx.tick()
-            g += 1
-            if isinstance(b, dict):
-                for k, v in b.items():
-                    ctx.set(getattr(dut.i_stream.payload, k), v)
-            else:
-                ctx.set(dut.i_stream.payload, b)
-            ctx.set(dut.i_stream.valid, 1)
-            await ctx.tick().until(dut.i_stream.ready)
-            ctx.set(dut.i_stream.valid, 0)
-
-    async def sink(ctx):
-        s = 0
-        cycles = 0
-        while len(got) < n_out:
-            ready = bool(stalls[s % len(stalls)] >= stall)
-            s += 1
-            ctx.set(dut.o_stream.ready, ready)
-            if field is None:
-                sig = (dut.o_stream.payload,)
-            else:
-                names = field if isinstance(field, tuple) else (field,)
-                sig = tuple(getattr(dut.o_stream.payload, f) for f in names)
-            _, _, *vals, valid = await ctx.tick().sample(*sig, dut.o_stream.valid)
-            cycles += 1
-            assert cycles < timeout, f"timeout after {len(got)} of {n_out} beats"
-            if ready and valid:
-                if field is None or not isinstance(field, tuple):
-                    got.append(int(vals[0]) if not hasattr(vals[0], "as_value") else vals[0])
-                else:
-                    got.append(tuple(int(v) for v in vals))
-        for _ in range(20 if check_extra else 0):  # nothing more may come out
-            _, _, valid = await ctx.tick().sample(dut.o_stream.valid)
-            assert not valid, "an extra output beat"
-
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(sink)
-    sim.run()
-    return got
-
-
-SEEDS = [1, 2]
+    return unpack_words(words, width, elems)
 
 
 # -- data-width converter --------------------------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_gen_blocks import stream_run
 
 from gen.load import network_from_dict
 from gen.plan import plan_network
 from gen.top import Accelerator, decode_outputs, encode_frames
 from sim import golden
 from sim.randnet import random_network, random_values
+from sim.streamsim import stream_run
 
 
 def simulate(net, plan, x, *, seed, gap=0.2, stall=0.2, family=None):

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from test_hw_mvu import random_activation  # noqa: E402
 
 from gen.ir import MultiThreshold, Requant
 from hw.activation import RequantUnit, ThresholdUnit
 from hw.dtypes import DType, bits_for_range
 from sim import golden
+from sim.randnet import random_activation
 from sim.streamsim import StreamSink, StreamSource, pack, unpack
 
 

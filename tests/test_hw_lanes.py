@@ -5,7 +5,6 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
-from test_hw_mvu import TYPES  # noqa: E402  (same type table as the MVU tests)
 
 from gen.targets import FAMILIES
 from hw.dtypes import DType
@@ -13,6 +12,7 @@ from hw.lanes import Lane, lane_term_range
 from hw.pipeline import spread_registers
 from hw.trees import POPCOUNT_STYLES, Counter, counter_levels, keep_counter_hierarchy
 from sim import golden
+from sim.randnet import LANE_TYPES as TYPES
 from sim.randnet import random_values
 from sim.streamsim import StreamSink, StreamSource, pack
 

@@ -4,69 +4,24 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from gen import macs
 from gen.ir import MultiThreshold, NoActivation, Requant
 from gen.load import network_from_dict
 from gen.ops.compute import mvu_for
 from hw.dtypes import DType
 from hw.mvu import MVU
 from sim import golden
-from sim.randnet import random_network, random_values
+from sim.randnet import LANE_TYPES as TYPES
+from sim.randnet import random_activation, random_network, random_values
 from sim.streamsim import StreamSink, StreamSource, pack, unpack
 
-# (weight type, input type, weight shift) per MAC kind: several per kind, narrow and wide
-TYPES = {
-    "xnor": [(DType.bipolar(), DType.bipolar(), 0)],
-    "and": [(DType.bipolar(), DType.uint(1), 0)],
-    "ternary": [(DType.ternary(), DType.uint(2), 0), (DType.ternary(), DType.ternary(), 0),
-                (DType.bipolar(), DType.int(3), 0), (DType.ternary(), DType.bipolar(), 0)],
-    "onehot": [(DType.onehot(4, signed=True), DType.onehot(3), 0),
-               (DType.onehot(3, signed=True), DType.uint(3), 0),
-               (DType.onehot(3), DType.onehot(2, signed=True), 0)],
-    "int": [(DType.int(4), DType.uint(4), 0), (DType.int(3, narrow=True), DType.int(3), 0),
-            (DType.ternary(), DType.uint(2), 0), (DType.uint(3), DType.int(2), 0)],
-    "adder": [(DType.int(4), DType.uint(4), 0), (DType.int(3), DType.int(4), 1),
-              (DType.uint(2), DType.uint(3), 2)],
-}
 KINDS = list(TYPES)
 
 
 def acc_bounds(mac, w, shift, lo, hi, bias):
-    """Exact accumulator range per row (as gen.load infers it)."""
-    if mac == "adder":
-        ws = w << shift
-        tmin = -np.maximum(np.abs(lo - ws), np.abs(hi - ws))
-        tmax = -np.maximum(0, np.maximum(lo - ws, ws - hi))
-    else:
-        tmin, tmax = np.minimum(lo * w, hi * w), np.maximum(lo * w, hi * w)
-    return tmin.sum(axis=1) + bias, tmax.sum(axis=1) + bias
-
-
-def random_activation(rng, kind, acc_lo, acc_hi, mh):
-    """A random activation of the given kind over accumulators in [acc_lo, acc_hi]."""
-    if kind == "none":
-        return NoActivation(DType.for_range(acc_lo, acc_hi))
-    if kind == "requant":
-        rounding = str(rng.choice(["floor", "ceil", "half-up", "half-even"]))
-        mult = rng.integers(-3, 6, size=mh)
-        shift = int(rng.integers(0, 4))
-        clip = (-5, 6) if rng.random() < 0.5 else (0, 7)
-        return Requant(mult, shift, rounding, clip, DType.for_range(*clip))
-    t = int(rng.integers(1, 6))
-    # thresholds mostly inside the range, some outside it on both sides
-    thr = np.sort(rng.integers(acc_lo - 2, acc_hi + 3, size=(mh if rng.random() < 0.7 else 1, t)),
-                  axis=1)
-    out = str(rng.choice(["uint", "int", "bipolar", "onehot"])) if t == 1 else \
-        str(rng.choice(["uint", "int", "onehot"]))
-    if out == "bipolar":
-        return MultiThreshold(thr, np.array([-1, 1]), DType.bipolar())
-    if out == "onehot":
-        levels = np.array([0] + [1 << e for e in range(t)])
-        return MultiThreshold(thr, levels, DType.onehot(t))
-    if out == "int":
-        levels = np.arange(t + 1) - t // 2
-        return MultiThreshold(thr, levels, DType.for_range(int(levels[0]), int(levels[-1])))
-    levels = np.sort(rng.integers(0, 9, size=t + 1))   # not the identity
-    return MultiThreshold(thr, levels, DType.for_range(0, 8))
+    """Exact accumulator range per row (the registry's, checked by brute force in
+    tests/test_graph_ir.py)."""
+    return macs.acc_bounds(mac, w, lo, hi, shift, bias)
 
 
 def expected(mac, W, X, shift, bias, act):

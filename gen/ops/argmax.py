@@ -48,6 +48,7 @@ class ArgmaxOp(LayerOp):
     type = "argmax"
     spec = ArgmaxSpec
     node = Argmax
+    emits_index = True
 
     def build(self, spec, ctx):
         if not ctx.is_last:
@@ -82,7 +83,7 @@ class ArgmaxOp(LayerOp):
         return StageBuild(1, unit.index_dtype, 1)
 
     def timing(self, node, lp, stage, t, k_in):
-        from .. import estimate as cm
+        from .. import cycles as cm
 
         t = cm.dwc_timing(t, k_in, self.elems(node, k_in))
         return cm.groups_timing(t, len(t))

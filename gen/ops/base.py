@@ -107,6 +107,8 @@ class LayerOp:
     takes_masked_input: bool = False
     #: The number of inputs the layer takes.
     arity: int = 1
+    #: Its output is a class index (a classifier's last layer: accuracy can be measured).
+    emits_index: bool = False
 
     # -- loading ---------------------------------------------------------------------------
     def build(self, spec, ctx: BuildContext):

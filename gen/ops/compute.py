@@ -216,6 +216,14 @@ def activate(act, acc: np.ndarray) -> np.ndarray:
     return acc
 
 
+def check_folding(path: str, field: str, v: int, mh: int, mw: int):
+    """A PE must divide the output channels (``mh``), a SIMD the dot-product length (``mw``)."""
+    n = mh if field == "pe" else mw
+    if n % v:
+        what = "output channels" if field == "pe" else "inputs per dot product"
+        raise NetworkError(f"{path}.{field}", f"{v} does not divide the {n} {what}")
+
+
 def mvu_for(layer, *, pe=None, simd=None, matrix=None, ram_style=None, **kwargs):
     """A :class:`hw.mvu.MVU` for a compute layer (``pe``, ``simd``, ``ram_style`` default to
     the layer's own, then 1, 1, None; ``matrix`` replaces ``layer.matrix``, e.g. with its
@@ -322,10 +330,9 @@ class ComputeOp(LayerOp):
             out_range = ValueRange(int(act.levels[0]), int(act.levels[-1]))
         else:
             out_range = ValueRange(int(amin.min()), int(amax.max()))
-        for fld, v, n in (("pe", spec.pe, oc), ("simd", spec.simd, w.reshape(oc, -1).shape[1])):
-            if v is not None and n % v:
-                what = "output channels" if fld == "pe" else "inputs per dot product"
-                raise NetworkError(f"{path}.{fld}", f"{v} does not divide the {n} {what}")
+        for fld, v in (("pe", spec.pe), ("simd", spec.simd)):
+            if v is not None:
+                check_folding(path, fld, v, oc, w.reshape(oc, -1).shape[1])
         node = self.node(
             name=ctx.name, mac=spec.mac, weights=w, w_dtype=wdt, w_shift=spec.weights.shift, bias=bias,
             activation=act, in_shape=tuple(inp.shape), out_shape=out_shape, in_dtype=dt, in_range=rng,
@@ -382,7 +389,7 @@ class ComputeOp(LayerOp):
             in_fifo_depth=in_fifo_depth)
 
     def mvu_timing(self, node, lp, stage, t):
-        from .. import estimate as cm
+        from .. import cycles as cm
 
         nf, sf = node.mh // lp.pe, node.mw // lp.simd
         tail = stage.latency - (sf - 1)        # MVU.latency = SF - 1 + tail

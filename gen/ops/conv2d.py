@@ -132,7 +132,7 @@ class Conv2dOp(ComputeOp):
         return self.mvu_stage(node, lp, dt_in, hw)
 
     def timing(self, node, lp, stage, t, k_in):
-        from .. import estimate as cm
+        from .. import cycles as cm
 
         c = node.in_shape[0]
         t = cm.dwc_timing(t, k_in, c)

@@ -75,6 +75,6 @@ class DenseOp(ComputeOp):
         return self.mvu_stage(node, lp, dt_in, hw)
 
     def timing(self, node, lp, stage, t, k_in):
-        from .. import estimate as cm
+        from .. import cycles as cm
 
         return self.mvu_timing(node, lp, stage, cm.dwc_timing(t, k_in, lp.simd))

@@ -90,7 +90,7 @@ class MaxPool2dOp(LayerOp):
                           fifo_depth=min(FIFO_MAX_DEPTH, max(4, 2 * node.out_shape[2])))
 
     def timing(self, node, lp, stage, t, k_in):
-        from .. import estimate as cm
+        from .. import cycles as cm
 
         c = node.in_shape[0]
         t = cm.dwc_timing(t, k_in, c)
