@@ -41,6 +41,8 @@ _QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
 _PASS_OPS = ("Identity", "Dropout")
 _ROUNDINGS = {"ROUND": "half-even", "HALF_EVEN": "half-even", "FLOOR": "floor", "CEIL": "ceil"}
 _EXHAUSTIVE_LIMIT = 1 << 22
+_GRID_TOL = 2.0 ** -22   # float32 rounding of scales: a bias within this of the grid is on it
+_RANK_LIMIT = 1 << 16
 
 
 # -- states ---------------------------------------------------------------------------------------
@@ -68,6 +70,7 @@ class _Weights:
     q: np.ndarray          # int64
     scale: np.ndarray      # float64, broadcastable to q
     dtype: DType
+    value: np.ndarray | None = None  # the quantizer's float32 output, as qonnx computes it
 
 
 @dataclass
@@ -184,6 +187,26 @@ def _reshape(shape: tuple, target, where: str) -> tuple:
     return tuple(out[1:])
 
 
+def _float_of(v) -> np.ndarray:
+    """The float value of a constant: an array, or quantized constants (a quantized bias)."""
+    if isinstance(v, _Weights):
+        return np.asarray(v.value if v.value is not None else v.q * v.scale, dtype=np.float32)
+    return np.asarray(v)
+
+
+def _on_grid(r, ref=0) -> np.ndarray | None:
+    """``r`` (float) as integers if every entry is one up to float32 rounding (relative to
+    ``r`` or ``ref``, the magnitude it was computed from), else None."""
+    r = np.asarray(r, dtype=np.float64)
+    if not np.isfinite(r).all():
+        return None
+    rr = np.round(r)
+    mag = np.maximum(np.maximum(np.abs(r), np.abs(np.asarray(ref, dtype=np.float64))), 1.0)
+    if (np.abs(r - rr) > mag * _GRID_TOL).any() or (np.abs(rr) > 2 ** 40).any():
+        return None
+    return rr.astype(np.int64)
+
+
 def _compact(a: np.ndarray) -> np.ndarray:
     """The array in the narrowest signed integer type that holds it (smaller .npz files)."""
     a = np.asarray(a, dtype=np.int64)
@@ -241,6 +264,14 @@ class _Importer:
         self.input_doc: dict | None = None
         self.output_meta: dict | None = None
         self.stats = {"thresholds": 0, "ceil_adjusted": 0}
+        self.folded: dict[str, np.ndarray] = {}   # float values of constant-node outputs
+        self.final: dict | None = None            # the output layer, while it can be changed
+        self.dropped: list[str] = []              # ops dropped at the output (Softmax)
+        opsets = {o.domain: o.version for o in model.model.opset_import}
+        self.opset = opsets.get("", opsets.get("ai.onnx", 11))
+
+    def _path(self, nodes, start: str) -> FloatPath:
+        return FloatPath(self.model, nodes, start, consts=self.folded)
 
     # -- driver --
     def run(self) -> tuple[dict, dict]:
@@ -262,12 +293,31 @@ class _Importer:
         self.graph_input_shape = tuple(per)
         self.env[inp] = _FloatIn(per, [], annotation=ann.name if ann is not None else "FLOAT32")
         self.input_name = inp
+        self._check_finite()
         for i, node in enumerate(g.node):
-            self._node(i, node)
+            try:
+                self._node(i, node)
+            except NetworkError:
+                raise
+            except Exception as e:  # a graph this importer does not understand: never a traceback
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise NetworkError(_where(i, node), f"unsupported op {node.op_type}: cannot import "
+                                                    f"it ({type(e).__name__}{': ' + msg if msg else ''})"
+                                   ) from None
         out = g.output[0].name
         state = self.env.get(out)
         self._finish(state, out)
         return self._document()
+
+    def _check_finite(self):
+        """NaN or infinite constants (weights, scales, thresholds) are refused up front."""
+        for i, node in enumerate(self.model.graph.node):
+            for name in node.input:
+                v = self.model.get_initializer(name) if name else None
+                if v is not None and np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all():
+                    bad = "NaN" if np.isnan(v).any() else "infinite"
+                    raise NetworkError(_where(i, node), f"unsupported op {node.op_type}: input "
+                                                        f"{name!r} has {bad} values")
 
     def _check_linear(self):
         g = self.model.graph
@@ -299,7 +349,11 @@ class _Importer:
                 raise NetworkError(where, f"unsupported op {op}: input {n!r} is not produced by a "
                                           f"supported node")
         if not dyn:
-            self.env[node.output[0]] = self._const_node(i, node)
+            v = self._const_node(i, node)
+            self.env[node.output[0]] = v
+            fv = v.value if isinstance(v, _Weights) else v
+            if fv is not None:
+                self.folded[node.output[0]] = np.asarray(fv)
             return
         if len(dyn) > 1:
             raise NetworkError(where, f"unsupported op {op}: more than one computed input "
@@ -321,13 +375,14 @@ class _Importer:
             if op == "Transpose" and isinstance(w, _Weights):
                 perm = _attrs(node).get("perm", list(range(w.q.ndim))[::-1])
                 return _Weights(np.transpose(w.q, perm),
-                                np.transpose(np.broadcast_to(w.scale, w.q.shape), perm), w.dtype)
+                                np.transpose(np.broadcast_to(w.scale, w.q.shape), perm), w.dtype,
+                                None if w.value is None else np.transpose(w.value, perm))
             if op in _PASS_OPS:
                 return w
             raise NetworkError(where, f"unsupported op {op} on quantized weights")
         if not vals or vals[0] is None:
             raise NetworkError(where, f"unsupported op {op}")
-        fp = FloatPath(self.model, [node], node.input[0])
+        fp = self._path([node], node.input[0])
         try:
             return np.asarray(fp(vals[0]))
         except Exception as e:
@@ -336,13 +391,24 @@ class _Importer:
     def _weights(self, node, vals, where) -> _Weights:
         from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
 
+        if any(isinstance(v, _Weights) for v in vals):
+            raise NetworkError(where, f"unsupported op {node.op_type}: re-quantizing quantized "
+                                      f"constants")
         w = np.asarray(vals[0], dtype=np.float32)
         scale = np.asarray(vals[1], dtype=np.float32)
+        if not (np.isfinite(w).all() and np.isfinite(scale).all()):
+            raise NetworkError(where, f"unsupported op {node.op_type}: NaN or infinite weights "
+                                      f"or scales")
+        try:
+            value = np.asarray(self._path([node], node.input[0])(w), dtype=np.float32)
+        except Exception as e:
+            raise NetworkError(where, f"unsupported op {node.op_type}: cannot run it on its "
+                                      f"constants ({e})") from None
         if (scale <= 0).any():
             raise NetworkError(where, f"unsupported op {node.op_type}: weight scale must be positive")
         if node.op_type == "BipolarQuant":
             q = np.where(w >= 0, 1, -1).astype(np.int64)
-            return _Weights(q, scale.astype(np.float64), DType.bipolar())
+            return _Weights(q, scale.astype(np.float64), DType.bipolar(), value)
         zp = np.asarray(vals[2], dtype=np.float32)
         bits = _scalar(vals[3], "the bit width", where)
         a = _attrs(node)
@@ -360,7 +426,7 @@ class _Importer:
         dt = _int_dtype(bits, signed, narrow) if bits >= 2 else _dtype_of_values(q)
         if not dt.contains(q).all():  # pragma: no cover - guarded by the clip
             dt = _dtype_of_values(q)
-        return _Weights(q, scale.astype(np.float64), dt)
+        return _Weights(q, scale.astype(np.float64), dt, value)
 
     def _weights_of(self, v, where, op) -> _Weights:
         if isinstance(v, _Weights):
@@ -447,7 +513,7 @@ class _Importer:
         c0, c1 = self._const(node.input[0]), self._const(node.input[1])
         reverse = c1 is None  # the constant comes first
         x_name = node.input[1] if reverse else node.input[0]
-        c = np.asarray(c0 if reverse else c1, dtype=np.float64)
+        c = np.asarray(_float_of(c0 if reverse else c1), dtype=np.float64)
         st = self.env[x_name]
         if reverse and op == "Div":
             raise NetworkError(where, "unsupported op Div: a constant divided by a tensor")
@@ -516,7 +582,8 @@ class _Importer:
         if not isinstance(st, _Acc):
             raise NetworkError(where, f"unsupported op BatchNormalization on {self._what(st)} "
                                       f"(only after MatMul, Gemm or Conv)")
-        p = [np.asarray(self._const(n), dtype=np.float64) for n in node.input[1:5]]
+        p = [self._const(n) for n in node.input[1:5]]
+        p = [None if v is None else np.asarray(_float_of(v), dtype=np.float64) for v in p]
         if any(v is None for v in p):
             raise NetworkError(where, "unsupported op BatchNormalization: non-constant parameters")
         eps = float(_attrs(node).get("epsilon", 1e-5))
@@ -579,7 +646,13 @@ class _Importer:
             oin = wmat.astype(np.float64) @ o
         s0 = src.scale * wscale
         o0 = oin * wscale
-        b = None if bias is None else np.broadcast_to(np.asarray(bias, dtype=np.float32).ravel(), (c,))
+        b = None
+        if bias is not None:
+            bv = np.asarray(_float_of(bias), dtype=np.float32).ravel()
+            if bv.size not in (1, c):
+                raise NetworkError(where, f"unsupported op {node.op_type}: a bias of {bv.size} "
+                                          f"values for {c} output channels")
+            b = np.broadcast_to(bv, (c,))
         offset = o0 + (0.0 if b is None else b.astype(np.float64))
         self.env[node.output[0]] = _Acc(layer=layer, weights=wmat, w_dtype=w.dtype, src=src,
                                         shape=shape, view=shape, start=node.output[0], s0=s0, o0=o0,
@@ -751,7 +824,7 @@ class _Importer:
                 raise NetworkError(where, "unsupported op MultiThreshold: per-channel thresholds on "
                                           "the float input")
         if q.act.get("bipolar"):
-            path = FloatPath(self.model, [*st.nodes, node], self.input_name)
+            path = self._path([*st.nodes, node], self.input_name)
             t = search_float32_threshold(lambda x: q.decode(path(x.reshape(-1, 1))).ravel() > 0)
             if t is None or not np.isfinite(t):
                 raise NetworkError(where, f"unsupported op {op}: the input quantizer is constant")
@@ -808,7 +881,8 @@ class _Importer:
                                       f"MAC kind takes them)")
         return "int"
 
-    def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None) -> int:
+    def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None,
+              bias=None) -> int:
         k = len(self.layers)
         wmat = acc.weights * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
         wdt = acc.w_dtype
@@ -821,13 +895,16 @@ class _Importer:
         layer = dict(acc.layer)
         layer["mac"] = mac
         layer["weights"] = {"key": f"w{k}", **_type_spec(wdt)}
+        if bias is not None:
+            self.arrays[f"b{k}"] = np.asarray(bias, dtype=np.int64) * sign
+            layer["bias"] = f"b{k}"
         if act is None:
             layer["activation"] = {"type": "none"}
         else:
             self.arrays[f"t{k}"] = thresholds
             layer["activation"] = {"type": "multithreshold", "thresholds": f"t{k}", **act}
-        order = ["type", "name", "mac", "weights", "kernel", "stride", "padding", "pad_value",
-                 "activation"]
+        order = ["type", "name", "mac", "weights", "bias", "kernel", "stride", "padding",
+                 "pad_value", "activation"]
         self.layers.append({key: layer[key] for key in order if key in layer})
         return k
 
@@ -848,7 +925,7 @@ class _Importer:
         sign = np.where(acc.slope < 0, -1, 1).astype(np.int64)
         lo, hi = self._acc_range(acc)
         ylo, yhi = np.where(sign > 0, lo, -hi), np.where(sign > 0, hi, -lo)
-        path = FloatPath(self.model, [*acc.nodes, node], acc.start)
+        path = self._path([*acc.nodes, node], acc.start)
         levels = q.levels
         extra = (1,) * (len(acc.shape) - 1)
 
@@ -954,6 +1031,27 @@ class _Importer:
             raise NetworkError(where, "unsupported op ArgMax: select_last_index")
         self._argmax(i, node, where, node.output[0], a.get("axis", 0))
 
+    def _softmax(self, i, node, where):
+        """Softmax / LogSoftmax at the output: strictly increasing in each logit for a fixed
+        row, so the top-1 class is that of the logits; the op is dropped (the float outputs
+        in the metadata are the logits) and recorded."""
+        st = self.env[node.input[0]]
+        op = node.op_type
+        later = [n.op_type for n in self.model.graph.node[i + 1:]]
+        if any(t not in ("ArgMax", "TopK", "Identity") for t in later):
+            raise NetworkError(where, f"unsupported op {op}: only at the output (or before an "
+                                      f"ArgMax / TopK)")
+        view = st.view if isinstance(st, _Acc) else getattr(st, "shape", None)
+        axis = _attrs(node).get("axis", -1 if self.opset >= 13 else 1)
+        if not isinstance(st, (_Acc, _Int)) or view is None or len(view) != 1 or axis not in (1, -1):
+            raise NetworkError(where, f"unsupported op {op}: only over the channels of a vector "
+                                      f"(axis 1 of (1, C))")
+        self.dropped.append(op)
+        self.env[node.output[0]] = st
+
+    _op_Softmax = _softmax
+    _op_LogSoftmax = _softmax
+
     def _argmax(self, i, node, where, out, axis):
         st = self.env[node.input[0]]
         if isinstance(st, _Acc):
@@ -961,12 +1059,12 @@ class _Importer:
         if not isinstance(st, _Int) or len(st.shape) != 1 or axis not in (1, -1):
             raise NetworkError(where, f"unsupported op {node.op_type}: only over the channels of a "
                                       f"vector")
-        sc = np.asarray(self.output_meta["scale"] if self.output_meta else st.scale)
-        off = np.asarray(self.output_meta["offset"] if self.output_meta else st.offset)
-        if not ((sc > 0).all() and (sc == sc.ravel()[0]).all() and (off == off.ravel()[0]).all()):
-            raise NetworkError(where, f"unsupported op {node.op_type}: the classes have different "
-                                      f"float scales or offsets, so the integer argmax would differ")
-        self.layers.append({"type": "argmax", "name": node.name or f"ArgMax_{i}"})
+        if self.output_meta is None:
+            c = st.shape[0]
+            self.output_meta = {"layer": self._last_compute(), "scale": [float(st.scale)] * c,
+                                "offset": [float(v) for v in np.broadcast_to(
+                                    np.asarray(st.offset, dtype=np.float64), (c,))]}
+        self._add_argmax(where, node.name or f"ArgMax_{i}")
         self.env[out] = _Index(st.shape[0])
 
     def _final(self, acc: _Acc, where, node=None) -> _Int:
@@ -976,11 +1074,21 @@ class _Importer:
         if tuple(acc.view) != tuple(acc.shape):
             raise NetworkError(where, f"unsupported output: the accumulator was reshaped to "
                                       f"{acc.view}")
-        k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None)
+        # a bias (and input offset) on the accumulator's grid becomes an integer bias
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bias = _on_grid(acc.offset / acc.slope)
+        if bias is not None and not bias.any():
+            bias = None
+        k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None, bias=bias)
         lo, hi = self._acc_range(acc)
+        offset = acc.offset.copy()
+        if bias is not None:
+            lo, hi = lo + bias, hi + bias
+            offset = offset - bias * acc.slope
         self.output_meta = {"layer": self.layers[k]["name"],
                             "scale": [float(v) for v in acc.slope],
-                            "offset": [float(v) for v in acc.offset]}
+                            "offset": [float(v) for v in offset]}
+        self.final = {"index": k, "acc": acc, "lo": lo, "hi": hi}
         return _Int(acc.shape, DType.for_range(int(lo.min()), int(hi.max())), int(lo.min()),
                     int(hi.max()), 1.0, np.float64(0.0))
 
@@ -1003,17 +1111,106 @@ class _Importer:
         elif not isinstance(state, (_Int, _Index)):
             raise NetworkError(where, f"unsupported output: {self._what(state)}")
         if self.argmax and not isinstance(state, _Index):
-            self._add_argmax(where)
+            self._add_argmax(where, "argmax")
+        if self.dropped:
+            self.output_meta["dropped"] = list(self.dropped)
         if self.input_doc is None:
             raise NetworkError("input", "the input is never quantized")
 
-    def _add_argmax(self, where):
-        sc = np.asarray(self.output_meta["scale"])
-        off = np.asarray(self.output_meta["offset"])
-        if not ((sc > 0).all() and (sc == sc[0]).all() and (off == off[0]).all()):
+    def _add_argmax(self, where, name):
+        """Append an argmax whose class is that of the float outputs: directly when every
+        class has the same positive scale and offset, else by changing the output layer."""
+        sc = np.asarray(self.output_meta["scale"], dtype=np.float64)
+        off = np.asarray(self.output_meta["offset"], dtype=np.float64)
+        tol = np.abs(sc) * _GRID_TOL
+        if (sc > 0).all() and (sc == sc[0]).all() and (np.abs(off - off[0]) <= tol).all():
+            pass  # the integer argmax is the float one (recorded only when the layer changes)
+        elif self.final is not None and self.final["index"] == len(self.layers) - 1:
+            self._order_logits(where)
+        else:
             raise NetworkError(where, "cannot add an argmax: the classes have different float "
-                                      "scales or offsets")
-        self.layers.append({"type": "argmax", "name": "argmax"})
+                                      "scales or offsets and the last layer has an activation")
+        self.layers.append({"type": "argmax", "name": name})
+
+    def _order_logits(self, where):
+        """Make the output layer's integer outputs ordered exactly as the float logits
+        ``scale[c] * acc + offset[c]``: a per-channel integer multiplier onto the scales' common
+        grid (requant, shift 0) when that fits 32 bits, else the rank of the logit among every
+        reachable logit of every class (thresholds), when there are at most _RANK_LIMIT."""
+        from fractions import Fraction
+
+        fin = self.final
+        k, acc = fin["index"], fin["acc"]
+        layer = self.layers[k]
+        sc = np.asarray(self.output_meta["scale"], dtype=np.float64)
+        off = np.asarray(self.output_meta["offset"], dtype=np.float64)
+        if (sc == 0).any():
+            c = int(np.flatnonzero(sc == 0)[0])
+            raise NetworkError(where, f"cannot add an argmax: class {c} has a float scale of 0")
+        sign = np.where(sc < 0, -1, 1).astype(np.int64)
+        old = np.asarray(self.arrays.get(f"b{k}", np.zeros(len(sc), dtype=np.int64)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = _on_grid(off / np.abs(sc), ref=old)
+        if steps is None:
+            r = off / np.abs(sc)
+            c = int(np.argmax(np.abs(r - np.round(r))))
+            raise NetworkError(where, f"cannot add an argmax: the float offset of class {c} is "
+                                      f"{r[c]:.6g} accumulator steps, not an integer number (a bias "
+                                      f"or input offset off the accumulator's grid), so no "
+                                      f"integer output is ordered as the float logits")
+        # acc' = sign * acc + steps (bias), float logit = |scale| * acc'
+        bias = np.asarray(self.arrays.get(f"b{k}", np.zeros(len(sc), dtype=np.int64)))
+        bias = bias * sign + steps * 1
+        lo, hi = fin["lo"] - np.asarray(self.arrays.get(f"b{k}", 0)), \
+            fin["hi"] - np.asarray(self.arrays.get(f"b{k}", 0))
+        lo2 = np.where(sign > 0, lo, -hi) + bias
+        hi2 = np.where(sign > 0, hi, -lo) + bias
+        w = self.arrays[f"w{k}"] * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
+        self.arrays[f"w{k}"] = w
+        ws = layer["weights"]
+        if ws["encoding"] in ("int", "uint") and (sign < 0).any():
+            dt = DType.int(ws["bits"], narrow=ws.get("narrow", False)) if ws["encoding"] == "int" \
+                else DType.uint(ws["bits"])
+            if not dt.contains(w).all():
+                layer["weights"] = {"key": ws["key"], "encoding": "int", "bits": ws["bits"] + 1}
+        self.output_meta["scale"] = [float(v) for v in np.abs(sc)]
+        self.output_meta["offset"] = [float(v) for v in off - steps * np.abs(sc)]
+        if bias.any():
+            self.arrays[f"b{k}"] = bias
+            layer["bias"] = f"b{k}"
+        else:
+            self.arrays.pop(f"b{k}", None)
+            layer.pop("bias", None)
+        fr = [Fraction(float(v)) for v in np.abs(sc)]
+        g = Fraction(math.gcd(*[f.numerator for f in fr]), math.lcm(*[f.denominator for f in fr]))
+        mult = [int(f / g) for f in fr]
+        mag = max(max(abs(int(a)), abs(int(b))) * m for a, b, m in zip(lo2, hi2, mult))
+        if mag.bit_length() <= 31:
+            m = np.array(mult, dtype=np.int64)
+            self.arrays[f"m{k}"] = m
+            lo_l, hi_l = int((lo2 * m).min()), int((hi2 * m).max())
+            layer["activation"] = {"type": "requant", "multiplier": f"m{k}", "shift": 0,
+                                   "rounding": "floor", "clip": [lo_l, hi_l]}
+            self.output_meta["argmax"] = (f"requant: integer logits on the classes' common grid "
+                                          f"{float(g):.9g} (multipliers up to {max(mult)})")
+            return
+        # rank of every reachable logit
+        vals = [np.abs(sc[c]) * np.arange(lo2[c], hi2[c] + 1, dtype=np.float64)
+                for c in range(len(sc))]
+        total = sum(len(v) for v in vals)
+        if total > _RANK_LIMIT:
+            raise NetworkError(where, f"cannot add an argmax: the classes' float scales have no "
+                                      f"common integer grid within 32 bits (the logits would need "
+                                      f"{mag.bit_length() + 1} bits) and they take {total} values "
+                                      f"(more than {_RANK_LIMIT} thresholds)")
+        allv = np.unique(np.concatenate(vals))
+        t = np.empty((len(sc), len(allv) - 1), dtype=np.int64)
+        for c, v in enumerate(vals):
+            t[c] = lo2[c] + np.searchsorted(v, allv[1:], side="left")
+        self.arrays[f"t{k}"] = t
+        layer["activation"] = {"type": "multithreshold", "thresholds": f"t{k}"}
+        self.output_meta["argmax"] = (f"thresholds: the rank of the float logit among the "
+                                      f"{len(allv)} values the classes can take")
 
     def _last_compute(self) -> str:
         return next(ly["name"] for ly in reversed(self.layers) if ly["type"] in ("dense", "conv2d"))

@@ -1,0 +1,236 @@
+"""QONNX import of the constructs that Brevitas 0.13, QKeras and FINN exports contain beyond the
+zoo models (issue 13): quantized biases, NaN constants, Softmax at the output, argmax with
+per-channel scales, float preprocessing off the grid, float inputs, FINN input thresholds.
+
+Every graph is built with onnx.helper in the exported form and checked against qonnx's
+``execute_onnx`` on real (seeded random) inputs: integer outputs exactly, top-1 exactly."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qonnx", reason="the QONNX importer needs the qonnx extra (pip install 'nomul[qonnx]')")
+pytest.importorskip("onnxruntime", reason="the QONNX importer needs onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from gen.errors import NetworkError  # noqa: E402
+from gen.load import network_from_dict  # noqa: E402
+from quant_models.qonnx_exec import run_qonnx  # noqa: E402
+from quant_models.qonnx_import import import_qonnx  # noqa: E402
+from sim import golden  # noqa: E402
+
+Q = "qonnx.custom_op.general"
+
+
+class Graph:
+    """A QONNX graph in Brevitas' export form: Quant nodes with scale, zero_point and bit-width
+    inputs and signed / narrow / rounding_mode attributes."""
+
+    def __init__(self):
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def const(self, v, dtype=np.float32):
+        name = f"c{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(v, dtype=dtype), name))
+        return name
+
+    def node(self, op, inputs, domain="", name=None, **attrs):
+        self.n += 1
+        out = f"t{self.n}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name or f"n{self.n}",
+                                           domain=domain, **attrs))
+        return out
+
+    def quant(self, x, scale, bits, signed, narrow=False, rounding="ROUND", zp=0.0):
+        return self.node("Quant", [x, self.const(scale), self.const(zp), self.const(float(bits))],
+                         domain=Q, signed=int(signed), narrow=int(narrow), rounding_mode=rounding)
+
+    def model(self, in_shape, out, out_shape):
+        g = helper.make_graph(self.nodes, "export",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)],
+                              initializer=self.inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(Q, 1)])
+
+
+def _golden(doc, arrays, x):
+    net = network_from_dict(doc, arrays=arrays)
+    return net, golden.run(net, golden.quantize_input(net, x.reshape(len(x), *net.input.shape)))
+
+
+def _float_out(doc, res):
+    meta = doc["metadata"]["output"]
+    return res.outputs * np.array(meta["scale"]) + np.array(meta["offset"])
+
+
+def _qlinear(g, x, rng, n_in, n_out, *, wscale, bias=None, transb=True, act=None):
+    """Brevitas QuantLinear: Gemm (TorchScript export) with a quantized weight and bias."""
+    wf = rng.integers(-7, 8, size=(n_out, n_in)) * np.asarray(wscale).reshape(-1, 1)
+    wq = g.quant(g.const(wf if transb else wf.T), np.asarray(wscale).reshape(-1, 1) if transb
+                 else np.asarray(wscale).reshape(1, -1), 4, True)
+    ins = [x, wq] + ([bias] if bias is not None else [])
+    return g.node("Gemm", ins, transB=int(transb))
+
+
+# -- 1. quantized biases --------------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["gemm", "matmul_add", "conv"])
+@pytest.mark.parametrize("bias_bits, per_channel", [(32, True), (16, False), (8, True)])
+def test_quantized_bias_exact(form, bias_bits, per_channel):
+    """A Quant node on the bias (Int32Bias: scale = input scale × weight scale; Int8/Int16 with
+    their own scale): the thresholds of the next quantizer absorb it, and the integer outputs
+    equal qonnx's on every input."""
+    seed = 100 + bias_bits + per_channel
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    s_in = 1 / 16
+    c = 6
+    # scales exact in binary, so that the float32 graph itself computes the accumulator exactly
+    wscale = rng.choice([0.125, 0.375, 0.0625, 0.75], size=c) if per_channel else np.full(c, 0.125)
+    if bias_bits == 32:
+        bscale = (s_in * wscale).astype(np.float32)   # on the accumulator's grid
+    else:
+        bscale = np.float32(0.01) if not per_channel else rng.uniform(0.005, 0.02, c).astype(np.float32)
+    bfloat = rng.integers(-200, 200, size=c) * np.broadcast_to(bscale, (c,))
+    bq = g.quant(g.const(bfloat), bscale, bias_bits, True)
+    if form == "conv":
+        xq = g.quant("x", s_in, 4, False)
+        wf = rng.integers(-7, 8, size=(c, 2, 3, 3)) * wscale.reshape(-1, 1, 1, 1)
+        wq = g.quant(g.const(wf), wscale.reshape(-1, 1, 1, 1), 4, True)
+        acc = g.node("Conv", [xq, wq, bq], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+        in_shape, x = [1, 2, 5, 5], rng.uniform(0, 1, size=(400, 2, 5, 5))
+    else:
+        xq = g.quant("x", s_in, 4, False)
+        in_shape, x = [1, 12], rng.uniform(0, 1, size=(2000, 12))
+        if form == "gemm":
+            acc = _qlinear(g, xq, rng, 12, c, wscale=wscale, bias=bq)
+        else:  # the dynamo export: MatMul by the transposed quantized weight, then Add
+            wf = rng.integers(-7, 8, size=(c, 12)) * wscale.reshape(-1, 1)
+            wq = g.quant(g.const(wf), wscale.reshape(-1, 1), 4, True)
+            acc = g.node("Add", [g.node("MatMul", [xq, g.node("Transpose", [wq], perm=[1, 0])]), bq])
+    out = g.quant(g.node("Relu", [acc]), 0.25, 3, False)
+    model = g.model(in_shape, out, None)
+    x = x.astype(np.float32)
+    doc, arrays = import_qonnx(model)
+    net, res = _golden(doc, arrays, x)
+    ref = run_qonnx(model, x)
+    np.testing.assert_array_equal(res.outputs * 0.25, ref.reshape(res.outputs.shape))
+    assert doc["layers"][0]["activation"]["type"] == "multithreshold"
+
+
+@pytest.mark.parametrize("on_grid", [True, False])
+def test_quantized_bias_on_the_output_layer(on_grid):
+    """On the last layer (no quantizer after it), an Int32 bias on the accumulator's grid
+    becomes the layer's integer bias; an Int8 bias with its own scale stays a float offset."""
+    seed = 7 + on_grid
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    s_in, wscale = 1 / 8, np.float32(0.125)
+    xq = g.quant("x", s_in, 4, True)
+    bscale = np.float32(s_in * wscale) if on_grid else np.float32(0.013)
+    bq = g.quant(g.const(rng.integers(-100, 100, size=5) * bscale), bscale, 32 if on_grid else 8, True)
+    out = _qlinear(g, xq, rng, 10, 5, wscale=np.full(5, wscale), bias=bq)
+    model = g.model([1, 10], out, [1, 5])
+    x = rng.uniform(-1, 1, size=(1000, 10)).astype(np.float32)
+    doc, arrays = import_qonnx(model)
+    _, res = _golden(doc, arrays, x)
+    ref = run_qonnx(model, x)
+    np.testing.assert_allclose(_float_out(doc, res), ref, rtol=0, atol=1e-5)
+    assert ("bias" in doc["layers"][0]) == on_grid
+    if on_grid:  # integer outputs exactly: acc + bias = float / (s_in * s_w)
+        np.testing.assert_array_equal(res.outputs, np.round(ref / (s_in * wscale)).astype(np.int64))
+
+
+# -- 2. NaN / Inf and errors never a traceback ------------------------------------------------------
+@pytest.mark.parametrize("where, bad", [("weights", np.nan), ("scale", np.inf), ("bn", np.nan)])
+def test_nan_constants_name_the_node(where, bad):
+    g = Graph()
+    xq = g.quant("x", 1.0, 4, True)
+    w = np.ones((4, 3), dtype=np.float32)
+    scale = np.float32(1.0)
+    if where == "weights":
+        w[1, 2] = bad
+    elif where == "scale":
+        scale = np.float32(bad)
+    h = g.node("MatMul", [xq, g.quant(g.const(w), scale, 2, True, narrow=True)])
+    if where == "bn":
+        h = g.node("Mul", [h, g.const(np.array([1.0, bad, 2.0]))])
+    out = g.quant(h, 1.0, 2, False)
+    with pytest.raises(NetworkError, match=r"^nodes\[\d+\] \((Quant|Mul)_\d+\): unsupported op "
+                                           r"(Quant|Mul): (input '[^']+' has (NaN|infinite) values|"
+                                           r"NaN or infinite)"):
+        import_qonnx(g.model([1, 4], out, [1, 3]))
+
+
+# -- 3. Softmax at the output ----------------------------------------------------------------------
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_at_the_output_is_dropped(op):
+    rng = np.random.default_rng(3)
+    print("seed", 3)
+    g = Graph()
+    xq = g.quant("x", 0.25, 4, False)
+    logits = _qlinear(g, xq, rng, 8, 4, wscale=np.full(4, 0.5))
+    out = g.node(op, [logits], axis=1)
+    model = g.model([1, 8], out, [1, 4])
+    x = rng.uniform(0, 4, size=(500, 8)).astype(np.float32)
+    doc, arrays = import_qonnx(model, argmax=True)
+    assert doc["metadata"]["output"]["dropped"] == [op]
+    net, res = _golden(doc, arrays, x)
+    ref = run_qonnx(model, x)
+    np.testing.assert_array_equal(res.top1, np.argmax(ref, axis=1))
+
+
+def test_softmax_inside_the_graph_is_refused():
+    g = Graph()
+    xq = g.quant("x", 1.0, 4, True)
+    w = g.quant(g.const(np.ones((4, 3))), 1.0, 2, True, narrow=True)
+    h = g.node("Softmax", [g.node("MatMul", [xq, w])], axis=1)
+    out = g.quant(h, 0.5, 2, False)
+    with pytest.raises(NetworkError, match=r"^nodes\[\d+\] \(Softmax_0\): unsupported op Softmax: "
+                                           r"only at the output"):
+        import_qonnx(g.model([1, 4], out, [1, 3]))
+
+
+# -- 4. argmax over float logits with per-channel scales and biases -------------------------------
+@pytest.mark.parametrize("kind", ["pow2", "float", "negative"])
+def test_argmax_with_per_channel_scales_is_the_float_argmax(kind):
+    """--argmax on a last layer with per-channel weight scales and an Int32 bias: the integer
+    top-1 is the argmax of qonnx's float logits on every input (a common-grid requant when
+    the scales allow it, else the rank of the logit as thresholds)."""
+    seed = {"pow2": 1, "float": 2, "negative": 3}[kind]
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    s_in = 0.5
+    xq = g.quant("x", s_in, 2, False)
+    c = 10
+    if kind == "pow2":
+        wscale = 2.0 ** rng.integers(-4, 0, size=c)
+    else:
+        wscale = rng.uniform(0.01, 0.05, size=c).astype(np.float32)
+    bscale = (s_in * wscale).astype(np.float32)
+    bq = g.quant(g.const(rng.integers(-20, 20, size=c) * bscale), bscale, 32, True)
+    wf = rng.integers(-1, 2, size=(c, 32)) * wscale.reshape(-1, 1)
+    wq = g.quant(g.const(wf), wscale.reshape(-1, 1), 2, True, narrow=True)
+    out = g.node("Gemm", [xq, wq, bq], transB=1)
+    if kind == "negative":
+        out = g.node("Mul", [out, g.const(rng.choice([-1.0, 1.0], size=(1, c)))])
+    model = g.model([1, 32], out, [1, c])
+    x = rng.uniform(0, 2, size=(3000, 32)).astype(np.float32)
+    doc, arrays = import_qonnx(model, argmax=True)
+    net, res = _golden(doc, arrays, x)
+    ref = run_qonnx(model, x)
+    np.testing.assert_array_equal(res.top1, np.argmax(ref, axis=1))
+    how = doc["metadata"]["output"]["argmax"]
+    assert how.startswith("requant" if kind == "pow2" else ("requant", "thresholds"))
+
+
+def test_argmax_off_grid_offset_is_refused_precisely():
+    g = Graph()
+    xq = g.quant("x", 1.0, 2, False)
+    wq = g.quant(g.const(np.array([[1.0, 1.0], [2.0, -1.0]])), np.array([[1.0], [0.5]]), 3, True)
+    out = g.node("Gemm", [xq, wq, g.const(np.array([0.3, 0.1]))], transB=1)
+    with pytest.raises(NetworkError, match=r"^output \(.*\): cannot add an argmax: the float offset "
+                                           r"of class \d is [-\d.e]+ accumulator steps, not an integer"):
+        import_qonnx(g.model([1, 2], out, [1, 2]), argmax=True)
