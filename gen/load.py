@@ -475,7 +475,7 @@ def _build(spec: schema.NetworkSpec, arrays: _Arrays) -> Network:
             raise NetworkError("input.quantizer.clip", f"{list(clip)} is not a range within "
                                                        f"[{dt.min}, {dt.max}]")
         quant = InputQuantizer("affine", scale=float(q.scale), zero_point=q.zero_point,
-                               rounding=q.rounding, clip=tuple(clip))
+                               rounding=q.rounding, clip=tuple(clip), offset=float(q.offset))
     inp = InputSpec(shape, dt, quant)
     rng = ValueRange(dt.min, dt.max)
     shape_full, keep = shape, None

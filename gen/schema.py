@@ -36,6 +36,7 @@ class AffineQuantizerSpec(_Model):
     zero_point: StrictInt = 0
     rounding: Literal["half-even", "half-up", "floor", "ceil"] = "half-even"
     clip: tuple[StrictInt, StrictInt] | None = None
+    offset: Annotated[float, Field(allow_inf_nan=False)] = 0.0
 
 
 class ThresholdQuantizerSpec(_Model):

@@ -837,12 +837,21 @@ class _Importer:
                                           f"increasing")
             self._set_input(st.shape, DType.bipolar(), {"threshold": t})
             return _Int(st.shape, DType.bipolar(), -1, 1, q.scale, np.float64(q.offset))
+        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
+            raise NetworkError(where, f"unsupported op {op}: non-affine ops before the input "
+                                      f"quantizer")
+        if st.a <= 0:
+            raise NetworkError(where, f"unsupported op {op}: the input transform is not increasing")
+        path = self._path([*st.nodes, node], self.input_name)
+
+        def graph_q(x):
+            return q.decode(path(np.asarray(x, dtype=np.float32).reshape(-1, 1))).ravel()
+
+        if op == "MultiThreshold":
+            return self._input_multithreshold(st, node, where, q, graph_q)
         if op != "Quant":
             raise NetworkError(where, f"unsupported op {op} as the input quantizer (only Quant, "
-                                      f"BipolarQuant and single-threshold MultiThreshold)")
-        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
-            raise NetworkError(where, "unsupported op Quant: non-affine ops before the input "
-                                      "quantizer")
+                                      f"BipolarQuant and MultiThreshold)")
         mode = _attrs(node).get("rounding_mode", b"ROUND")
         mode = mode.decode() if isinstance(mode, bytes) else mode
         if mode.upper() not in _ROUNDINGS:
@@ -850,12 +859,7 @@ class _Importer:
         s = q.scale
         z = -q.offset / s
         # q = clip(round((x*a + b) / s + z)) = clip(round(x / (s/a) + b/s + z))
-        if st.a <= 0:
-            raise NetworkError(where, "unsupported op Quant: the input transform is not increasing")
         zp = st.b / s + z
-        if abs(zp - round(zp)) > 1e-9:
-            raise NetworkError(where, f"unsupported op Quant: the input offset {zp:g} is not an "
-                                      f"integer number of quantization steps")
         lo, hi = int(q.levels[0]), int(q.levels[-1])
         a = _attrs(node)
         bits = int(_scalar(self._const(node.input[3]), "bits", where))
@@ -863,8 +867,69 @@ class _Importer:
             else DType.for_range(lo, hi)
         quant = {"scale": s / st.a, "zero_point": int(round(zp)),
                  "rounding": _ROUNDINGS[mode.upper()], "clip": [lo, hi]}
+        if abs(zp - round(zp)) > 1e-9:
+            # off the grid, e.g. (x - mean) / std: the host adds the float offset first
+            quant.update(zero_point=int(round(z)), offset=st.b / st.a)
+        self._check_input_steps(where, node, quant, graph_q, q.levels)
         self._set_input(st.shape, dt, quant)
         return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
+
+    def _input_multithreshold(self, st: _FloatIn, node, where, q: _Quantizer, graph_q) -> _Int:
+        """FINN's input MultiThreshold: uniform thresholds t0 + k·d are the affine quantizer
+        floor((y - t0) / d) + 1 (one threshold: y >= t0); others have no form in the file."""
+        t = np.asarray(self._const(node.input[1]), dtype=np.float64)
+        t = t.reshape(-1, t.shape[-1])
+        if not (t == t[:1]).all():
+            raise NetworkError(where, "unsupported op MultiThreshold: per-channel thresholds on "
+                                      "the float input")
+        t = np.sort(t[0])
+        n = len(t)
+        d = float(t[-1] - t[0]) / (n - 1) if n > 1 else 1.0
+        if n > 1 and (d <= 0 or np.abs(t - (t[0] + d * np.arange(n))).max() > abs(d) * 1e-6):
+            raise NetworkError(where, f"unsupported op MultiThreshold: {n} input thresholds that "
+                                      f"are not evenly spaced (only uniform input quantizers are "
+                                      f"in the file format)")
+        lo, hi = int(q.levels[0]), int(q.levels[-1])
+        dt = DType.for_range(lo, hi)
+        if dt.encoding == "bipolar":  # pragma: no cover - handled as a threshold quantizer
+            raise AssertionError("bipolar")
+        quant = {"scale": d / st.a, "zero_point": 1 + lo, "rounding": "floor", "clip": [lo, hi],
+                 "offset": (st.b - float(t[0])) / st.a}
+        self._check_input_steps(where, node, quant, graph_q, q.levels)
+        self._set_input(st.shape, dt, quant)
+        return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
+
+    def _check_input_steps(self, where, node, quant: dict, graph_q, levels):
+        """The affine input quantizer against the graph on every float32 input: the graph's
+        step points are found by a binary search over the float32 numbers, and the quantizer
+        must give the graph's level just below and at each of them (both are monotone)."""
+        from gen.ir import InputQuantizer
+        from sim.golden import apply_quantizer
+
+        from .qonnx_floatpath import float32_from_key, float32_key
+
+        iq = InputQuantizer("affine", scale=float(quant["scale"]), zero_point=quant["zero_point"],
+                            rounding=quant["rounding"], clip=tuple(quant["clip"]),
+                            offset=float(quant.get("offset", 0.0)))
+        want = np.asarray(levels[1:], dtype=np.float64)
+        kmax = int(float32_key(np.float32(np.finfo(np.float32).max)))
+        lo = np.full(len(want), -kmax, dtype=np.int64)
+        hi = np.full(len(want), kmax + 1, dtype=np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            while (lo < hi).any():
+                mid = (lo + hi) // 2
+                ok = graph_q(float32_from_key(mid)) >= want
+                active = lo < hi
+                hi = np.where(active & ok, mid, hi)
+                lo = np.where(active & ~ok, mid + 1, lo)
+            keys = np.unique(np.concatenate([lo[lo <= kmax], lo[lo <= kmax] - 1, [-kmax, kmax]]))
+            xs = float32_from_key(np.clip(keys, -kmax, kmax))
+            got, exp = apply_quantizer(iq, xs.astype(np.float64)), graph_q(xs)
+        # float64 here, float32 in the graph: they can differ within a float32 rounding of a
+        # step (2x - 1 at x = 0.24999999); recorded, not refused
+        steps = self.stats.setdefault("input_steps", {"steps": 0, "differ_within_float32_rounding": 0})
+        steps["steps"] += int(len(keys))
+        steps["differ_within_float32_rounding"] += int((got != exp).sum())
 
     # -- materializing a layer --
     def _mac(self, w: DType, a: DType, where) -> str:
@@ -1229,6 +1294,8 @@ class _Importer:
             "thresholds": self.stats["thresholds"],
             "thresholds_moved_by_float_rounding": self.stats["ceil_adjusted"],
         }
+        if "input_steps" in self.stats and self.stats["input_steps"]["differ_within_float32_rounding"]:
+            meta["input_float32_steps"] = self.stats["input_steps"]
         doc = {"version": 1, "name": self.name, "source": self.source, "metadata": meta,
                "input": self.input_doc, "layers": self.layers}
         return doc, {k: _compact(v) for k, v in self.arrays.items()}

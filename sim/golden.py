@@ -16,7 +16,7 @@ from gen.errors import NetworkError
 from gen.ir import Argmax, Conv2d, Dense, MaxPool2d, MultiThreshold, Network, Requant
 
 __all__ = ["LayerResult", "GoldenResult", "run", "quantize_input", "check_input",
-           "dot", "threshold", "requant", "round_shift", "im2col"]
+           "apply_quantizer", "dot", "threshold", "requant", "round_shift", "im2col"]
 
 _CHUNK_ELEMENTS = 1 << 23
 
@@ -170,10 +170,16 @@ def quantize_input(net: Network, x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not np.isfinite(x).all():
         raise NetworkError("input", "inputs must be finite")
+    return check_input(net, apply_quantizer(q, x))
+
+
+def apply_quantizer(q, x) -> np.ndarray:
+    """An :class:`gen.ir.InputQuantizer` applied to finite float inputs: int64 values."""
+    x = np.asarray(x, dtype=np.float64)
     if q.kind == "threshold":
         v = np.where(x >= q.threshold, 1, -1)
     else:
-        s = x / q.scale
+        s = (x + q.offset) / q.scale if q.offset else x / q.scale
         if q.rounding == "half-even":
             r = np.rint(s)
         elif q.rounding == "half-up":
@@ -184,7 +190,7 @@ def quantize_input(net: Network, x) -> np.ndarray:
         else:
             r = np.ceil(s)
         v = np.clip(r + q.zero_point, *q.clip)
-    return check_input(net, v.astype(np.int64))
+    return v.astype(np.int64)
 
 
 def run(net: Network, x) -> GoldenResult:

@@ -193,17 +193,17 @@ def test_softmax_inside_the_graph_is_refused():
 
 
 # -- 4. argmax over float logits with per-channel scales and biases -------------------------------
-@pytest.mark.parametrize("kind", ["pow2", "float", "negative"])
+@pytest.mark.parametrize("kind", ["pow2", "float", "negative", "wide"])
 def test_argmax_with_per_channel_scales_is_the_float_argmax(kind):
     """--argmax on a last layer with per-channel weight scales and an Int32 bias: the integer
     top-1 is the argmax of qonnx's float logits on every input (a common-grid requant when
     the scales allow it, else the rank of the logit as thresholds)."""
-    seed = {"pow2": 1, "float": 2, "negative": 3}[kind]
+    seed = {"pow2": 1, "float": 2, "negative": 3, "wide": 4}[kind]
     print("seed", seed)
     rng = np.random.default_rng(seed)
     g = Graph()
     s_in = 0.5
-    xq = g.quant("x", s_in, 2, False)
+    xq = g.quant("x", s_in, 5 if kind == "wide" else 2, False)  # wide: logits beyond 32 bits
     c = 10
     if kind == "pow2":
         wscale = 2.0 ** rng.integers(-4, 0, size=c)
@@ -217,13 +217,13 @@ def test_argmax_with_per_channel_scales_is_the_float_argmax(kind):
     if kind == "negative":
         out = g.node("Mul", [out, g.const(rng.choice([-1.0, 1.0], size=(1, c)))])
     model = g.model([1, 32], out, [1, c])
-    x = rng.uniform(0, 2, size=(3000, 32)).astype(np.float32)
+    x = rng.uniform(0, 16 if kind == "wide" else 2, size=(3000, 32)).astype(np.float32)
     doc, arrays = import_qonnx(model, argmax=True)
     net, res = _golden(doc, arrays, x)
     ref = run_qonnx(model, x)
     np.testing.assert_array_equal(res.top1, np.argmax(ref, axis=1))
     how = doc["metadata"]["output"]["argmax"]
-    assert how.startswith("requant" if kind == "pow2" else ("requant", "thresholds"))
+    assert how.startswith("thresholds" if kind == "wide" else "requant")
 
 
 def test_argmax_off_grid_offset_is_refused_precisely():
@@ -234,3 +234,71 @@ def test_argmax_off_grid_offset_is_refused_precisely():
     with pytest.raises(NetworkError, match=r"^output \(.*\): cannot add an argmax: the float offset "
                                            r"of class \d is [-\d.e]+ accumulator steps, not an integer"):
         import_qonnx(g.model([1, 2], out, [1, 2]), argmax=True)
+
+
+# -- 5. float preprocessing off the grid -----------------------------------------------------------
+def _mlp_after(g, xq, rng, n_in):
+    wq = g.quant(g.const(rng.integers(-3, 4, size=(n_in, 4)) * 0.25), 0.25, 3, True)
+    return g.quant(g.node("MatMul", [xq, wq]), 0.5, 4, True)
+
+
+@pytest.mark.parametrize("pre", ["normalize", "2x-1", "3x+0.1"])
+def test_float_preprocessing_off_the_grid(pre):
+    """(x - mean) / std, 2x - 1 with a scale that does not divide 1, ... before the input Quant:
+    the input quantizer gets a float offset; on every pixel value p / 255 the integer inputs
+    are qonnx's, and so are the outputs."""
+    seed = {"normalize": 21, "2x-1": 22, "3x+0.1": 23}[pre]
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    if pre == "normalize":
+        y = g.node("Div", [g.node("Sub", ["x", g.const(0.1307)]), g.const(0.3081)])
+        s = 0.0234375  # dyadic scales: the float32 graph's matrix product is then exact
+    elif pre == "2x-1":
+        y = g.node("Sub", [g.node("Mul", ["x", g.const(2.0)]), g.const(1.0)])
+        s = 0.375
+    else:
+        y = g.node("Add", [g.node("Mul", ["x", g.const(3.0)]), g.const(0.1)])
+        s = 1 / 16
+    xq = g.quant(y, s, 8, True)
+    model_in = g.model([1, 16], xq, [1, 16])
+    out = _mlp_after(g, xq, rng, 16)
+    model = g.model([1, 16], out, [1, 4])
+    pix = np.concatenate([np.arange(256).repeat(16).reshape(256, 16),
+                          rng.integers(0, 256, size=(500, 16))])
+    x = (pix / 255).astype(np.float32)
+    doc, arrays = import_qonnx(model)
+    assert doc["input"]["quantizer"]["offset"] != 0
+    net, res = _golden(doc, arrays, x)
+    q_ref = run_qonnx(model_in, x) / s
+    np.testing.assert_array_equal(golden.quantize_input(net, x), np.round(q_ref).astype(np.int64))
+    np.testing.assert_array_equal(res.outputs * 0.5, run_qonnx(model, x))
+
+
+# -- 7. FINN's input MultiThreshold -----------------------------------------------------------------
+@pytest.mark.parametrize("n, out_dtype", [(255, "UINT8"), (15, "UINT4"), (1, "BINARY")])
+def test_finn_input_multithreshold(n, out_dtype):
+    """FINN turns an input quantizer into a MultiThreshold with uniform thresholds (one, for a
+    binary input): it becomes an affine input quantizer; the outputs equal qonnx's."""
+    rng = np.random.default_rng(n)
+    print("seed", n)
+    g = Graph()
+    t = (np.arange(n) + 0.5) * (255 / (n + 1)) if n > 1 else np.array([127.5])
+    h = g.node("MultiThreshold", ["x", g.const(t.reshape(1, -1))], domain=Q, out_dtype=out_dtype)
+    out = _mlp_after(g, h, rng, 12)
+    model = g.model([1, 12], out, [1, 4])
+    x = np.concatenate([np.arange(256).repeat(12).reshape(256, 12),
+                        rng.uniform(0, 255, size=(300, 12))]).astype(np.float32)
+    doc, arrays = import_qonnx(model)
+    assert doc["input"]["quantizer"]["rounding"] == "floor"
+    net, res = _golden(doc, arrays, x)
+    np.testing.assert_array_equal(res.outputs * 0.5, run_qonnx(model, x))
+
+
+def test_finn_input_multithreshold_uneven_is_refused():
+    g = Graph()
+    h = g.node("MultiThreshold", ["x", g.const([[0.0, 1.0, 5.0]])], domain=Q, out_dtype="UINT2")
+    out = _mlp_after(g, h, np.random.default_rng(0), 4)
+    with pytest.raises(NetworkError, match=r"^nodes\[0\] \(MultiThreshold_0\): unsupported op "
+                                           r"MultiThreshold: 3 input thresholds that are not evenly"):
+        import_qonnx(g.model([1, 4], out, [1, 4]))
