@@ -5,6 +5,8 @@ per-channel scales, float preprocessing off the grid, float inputs, FINN input t
 Every graph is built with onnx.helper in the exported form and checked against qonnx's
 ``execute_onnx`` on real (seeded random) inputs: integer outputs exactly, top-1 exactly."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -302,3 +304,28 @@ def test_finn_input_multithreshold_uneven_is_refused():
     with pytest.raises(NetworkError, match=r"^nodes\[0\] \(MultiThreshold_0\): unsupported op "
                                            r"MultiThreshold: 3 input thresholds that are not evenly"):
         import_qonnx(g.model([1, 4], out, [1, 4]))
+
+
+# -- 7. FINN's folding JSON ------------------------------------------------------------------------
+FINN_EX = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+@pytest.mark.skipif(not (FINN_EX / "finn" / "tfc_w1a1.onnx").is_file(),
+                    reason="../shared/models is absent (only CI and the dev machines have it)")
+def test_finn_folding_json_maps_onto_the_layers(tmp_path):
+    from gen.plan import load_fold_file, plan_network
+
+    doc, arrays = import_qonnx(FINN_EX / "finn" / "tfc_w1a1.onnx")
+    net = network_from_dict(doc, arrays=arrays)
+    fold = load_fold_file(FINN_EX / "finn-examples" / "tfc-w1a1_folding_config.json")
+    plan = plan_network(net, fold=fold)
+    got = [(lp.pe, lp.simd) for lp in plan.layers if lp.pe]
+    assert got == [(16, 49), (8, 8), (8, 8), (10, 8)]
+    bad = tmp_path / "f.json"
+    bad.write_text('{"Defaults": {}, "MVAU_hls_0": {"PE": 16}, "StreamingMaxPool_hls_0": {"PE": 1}}')
+    with pytest.raises(NetworkError, match=r"^fold\.StreamingMaxPool_hls_0: no nomul layer to map to: "
+                                           r"the network has no maxpool2d layer"):
+        plan_network(net, fold=load_fold_file(bad))
+    bad.write_text('{"Defaults": {}, "MVAU_hls_0": {"PE": 16}, "Pool_hls_0": {"PE": 1}}')
+    with pytest.raises(NetworkError, match=r"^fold\.Pool_hls_0: a FINN Pool layer does not map"):
+        plan_network(net, fold=load_fold_file(bad))
