@@ -33,7 +33,7 @@ from gen.errors import NetworkError
 
 from .qonnx_floatpath import FloatPath, search_float32_threshold, search_thresholds
 
-__all__ = ["import_qonnx", "import_to_file", "load_qonnx"]
+__all__ = ["import_qonnx", "import_to_file", "load_qonnx", "depth_to_space"]
 
 _SHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 _AFFINE_OPS = ("Mul", "Div", "Add", "Sub")
@@ -89,6 +89,7 @@ class _Acc:
     slope: np.ndarray = None   # (C,) analytic d(value)/d(acc), sign kept through ReLU
     offset: np.ndarray = None  # (C,) analytic value at acc = 0 (valid while ``affine``)
     affine: bool = True
+    d2s: tuple | None = None   # (blocksize, mode) of a DepthToSpace that the host applies
 
     @property
     def channels(self) -> int:
@@ -207,6 +208,42 @@ def _on_grid(r, ref=0) -> np.ndarray | None:
     return rr.astype(np.int64)
 
 
+def _parse_input_type(text: str):
+    """``fixed<W,I>`` / ``ufixed<W,I>`` (hls4ml's ap_fixed: W bits, I of them integer, truncated
+    as AP_TRN does and saturated), ``intN:S`` / ``uintN:S`` (scale S, rounded half-even),
+    ``intN`` / ``uintN`` (scale from --calib), or "" (8 bits from --calib).
+    Returns (DType or None, scale or None, rounding)."""
+    import re
+
+    t = text.strip().replace(" ", "")
+    if not t:
+        return None, None, "half-even"
+    m = re.fullmatch(r"(u?)fixed<(\d+),(-?\d+)>", t)
+    if m:
+        w, i = int(m[2]), int(m[3])
+        if not 1 <= w <= 32 or i > w + 32 or (m[1] == "" and w < 2):
+            raise NetworkError("--input-type", f"expected fixed<W,I> with 2 <= W <= 32, not {text}")
+        dt = DType.uint(w) if m[1] else DType.int(w)
+        return dt, 2.0 ** (i - w), "floor"
+    m = re.fullmatch(r"(u?)int(\d+)(?::(.+))?", t)
+    if m:
+        bits = int(m[2])
+        if not 2 <= bits <= 32:
+            raise NetworkError("--input-type", f"bit width must be 2 to 32, not {bits}")
+        dt = DType.uint(bits) if m[1] else DType.int(bits)
+        if m[3] is None:
+            return dt, None, "half-even"
+        try:
+            sc = float(m[3])
+        except ValueError:
+            sc = float("nan")
+        if not (np.isfinite(sc) and sc > 0):
+            raise NetworkError("--input-type", f"scale must be a positive number, not {m[3]}")
+        return dt, sc, "half-even"
+    raise NetworkError("--input-type", f"expected fixed<W,I>, ufixed<W,I>, intN[:scale] or "
+                                       f"uintN[:scale], not {text}")
+
+
 def _compact(a: np.ndarray) -> np.ndarray:
     """The array in the narrowest signed integer type that holds it (smaller .npz files)."""
     a = np.asarray(a, dtype=np.int64)
@@ -253,8 +290,12 @@ def load_qonnx(model):
 
 # -- the importer ---------------------------------------------------------------------------------
 class _Importer:
-    def __init__(self, model, *, name: str, source: str, argmax: bool):
+    def __init__(self, model, *, name: str, source: str, argmax: bool, input_type=None,
+                 calib=None):
         self.model = model
+        self.input_type = input_type
+        self.calib = calib
+        self.input_note = None
         self.name = name
         self.source = source
         self.argmax = argmax
@@ -267,6 +308,7 @@ class _Importer:
         self.folded: dict[str, np.ndarray] = {}   # float values of constant-node outputs
         self.final: dict | None = None            # the output layer, while it can be changed
         self.dropped: list[str] = []              # ops dropped at the output (Softmax)
+        self.d2s: dict | None = None              # a DepthToSpace left to the host
         opsets = {o.domain: o.version for o in model.model.opset_import}
         self.opset = opsets.get("", opsets.get("ai.onnx", 11))
 
@@ -361,6 +403,10 @@ class _Importer:
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise NetworkError(where, f"unsupported op {op}")
+        if self.d2s is not None and op not in ("Identity",) and isinstance(
+                self.env.get(dyn[0]), (_Int, _Index)):
+            raise NetworkError(where, f"unsupported op {op} after DepthToSpace (the host applies "
+                                      f"it to the outputs, so it must end the graph)")
         handler(i, node, where)
 
     # -- constants and weights --
@@ -554,7 +600,11 @@ class _Importer:
                     off = off - cc
             self.env[out] = replace(st, scale=scale, offset=off)
         elif isinstance(st, _Acc):
-            v = _per_channel(c, st.view, f"the {op} parameter", where)
+            if st.d2s is not None and c.size != 1:
+                raise NetworkError(where, f"unsupported op {op}: per-channel parameters after "
+                                          f"DepthToSpace")
+            v = _per_channel(c, st.view, f"the {op} parameter", where) if st.d2s is None else \
+                np.full(st.channels, float(c.reshape(())))
             if len(st.view) and st.view[0] != st.channels:
                 raise NetworkError(where, f"unsupported op {op}: channels are not on axis 1")
             s, o = st.slope, st.offset
@@ -577,9 +627,28 @@ class _Importer:
     _op_Add = _affine
     _op_Sub = _affine
 
+    def _op_DepthToSpace(self, i, node, where):
+        """The sub-pixel shuffle of the last layer's outputs (ESPCN): a permutation that commutes
+        with the scalar ReLU and quantizer after it, so the layer keeps its channel layout and
+        ``metadata.output.depth_to_space`` tells the host to apply it to the outputs."""
+        st = self.env[node.input[0]]
+        a = _attrs(node)
+        r = int(a.get("blocksize", 0))
+        mode = a.get("mode", b"DCR")
+        mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+        if not isinstance(st, _Acc) or st.d2s is not None or len(st.view) != 3 or \
+                tuple(st.view) != tuple(st.shape):
+            raise NetworkError(where, f"unsupported op DepthToSpace on {self._what(st)} (only on "
+                                      f"a convolution's accumulator)")
+        c, h, w = st.shape
+        if r < 1 or c % (r * r) or mode not in ("DCR", "CRD"):
+            raise NetworkError(where, f"unsupported op DepthToSpace: blocksize {r}, mode {mode} on "
+                                      f"{c} channels")
+        self.env[node.output[0]] = replace(st, view=(c // (r * r), h * r, w * r), d2s=(r, mode))
+
     def _op_BatchNormalization(self, i, node, where):
         st = self.env[node.input[0]]
-        if not isinstance(st, _Acc):
+        if not isinstance(st, _Acc) or st.d2s is not None:
             raise NetworkError(where, f"unsupported op BatchNormalization on {self._what(st)} "
                                       f"(only after MatMul, Gemm or Conv)")
         p = [self._const(n) for n in node.input[1:5]]
@@ -615,15 +684,47 @@ class _Importer:
                 dt = DType.uint(bits) if ann.startswith("U") or ann == "BINARY" else DType.int(bits)
                 quant = {"scale": 1.0, "zero_point": 0, "rounding": "half-even",
                          "clip": [dt.min, dt.max]}
+            elif self.input_type is not None or self.calib is not None:
+                return self._float_input(st, where, op)
             else:
                 raise NetworkError(where, f"unsupported op {op} on the float input: it needs a "
-                                          f"quantizer (Quant, BipolarQuant or MultiThreshold) first")
+                                          f"quantizer (Quant, BipolarQuant or MultiThreshold) first, "
+                                          f"or an input type (--input-type, --calib)")
             if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
                 raise NetworkError(where, f"unsupported op {op}: non-affine ops on the input")
             self._set_input(st.shape, dt, quant)
             return _Int(st.shape, dt, dt.min, dt.max, st.a, np.float64(st.b))
         raise NetworkError(where, f"unsupported op {op} on {self._what(st)} (two compute layers "
                                   f"without a quantizer between them)")
+
+    def _float_input(self, st: _FloatIn, where, op) -> _Int:
+        """A float input straight into a layer (QKeras / hls4ml, ESPCN): quantized as the user
+        says (``fixed<W,I>``, ``intN:scale``) or with a scale calibrated on sample inputs. The
+        value entering the layer is ``y = x·a + b`` (the input's scalar affine ops)."""
+        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
+            raise NetworkError(where, f"unsupported op {op}: non-affine ops on the float input")
+        if st.a <= 0:
+            raise NetworkError(where, f"unsupported op {op}: the input transform is not increasing")
+        dt, scale, rounding = _parse_input_type(self.input_type or "")
+        if scale is None:  # calibrate: the largest |y| on the calibration data is the largest level
+            if self.calib is None:
+                raise NetworkError("--input-type", f"{self.input_type} has no scale: give one "
+                                                   f"(int8:0.05) or calibration inputs (--calib)")
+            y = np.asarray(self.calib, dtype=np.float64) * st.a + st.b
+            if dt is None:
+                dt = DType.int(8) if y.min() < 0 else DType.uint(8)
+            top = float(np.abs(y).max())
+            if not np.isfinite(top) or top == 0:
+                raise NetworkError("--calib", "the calibration inputs are all 0 or not finite")
+            scale = top / max(abs(dt.min), dt.max)
+        quant = {"scale": scale / st.a, "zero_point": 0, "rounding": rounding,
+                 "clip": [dt.min, dt.max]}
+        if st.b:
+            quant["offset"] = st.b / st.a
+        self.input_note = {"type": self.input_type or "calibrated", "scale": scale,
+                           "encoding": dt.encoding, "bits": dt.bits, "exact": False}
+        self._set_input(st.shape, dt, quant)
+        return _Int(st.shape, dt, dt.min, dt.max, scale, np.float64(0.0))
 
     def _set_input(self, shape, dt: DType, quant: dict):
         if self.input_doc is not None:  # pragma: no cover - a linear chain has one input
@@ -980,7 +1081,7 @@ class _Importer:
 
     def _materialize(self, acc: _Acc, node, where) -> _Int:
         q = self._quantizer(node, where, acc.view)
-        if tuple(acc.view) != tuple(acc.shape):
+        if tuple(acc.view) != tuple(acc.shape) and acc.d2s is None:
             raise NetworkError(where, f"unsupported op {node.op_type}: the accumulator was reshaped "
                                       f"to {acc.view}")
         if node.op_type == "MultiThreshold":
@@ -1012,6 +1113,8 @@ class _Importer:
         self._verify(level_of, t, ylo, yhi, where, node)
         self._count_ceil(acc, q, sign, t, ylo, yhi)
         self._emit(acc, sign, q.act, t)
+        if acc.d2s is not None:
+            self.d2s = {"blocksize": acc.d2s[0], "mode": acc.d2s[1]}
         return _Int(acc.shape, q.dtype, int(levels[0]), int(levels[-1]), q.scale, np.float64(q.offset))
 
     def _verify(self, level_of, t, ylo, yhi, where, node):
@@ -1136,9 +1239,11 @@ class _Importer:
         if not acc.affine:
             raise NetworkError(where, "unsupported op Relu: a ReLU on the output without a "
                                       "quantizer after it")
-        if tuple(acc.view) != tuple(acc.shape):
+        if tuple(acc.view) != tuple(acc.shape) and acc.d2s is None:
             raise NetworkError(where, f"unsupported output: the accumulator was reshaped to "
                                       f"{acc.view}")
+        if acc.d2s is not None:
+            self.d2s = {"blocksize": acc.d2s[0], "mode": acc.d2s[1]}
         # a bias (and input offset) on the accumulator's grid becomes an integer bias
         with np.errstate(divide="ignore", invalid="ignore"):
             bias = _on_grid(acc.offset / acc.slope)
@@ -1179,6 +1284,10 @@ class _Importer:
             self._add_argmax(where, "argmax")
         if self.dropped:
             self.output_meta["dropped"] = list(self.dropped)
+        if self.d2s is not None:
+            if self.argmax:
+                raise NetworkError(where, "cannot add an argmax after DepthToSpace")
+            self.output_meta["depth_to_space"] = dict(self.d2s)
         if self.input_doc is None:
             raise NetworkError("input", "the input is never quantized")
 
@@ -1294,6 +1403,8 @@ class _Importer:
             "thresholds": self.stats["thresholds"],
             "thresholds_moved_by_float_rounding": self.stats["ceil_adjusted"],
         }
+        if self.input_note is not None:
+            meta["float_input"] = self.input_note
         if "input_steps" in self.stats and self.stats["input_steps"]["differ_within_float32_rounding"]:
             meta["input_float32_steps"] = self.stats["input_steps"]
         doc = {"version": 1, "name": self.name, "source": self.source, "metadata": meta,
@@ -1302,7 +1413,8 @@ class _Importer:
 
 
 def import_qonnx(model, *, name: str | None = None, source: str | None = None,
-                 argmax: bool = False) -> tuple[dict, dict]:
+                 argmax: bool = False, input_type: str | None = None,
+                 calib=None) -> tuple[dict, dict]:
     """Import a QONNX model as a network description.
 
     Parameters
@@ -1312,7 +1424,14 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
     name, source : str
         The network's name and source (default: from the file name).
     argmax : bool
-        Append an argmax layer (the classes must share one positive float scale and offset).
+        Append an argmax layer whose class is that of the float outputs.
+    input_type : str, optional
+        For a float input that goes straight into a layer: ``fixed<W,I>``, ``ufixed<W,I>``,
+        ``intN:scale``, ``uintN:scale``, or ``intN`` / ``uintN`` with ``calib``.
+    calib : array, optional
+        Sample float inputs: the input scale is calibrated on them (their largest magnitude
+        is the largest level) unless ``input_type`` gives one, and the agreement of the
+        integer network with the float model on them goes into ``metadata.float_input``.
 
     Returns
     -------
@@ -1327,13 +1446,74 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
     """
     stem = Path(model).stem if isinstance(model, (str, Path)) else "imported"
     m = load_qonnx(model)
+    if calib is not None:
+        calib = np.asarray(calib, dtype=np.float32)
+        per = tuple(m.get_tensor_shape(m.graph.input[0].name))[1:]
+        k = math.prod(per)
+        if calib.ndim < 1 or calib.size == 0 or calib.size % k or not np.isfinite(calib).all():
+            raise NetworkError("--calib", f"expected finite inputs of shape (N, {', '.join(map(str, per))}), "
+                                          f"found {calib.shape}")
+        calib = calib.reshape(-1, *per)
     imp = _Importer(m, name=name or stem, source=source or f"QONNX import of {stem}.onnx",
-                    argmax=argmax)
+                    argmax=argmax, input_type=input_type, calib=calib)
     doc, arrays = imp.run()
+    if (input_type is not None or calib is not None) and imp.input_note is None:
+        raise NetworkError("--input-type", "the model quantizes its own input: --input-type and "
+                                           "--calib are for a float input straight into a layer")
     from gen.load import network_from_dict
 
-    network_from_dict(doc, arrays=arrays)  # the result must load; an error here is a bug
+    net = network_from_dict(doc, arrays=arrays)  # the result must load; an error here is a bug
+    if calib is not None:
+        doc["metadata"]["float_input"]["agreement"] = _agreement(m, net, doc, calib)
     return doc, arrays
+
+
+def _agreement(model, net, doc, x) -> dict:
+    """How the integer network agrees with the float model on sample inputs (not exact: the
+    float input was quantized here, not in the model)."""
+    from sim import golden
+
+    from .qonnx_exec import run_qonnx
+
+    n = len(x)
+    res = golden.run(net, golden.quantize_input(net, x.reshape(n, *net.input.shape)))
+    ref = np.asarray(run_qonnx(model, x), dtype=np.float64).reshape(n, -1)
+    out = {"inputs": n}
+    if net.ends_in_argmax:
+        out["top1"] = float(np.mean(res.top1 == ref.reshape(n, -1)[:, 0]))
+        return out
+    meta = doc["metadata"]["output"]
+    f = _host_output(doc, res.outputs).reshape(n, -1)
+    if f.shape[1] > 1 and not meta.get("depth_to_space"):
+        out["top1"] = float(np.mean(np.argmax(f, axis=1) == np.argmax(ref, axis=1)))
+    # equal up to float32 rounding of scale × level (the model's float32 vs float64 here)
+    out["equal_outputs"] = float(np.mean(np.abs(f - ref) <= 1e-6 * max(1.0, np.abs(ref).max())))
+    out["max_abs_error"] = float(np.abs(f - ref).max())
+    out["max_abs_output"] = float(np.abs(ref).max())
+    return out
+
+
+def _host_output(doc, outputs):
+    """The float outputs in the model's layout: scale, offset and any DepthToSpace that
+    ``metadata.output`` asks the host to apply."""
+    meta = doc["metadata"]["output"]
+    c = outputs.shape[1]
+    f = outputs * np.array(meta["scale"]).reshape(1, c, *([1] * (outputs.ndim - 2))) + \
+        np.array(meta["offset"]).reshape(1, c, *([1] * (outputs.ndim - 2)))
+    d2s = meta.get("depth_to_space")
+    if d2s:
+        f = depth_to_space(f, d2s["blocksize"], d2s["mode"])
+    return f
+
+
+def depth_to_space(x: np.ndarray, r: int, mode: str) -> np.ndarray:
+    """ONNX DepthToSpace of an (N, C, H, W) array (DCR or CRD), in numpy."""
+    n, c, h, w = x.shape
+    if mode == "DCR":
+        y = x.reshape(n, r, r, c // (r * r), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return y.reshape(n, c // (r * r), h * r, w * r)
 
 
 def import_to_file(model, out, **kwargs) -> Path:

@@ -329,3 +329,89 @@ def test_finn_folding_json_maps_onto_the_layers(tmp_path):
     bad.write_text('{"Defaults": {}, "MVAU_hls_0": {"PE": 16}, "Pool_hls_0": {"PE": 1}}')
     with pytest.raises(NetworkError, match=r"^fold\.Pool_hls_0: a FINN Pool layer does not map"):
         plan_network(net, fold=load_fold_file(bad))
+
+
+# -- 6. a first layer on float inputs (QKeras / hls4ml) ---------------------------------------------
+def _float_first_layer(rng, with_pre=False):
+    g = Graph()
+    x = g.node("Mul", ["x", g.const(2.0)]) if with_pre else "x"
+    wq = g.quant(g.const(rng.integers(-7, 8, size=(16, 5)) * 0.125), 0.125, 4, True)
+    h = g.quant(g.node("Relu", [g.node("MatMul", [x, wq])]), 0.25, 4, False)
+    w2 = g.quant(g.const(rng.integers(-3, 4, size=(5, 3)) * 0.5), 0.5, 3, True)
+    return g.model([1, 16], g.node("MatMul", [h, w2]), [1, 3])
+
+
+@pytest.mark.parametrize("input_type", ["fixed<8,3>", "int8:0.0625", None])
+def test_float_input_into_a_layer(input_type):
+    """QKeras/hls4ml: the weights are quantized, the input is not. With an input type on the
+    input's own grid the network is exact; calibrated, its agreement is reported."""
+    rng = np.random.default_rng(31)
+    print("seed", 31)
+    model = _float_first_layer(rng, with_pre=input_type is None)
+    x = (rng.integers(-60, 60, size=(800, 16)) / 16).astype(np.float32)  # on fixed<8,3>'s grid
+    doc, arrays = import_qonnx(model, input_type=input_type, calib=x)
+    fi = doc["metadata"]["float_input"]
+    assert fi["exact"] is False and fi["agreement"]["inputs"] == 800
+    net, res = _golden(doc, arrays, x)
+    ref = run_qonnx(model, x)
+    if input_type is not None:  # the inputs are values of the type: exact
+        np.testing.assert_array_equal(_float_out(doc, res), ref)
+        assert fi["agreement"]["equal_outputs"] == 1.0 and fi["agreement"]["top1"] == 1.0
+    else:  # calibrated int8 over 2x: close, not exact
+        assert fi["agreement"]["top1"] > 0.9
+
+
+def test_float_input_errors():
+    model = _float_first_layer(np.random.default_rng(0))
+    with pytest.raises(NetworkError, match=r"^nodes\[\d+\] \(MatMul_0\): unsupported op MatMul on "
+                                           r"the float input: it needs a quantizer .* or an input "
+                                           r"type \(--input-type, --calib\)$"):
+        import_qonnx(model)
+    with pytest.raises(NetworkError, match=r"^--input-type: expected fixed<W,I>, ufixed<W,I>, "
+                                           r"intN\[:scale\] or uintN\[:scale\], not float8$"):
+        import_qonnx(model, input_type="float8")
+    with pytest.raises(NetworkError, match=r"^--input-type: int8 has no scale: give one"):
+        import_qonnx(model, input_type="int8")
+
+
+# -- 8. DepthToSpace (ESPCN's sub-pixel convolution) -------------------------------------------------
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space_at_the_output(mode):
+    """Conv → DepthToSpace → Relu → Quant: the layer keeps its channels, the host applies the
+    shuffle (metadata.output.depth_to_space); the outputs equal qonnx's."""
+    from quant_models.qonnx_import import depth_to_space
+
+    rng = np.random.default_rng(41)
+    print("seed", 41)
+    g = Graph()
+    xq = g.quant("x", 0.25, 4, False)
+    wq = g.quant(g.const(rng.integers(-7, 8, size=(8, 1, 3, 3)) * 0.125), 0.125, 4, True)
+    h = g.node("DepthToSpace", [g.node("Conv", [xq, wq], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+               blocksize=2, mode=mode)
+    out = g.quant(g.node("Relu", [h]), 0.5, 3, False)
+    model = g.model([1, 1, 5, 5], out, [1, 2, 10, 10])
+    x = rng.uniform(0, 4, size=(100, 1, 5, 5)).astype(np.float32)
+    doc, arrays = import_qonnx(model)
+    assert doc["metadata"]["output"]["depth_to_space"] == {"blocksize": 2, "mode": mode}
+    net, res = _golden(doc, arrays, x)
+    np.testing.assert_array_equal(depth_to_space(res.outputs * 0.5, 2, mode), run_qonnx(model, x))
+
+
+@pytest.mark.skipif(not (FINN_EX / "qonnx-espcn" / "quant_model.onnx").is_file(),
+                    reason="../shared/models is absent (only CI and the dev machines have it)")
+def test_espcn_imports_with_an_input_type():
+    """The QONNX ESPCN: a float image into the first Conv (--input-type uint8 with scale 1/255,
+    the grid of its pixels), DepthToSpace at the end. Every output level equals qonnx's but a
+    handful that float32 rounding of the last Conv's arbitrary scales moves by one level."""
+    from onnx import load_tensor
+
+    from quant_models.qonnx_import import _host_output
+
+    x = numpy_helper.to_array(load_tensor(str(FINN_EX / "qonnx-espcn" / "input_0.pb")))
+    model = FINN_EX / "qonnx-espcn" / "quant_model.onnx"
+    doc, arrays = import_qonnx(model, input_type=f"uint8:{1 / 255!r}", calib=x)
+    ag = doc["metadata"]["float_input"]["agreement"]
+    assert ag["equal_outputs"] > 0.9999 and ag["max_abs_error"] < 0.004  # at most one level (1/255)
+    assert [ly["type"] for ly in doc["layers"]] == ["conv2d"] * 4
+    _, res = _golden(doc, arrays, x)
+    assert _host_output(doc, res.outputs).shape == (1, 3, 256, 256)
