@@ -278,15 +278,19 @@ def test_float_preprocessing_off_the_grid(pre):
 
 
 # -- 7. FINN's input MultiThreshold -----------------------------------------------------------------
-@pytest.mark.parametrize("n, out_dtype", [(255, "UINT8"), (15, "UINT4"), (1, "BINARY")])
-def test_finn_input_multithreshold(n, out_dtype):
+@pytest.mark.parametrize("n, out_dtype, bipolar", [(255, "UINT8", False), (15, "UINT4", False),
+                                                   (1, "BINARY", False), (1, "", True)])
+def test_finn_input_multithreshold(n, out_dtype, bipolar):
     """FINN turns an input quantizer into a MultiThreshold with uniform thresholds (one, for a
-    binary input): it becomes an affine input quantizer; the outputs equal qonnx's."""
+    binary input; out_scale 2, out_bias -1 for a streamlined BNN's ±1 input): it becomes an
+    affine input quantizer; the outputs equal qonnx's."""
     rng = np.random.default_rng(n)
     print("seed", n)
     g = Graph()
     t = (np.arange(n) + 0.5) * (255 / (n + 1)) if n > 1 else np.array([127.5])
-    h = g.node("MultiThreshold", ["x", g.const(t.reshape(1, -1))], domain=Q, out_dtype=out_dtype)
+    extra = {"out_scale": 2.0, "out_bias": -1.0} if bipolar else {}
+    h = g.node("MultiThreshold", ["x", g.const(t.reshape(1, -1))], domain=Q, out_dtype=out_dtype,
+               **extra)
     out = _mlp_after(g, h, rng, 12)
     model = g.model([1, 12], out, [1, 4])
     x = np.concatenate([np.arange(256).repeat(12).reshape(256, 12),
@@ -415,3 +419,34 @@ def test_espcn_imports_with_an_input_type():
     assert [ly["type"] for ly in doc["layers"]] == ["conv2d"] * 4
     _, res = _golden(doc, arrays, x)
     assert _host_output(doc, res.outputs).shape == (1, 3, 256, 256)
+
+
+# -- 4. accuracy from the float outputs -------------------------------------------------------------
+def test_golden_prints_accuracy_from_float_outputs(tmp_path, capsys):
+    """A network without an argmax whose metadata has float outputs: golden --labels prints
+    the top-1 accuracy of argmax(outputs × scale + offset)."""
+    from gen.cli import main
+    from quant_models.qonnx_import import import_to_file
+
+    rng = np.random.default_rng(51)
+    print("seed", 51)
+    g = Graph()
+    xq = g.quant("x", 0.5, 2, False)
+    c = 4
+    wscale = np.array([0.5, 0.25, 0.125, 1.0])
+    wq = g.quant(g.const(rng.integers(-1, 2, size=(c, 8)) * wscale[:, None]), wscale[:, None], 2,
+                 True, narrow=True)
+    out = g.node("Gemm", [xq, wq, g.const(np.array([0.0131, -0.0271, 0.0057, 0.0313]))], transB=1)
+    model = g.model([1, 8], out, [1, c])
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    x = rng.uniform(0, 2, size=(200, 8)).astype(np.float32)
+    ref = np.argmax(run_qonnx(model, x), axis=1)
+    labels = ref.copy()
+    labels[:50] = (labels[:50] + 1) % c   # 150 of 200 right
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", labels)
+    import_to_file(tmp_path / "m.onnx", tmp_path / "n.yaml")
+    capsys.readouterr()
+    assert main(["golden", str(tmp_path / "n.yaml"), "--input", str(tmp_path / "x.npy"),
+                 "--labels", str(tmp_path / "y.npy")]) == 0
+    assert "top-1 accuracy (from the float outputs): 75.00% (150/200)" in capsys.readouterr().out
