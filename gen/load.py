@@ -466,6 +466,14 @@ def _build(spec: schema.NetworkSpec, arrays: _Arrays) -> Network:
         if dt.encoding != "bipolar":
             raise NetworkError("input.quantizer.threshold", "a threshold quantizer needs bipolar inputs")
         quant = InputQuantizer("threshold", threshold=float(q.threshold))
+    elif isinstance(q, schema.MultiThresholdQuantizerSpec):
+        t = [float(v) for v in q.thresholds]
+        if dt.encoding not in ("uint", "int") or len(t) > dt.max - dt.min:
+            raise NetworkError("input.quantizer.thresholds", f"{len(t)} thresholds need uint or int "
+                                                             f"inputs with at least {len(t) + 1} values")
+        if any(b < a for a, b in zip(t, t[1:])):
+            raise NetworkError("input.quantizer.thresholds", "thresholds must be non-decreasing")
+        quant = InputQuantizer("multithreshold", zero_point=dt.min, thresholds=tuple(t))
     elif isinstance(q, schema.AffineQuantizerSpec):
         if dt.encoding not in ("uint", "int", "ternary"):
             raise NetworkError("input.quantizer", f"an affine quantizer needs uint, int or ternary "

@@ -43,9 +43,14 @@ class ThresholdQuantizerSpec(_Model):
     threshold: Annotated[float, Field(allow_inf_nan=False)]
 
 
+class MultiThresholdQuantizerSpec(_Model):
+    thresholds: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                          Field(min_length=1, max_length=1 << 16)]
+
+
 class InputSpec(TypeSpec):
     shape: Annotated[list[Dim], Field(min_length=1, max_length=3)]
-    quantizer: AffineQuantizerSpec | ThresholdQuantizerSpec | None = None
+    quantizer: AffineQuantizerSpec | ThresholdQuantizerSpec | MultiThresholdQuantizerSpec | None = None
 
 
 class WeightSpec(TypeSpec):

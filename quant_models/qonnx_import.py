@@ -986,32 +986,36 @@ class _Importer:
         t = np.sort(t[0])
         n = len(t)
         d = float(t[-1] - t[0]) / (n - 1) if n > 1 else 1.0
-        if n > 1 and (d <= 0 or np.abs(t - (t[0] + d * np.arange(n))).max() > abs(d) * 1e-6):
-            raise NetworkError(where, f"unsupported op MultiThreshold: {n} input thresholds that "
-                                      f"are not evenly spaced (only uniform input quantizers are "
-                                      f"in the file format)")
         lo, hi = int(q.levels[0]), int(q.levels[-1])
         dt = DType.for_range(lo, hi)
         if dt.encoding == "bipolar":  # pragma: no cover - handled as a threshold quantizer
             raise AssertionError("bipolar")
+        if n > 1 and (d <= 0 or np.abs(t - (t[0] + d * np.arange(n))).max() > abs(d) * 1e-6):
+            # uneven: a multi-threshold input quantizer whose thresholds are the graph's own
+            # step points over the float32 inputs (so that float ops before it are exact too)
+            if lo != dt.min:
+                raise NetworkError(where, f"unsupported op MultiThreshold: {n} uneven input "
+                                          f"thresholds with levels from {lo} (a multi-threshold "
+                                          f"input quantizer starts at the type's minimum {dt.min})")
+            from .qonnx_floatpath import float32_from_key
+
+            keys, kmax = self._input_steps(graph_q, q.levels)
+            quant = {"thresholds": [float(v) for v in float32_from_key(np.minimum(keys, kmax))]}
+            self._check_input_steps(where, node, quant, graph_q, q.levels)
+            self._set_input(st.shape, dt, quant)
+            return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
         quant = {"scale": d / st.a, "zero_point": 1 + lo, "rounding": "floor", "clip": [lo, hi],
                  "offset": (st.b - float(t[0])) / st.a}
         self._check_input_steps(where, node, quant, graph_q, q.levels)
         self._set_input(st.shape, dt, quant)
         return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
 
-    def _check_input_steps(self, where, node, quant: dict, graph_q, levels):
-        """The affine input quantizer against the graph on every float32 input: the graph's
-        step points are found by a binary search over the float32 numbers, and the quantizer
-        must give the graph's level just below and at each of them (both are monotone)."""
-        from gen.ir import InputQuantizer
-        from sim.golden import apply_quantizer
-
+    @staticmethod
+    def _input_steps(graph_q, levels):
+        """Per level above the first, the float32 key of the smallest input that reaches it
+        (``kmax + 1`` if none does), and ``kmax``, the key of the largest finite float32."""
         from .qonnx_floatpath import float32_from_key, float32_key
 
-        iq = InputQuantizer("affine", scale=float(quant["scale"]), zero_point=quant["zero_point"],
-                            rounding=quant["rounding"], clip=tuple(quant["clip"]),
-                            offset=float(quant.get("offset", 0.0)))
         want = np.asarray(levels[1:], dtype=np.float64)
         kmax = int(float32_key(np.float32(np.finfo(np.float32).max)))
         lo = np.full(len(want), -kmax, dtype=np.int64)
@@ -1023,6 +1027,26 @@ class _Importer:
                 active = lo < hi
                 hi = np.where(active & ok, mid, hi)
                 lo = np.where(active & ~ok, mid + 1, lo)
+        return lo, kmax
+
+    def _check_input_steps(self, where, node, quant: dict, graph_q, levels):
+        """The affine input quantizer against the graph on every float32 input: the graph's
+        step points are found by a binary search over the float32 numbers, and the quantizer
+        must give the graph's level just below and at each of them (both are monotone)."""
+        from gen.ir import InputQuantizer
+        from sim.golden import apply_quantizer
+
+        from .qonnx_floatpath import float32_from_key
+
+        if "thresholds" in quant:
+            iq = InputQuantizer("multithreshold", zero_point=int(levels[0]),
+                                thresholds=tuple(quant["thresholds"]))
+        else:
+            iq = InputQuantizer("affine", scale=float(quant["scale"]), zero_point=quant["zero_point"],
+                                rounding=quant["rounding"], clip=tuple(quant["clip"]),
+                                offset=float(quant.get("offset", 0.0)))
+        lo, kmax = self._input_steps(graph_q, levels)
+        with np.errstate(over="ignore", invalid="ignore"):
             keys = np.unique(np.concatenate([lo[lo <= kmax], lo[lo <= kmax] - 1, [-kmax, kmax]]))
             xs = float32_from_key(np.clip(keys, -kmax, kmax))
             got, exp = apply_quantizer(iq, xs.astype(np.float64)), graph_q(xs)

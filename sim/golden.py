@@ -178,6 +178,8 @@ def apply_quantizer(q, x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if q.kind == "threshold":
         v = np.where(x >= q.threshold, 1, -1)
+    elif q.kind == "multithreshold":
+        v = q.zero_point + np.searchsorted(np.asarray(q.thresholds), x, side="right")
     else:
         s = (x + q.offset) / q.scale if q.offset else x / q.scale
         if q.rounding == "half-even":

@@ -301,13 +301,31 @@ def test_finn_input_multithreshold(n, out_dtype, bipolar):
     np.testing.assert_array_equal(res.outputs * 0.5, run_qonnx(model, x))
 
 
-def test_finn_input_multithreshold_uneven_is_refused():
+def test_finn_input_multithreshold_uneven():
+    """Uneven input thresholds become a multi-threshold input quantizer, exact on every float32
+    input (its thresholds are the graph's step points, found by a search over the floats)."""
+    rng = np.random.default_rng(61)
+    print("seed", 61)
     g = Graph()
-    h = g.node("MultiThreshold", ["x", g.const([[0.0, 1.0, 5.0]])], domain=Q, out_dtype="UINT2")
-    out = _mlp_after(g, h, np.random.default_rng(0), 4)
-    with pytest.raises(NetworkError, match=r"^nodes\[0\] \(MultiThreshold_0\): unsupported op "
-                                           r"MultiThreshold: 3 input thresholds that are not evenly"):
-        import_qonnx(g.model([1, 4], out, [1, 4]))
+    t = np.array([[0.0, 1.0, 5.0, 5.5, 9.0, 20.0, 21.0]], dtype=np.float32)
+    h = g.node("MultiThreshold", ["x", g.const(t)], domain=Q, out_dtype="UINT3")
+    model = g.model([1, 6], _mlp_after(g, h, rng, 6), [1, 4])
+    x = np.concatenate([np.repeat(t.reshape(-1, 1), 6, axis=1),
+                        np.nextafter(np.repeat(t.reshape(-1, 1), 6, axis=1), -np.inf),
+                        rng.uniform(-2, 25, size=(300, 6))]).astype(np.float32)
+    doc, arrays = import_qonnx(model)
+    assert doc["input"]["quantizer"] == {"thresholds": t.ravel().tolist()}
+    net, res = _golden(doc, arrays, x)
+    np.testing.assert_array_equal(res.outputs * 0.5, run_qonnx(model, x))
+    g = Graph()  # after float ops: the thresholds are the graph's float32 step points
+    h = g.node("MultiThreshold", [g.node("Add", [g.node("Mul", ["x", g.const(0.3)]), g.const(0.7)]),
+                                  g.const(t)], domain=Q, out_dtype="UINT3")
+    model = g.model([1, 6], _mlp_after(g, h, rng, 6), [1, 4])
+    doc, arrays = import_qonnx(model)
+    x = rng.uniform(-5, 80, size=(2000, 6)).astype(np.float32)
+    net, res = _golden(doc, arrays, x)
+    np.testing.assert_array_equal(res.outputs * 0.5, run_qonnx(model, x))
+    assert "input_float32_steps" not in doc["metadata"]
 
 
 # -- 7. FINN's folding JSON ------------------------------------------------------------------------
