@@ -468,3 +468,33 @@ def test_golden_prints_accuracy_from_float_outputs(tmp_path, capsys):
     assert main(["golden", str(tmp_path / "n.yaml"), "--input", str(tmp_path / "x.npy"),
                  "--labels", str(tmp_path / "y.npy")]) == 0
     assert "top-1 accuracy (from the float outputs): 75.00% (150/200)" in capsys.readouterr().out
+
+
+# -- 2. an internal failure is one line too ----------------------------------------------------------
+def test_unexpected_failure_names_the_node(monkeypatch):
+    from quant_models import qonnx_import
+
+    def broken(self, i, node, where):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(qonnx_import._Importer, "_op_Relu", broken)
+    model = _float_first_layer(np.random.default_rng(0))
+    with pytest.raises(NetworkError, match=r"^nodes\[\d+\] \(Relu_0\): unsupported op Relu: cannot "
+                                           r"import it \(ZeroDivisionError: float division by zero\)$"):
+        import_qonnx(model, input_type="int8:0.0625")
+
+
+def test_cli_import_with_calibration_prints_the_agreement(tmp_path, capsys):
+    from gen.cli import main
+
+    rng = np.random.default_rng(71)
+    print("seed", 71)
+    (tmp_path / "m.onnx").write_bytes(_float_first_layer(rng).SerializeToString())
+    np.save(tmp_path / "x.npy", (rng.integers(-60, 60, size=(100, 16)) / 16).astype(np.float32))
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "n.yaml"),
+                 "--input-type", "fixed<8,3>", "--calib", str(tmp_path / "x.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "float input as int8 scale 0.03125 (not exact: quantized here, not in the model); " \
+           "agreement with the float model on 100 calibration inputs: top1 100.000%, equal " \
+           "outputs 100.000%" in out
