@@ -1332,9 +1332,10 @@ class _Importer:
 
     def _order_logits(self, where):
         """Make the output layer's integer outputs ordered exactly as the float logits
-        ``scale[c] * acc + offset[c]``: a per-channel integer multiplier onto the scales' common
-        grid (requant, shift 0) when that fits 32 bits, else the rank of the logit among every
-        reachable logit of every class (thresholds), when there are at most _RANK_LIMIT."""
+        ``scale[c] * acc + offset[c]``: when every offset is a whole number of steps, a
+        per-channel integer multiplier onto the scales' common grid (requant, shift 0) if that
+        fits 32 bits; else the rank of the logit among every reachable logit of every class
+        (thresholds), when there are at most _RANK_LIMIT."""
         from fractions import Fraction
 
         fin = self.final
@@ -1349,20 +1350,11 @@ class _Importer:
         old = np.asarray(self.arrays.get(f"b{k}", np.zeros(len(sc), dtype=np.int64)))
         with np.errstate(divide="ignore", invalid="ignore"):
             steps = _on_grid(off / np.abs(sc), ref=old)
-        if steps is None:
-            r = off / np.abs(sc)
-            c = int(np.argmax(np.abs(r - np.round(r))))
-            raise NetworkError(where, f"cannot add an argmax: the float offset of class {c} is "
-                                      f"{r[c]:.6g} accumulator steps, not an integer number (a bias "
-                                      f"or input offset off the accumulator's grid), so no "
-                                      f"integer output is ordered as the float logits")
-        # acc' = sign * acc + steps (bias), float logit = |scale| * acc'
-        bias = np.asarray(self.arrays.get(f"b{k}", np.zeros(len(sc), dtype=np.int64)))
-        bias = bias * sign + steps * 1
-        lo, hi = fin["lo"] - np.asarray(self.arrays.get(f"b{k}", 0)), \
-            fin["hi"] - np.asarray(self.arrays.get(f"b{k}", 0))
-        lo2 = np.where(sign > 0, lo, -hi) + bias
-        hi2 = np.where(sign > 0, hi, -lo) + bias
+        # the new accumulator acc' = sign * acc + bias; float logit = |scale| * acc' + rest
+        bias = old * sign + (0 if steps is None else steps)
+        rest = off if steps is None else off - steps * np.abs(sc)
+        lo2 = np.where(sign > 0, fin["lo"] - old, -(fin["hi"] - old)) + bias
+        hi2 = np.where(sign > 0, fin["hi"] - old, -(fin["lo"] - old)) + bias
         w = self.arrays[f"w{k}"] * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
         self.arrays[f"w{k}"] = w
         ws = layer["weights"]
@@ -1372,7 +1364,7 @@ class _Importer:
             if not dt.contains(w).all():
                 layer["weights"] = {"key": ws["key"], "encoding": "int", "bits": ws["bits"] + 1}
         self.output_meta["scale"] = [float(v) for v in np.abs(sc)]
-        self.output_meta["offset"] = [float(v) for v in off - steps * np.abs(sc)]
+        self.output_meta["offset"] = [float(v) for v in rest]
         if bias.any():
             self.arrays[f"b{k}"] = bias
             layer["bias"] = f"b{k}"
@@ -1383,7 +1375,7 @@ class _Importer:
         g = Fraction(math.gcd(*[f.numerator for f in fr]), math.lcm(*[f.denominator for f in fr]))
         mult = [int(f / g) for f in fr]
         mag = max(max(abs(int(a)), abs(int(b))) * m for a, b, m in zip(lo2, hi2, mult))
-        if mag.bit_length() <= 31:
+        if steps is not None and mag.bit_length() <= 31:
             m = np.array(mult, dtype=np.int64)
             self.arrays[f"m{k}"] = m
             lo_l, hi_l = int((lo2 * m).min()), int((hi2 * m).max())
@@ -1393,14 +1385,16 @@ class _Importer:
                                           f"{float(g):.9g} (multipliers up to {max(mult)})")
             return
         # rank of every reachable logit
-        vals = [np.abs(sc[c]) * np.arange(lo2[c], hi2[c] + 1, dtype=np.float64)
+        vals = [np.abs(sc[c]) * np.arange(lo2[c], hi2[c] + 1, dtype=np.float64) + rest[c]
                 for c in range(len(sc))]
         total = sum(len(v) for v in vals)
         if total > _RANK_LIMIT:
-            raise NetworkError(where, f"cannot add an argmax: the classes' float scales have no "
-                                      f"common integer grid within 32 bits (the logits would need "
-                                      f"{mag.bit_length() + 1} bits) and they take {total} values "
-                                      f"(more than {_RANK_LIMIT} thresholds)")
+            why = (f"the classes' float scales have no common integer grid within 32 bits (the "
+                   f"logits would need {mag.bit_length() + 1} bits)" if steps is not None else
+                   "a float offset is not a whole number of accumulator steps (a bias off the "
+                   "accumulator's grid)")
+            raise NetworkError(where, f"cannot add an argmax: {why} and the logits take {total} "
+                                      f"values (more than {_RANK_LIMIT} thresholds)")
         allv = np.unique(np.concatenate(vals))
         t = np.empty((len(sc), len(allv) - 1), dtype=np.int64)
         for c, v in enumerate(vals):

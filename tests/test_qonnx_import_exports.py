@@ -228,14 +228,31 @@ def test_argmax_with_per_channel_scales_is_the_float_argmax(kind):
     assert how.startswith("thresholds" if kind == "wide" else "requant")
 
 
-def test_argmax_off_grid_offset_is_refused_precisely():
+@pytest.mark.parametrize("wide", [False, True])
+def test_argmax_float_bias_off_the_grid(wide):
+    """A float bias (Brevitas' default: no bias quantizer) off the accumulator's grid: the rank
+    of the logit (thresholds) when the logits take few values, else a precise refusal."""
+    rng = np.random.default_rng(81)
+    print("seed", 81)
     g = Graph()
-    xq = g.quant("x", 1.0, 2, False)
-    wq = g.quant(g.const(np.array([[1.0, 1.0], [2.0, -1.0]])), np.array([[1.0], [0.5]]), 3, True)
-    out = g.node("Gemm", [xq, wq, g.const(np.array([0.3, 0.1]))], transB=1)
-    with pytest.raises(NetworkError, match=r"^output \(.*\): cannot add an argmax: the float offset "
-                                           r"of class \d is [-\d.e]+ accumulator steps, not an integer"):
-        import_qonnx(g.model([1, 2], out, [1, 2]), argmax=True)
+    xq = g.quant("x", 1.0, 8 if wide else 2, False)
+    c = 4
+    wscale = np.array([1.0, 0.5, 0.25, 0.75])
+    wq = g.quant(g.const(rng.integers(-7, 8, size=(c, 64)) * wscale[:, None]), wscale[:, None], 4, True)
+    out = g.node("Gemm", [xq, wq, g.const(np.array([0.31, 0.1, -0.77, 0.05]))], transB=1)
+    model = g.model([1, 64], out, [1, c])
+    if wide:
+        with pytest.raises(NetworkError, match=r"^output \(.*\): cannot add an argmax: a float "
+                                               r"offset is not a whole number of accumulator steps "
+                                               r"\(a bias off the accumulator's grid\) and the logits "
+                                               r"take \d+ values \(more than 65536 thresholds\)$"):
+            import_qonnx(model, argmax=True)
+        return
+    doc, arrays = import_qonnx(model, argmax=True)
+    assert doc["metadata"]["output"]["argmax"].startswith("thresholds")
+    x = rng.uniform(0, 3, size=(3000, 64)).astype(np.float32)
+    net, res = _golden(doc, arrays, x)
+    np.testing.assert_array_equal(res.top1, np.argmax(run_qonnx(model, x), axis=1))
 
 
 # -- 5. float preprocessing off the grid -----------------------------------------------------------
