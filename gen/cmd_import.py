@@ -32,6 +32,10 @@ def add_parser(subparsers):
                    help="sample float inputs (.npy, or .npz with inputs/images): calibrate the "
                         "input scale (unless --input-type gives one) and report the agreement "
                         "with the float model on them")
+    p.add_argument("--exact-input", action="store_true",
+                   help="where the affine input quantizer (float64) and the model's float32 "
+                        "rounding differ at a step, write the model's own float32 step points as "
+                        "input thresholds (exact on every float32 input)")
     p.set_defaults(func=run)
     return p
 
@@ -66,7 +70,7 @@ def run(args) -> int:
     if args.calib is not None:
         calib = _load_calib(args.calib)
     path = import_to_file(args.model, out, name=args.name, source=args.source, argmax=args.argmax,
-                          input_type=args.input_type, calib=calib)
+                          input_type=args.input_type, calib=calib, exact_input=args.exact_input)
     print(f"wrote {path} and {path.with_suffix('.npz').name}")
     if calib is not None:
         import yaml

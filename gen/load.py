@@ -468,8 +468,8 @@ def _build(spec: schema.NetworkSpec, arrays: _Arrays) -> Network:
         quant = InputQuantizer("threshold", threshold=float(q.threshold))
     elif isinstance(q, schema.MultiThresholdQuantizerSpec):
         t = [float(v) for v in q.thresholds]
-        if dt.encoding not in ("uint", "int") or len(t) > dt.max - dt.min:
-            raise NetworkError("input.quantizer.thresholds", f"{len(t)} thresholds need uint or int "
+        if dt.encoding not in ("uint", "int", "ternary") or len(t) > dt.max - dt.min:
+            raise NetworkError("input.quantizer.thresholds", f"{len(t)} thresholds need uint, int or ternary "
                                                              f"inputs with at least {len(t) + 1} values")
         if any(b < a for a, b in zip(t, t[1:])):
             raise NetworkError("input.quantizer.thresholds", "thresholds must be non-decreasing")

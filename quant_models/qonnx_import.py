@@ -291,8 +291,9 @@ def load_qonnx(model):
 # -- the importer ---------------------------------------------------------------------------------
 class _Importer:
     def __init__(self, model, *, name: str, source: str, argmax: bool, input_type=None,
-                 calib=None):
+                 calib=None, exact_input=False):
         self.model = model
+        self.exact_input = exact_input
         self.input_type = input_type
         self.calib = calib
         self.input_note = None
@@ -1052,9 +1053,16 @@ class _Importer:
             got, exp = apply_quantizer(iq, xs.astype(np.float64)), graph_q(xs)
         # float64 here, float32 in the graph: they can differ within a float32 rounding of a
         # step (2x - 1 at x = 0.24999999); recorded, not refused
+        differ = int((got != exp).sum())
+        if differ and self.exact_input and "thresholds" not in quant and \
+                int(levels[0]) == int(quant["clip"][0]):
+            # exact on every float32 input: the graph's own step points as thresholds
+            quant.clear()
+            quant["thresholds"] = [float(v) for v in float32_from_key(np.minimum(lo, kmax))]
+            differ = 0
         steps = self.stats.setdefault("input_steps", {"steps": 0, "differ_within_float32_rounding": 0})
         steps["steps"] += int(len(keys))
-        steps["differ_within_float32_rounding"] += int((got != exp).sum())
+        steps["differ_within_float32_rounding"] += differ
 
     # -- materializing a layer --
     def _mac(self, w: DType, a: DType, where) -> str:
@@ -1432,7 +1440,7 @@ class _Importer:
 
 def import_qonnx(model, *, name: str | None = None, source: str | None = None,
                  argmax: bool = False, input_type: str | None = None,
-                 calib=None) -> tuple[dict, dict]:
+                 calib=None, exact_input: bool = False) -> tuple[dict, dict]:
     """Import a QONNX model as a network description.
 
     Parameters
@@ -1450,6 +1458,10 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
         Sample float inputs: the input scale is calibrated on them (their largest magnitude
         is the largest level) unless ``input_type`` gives one, and the agreement of the
         integer network with the float model on them goes into ``metadata.float_input``.
+    exact_input : bool
+        Where the affine input quantizer (float64) differs from the graph's float32 rounding
+        at some step, write a ``thresholds`` input quantizer instead: the graph's own step
+        points, exact on every float32 input.
 
     Returns
     -------
@@ -1473,7 +1485,7 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
                                           f"found {calib.shape}")
         calib = calib.reshape(-1, *per)
     imp = _Importer(m, name=name or stem, source=source or f"QONNX import of {stem}.onnx",
-                    argmax=argmax, input_type=input_type, calib=calib)
+                    argmax=argmax, input_type=input_type, calib=calib, exact_input=exact_input)
     doc, arrays = imp.run()
     if (input_type is not None or calib is not None) and imp.input_note is None:
         raise NetworkError("--input-type", "the model quantizes its own input: --input-type and "

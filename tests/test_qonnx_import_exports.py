@@ -515,3 +515,37 @@ def test_cli_import_with_calibration_prints_the_agreement(tmp_path, capsys):
     assert "float input as int8 scale 0.03125 (not exact: quantized here, not in the model); " \
            "agreement with the float model on 100 calibration inputs: top1 100.000%, equal " \
            "outputs 100.000%" in out
+
+
+@pytest.mark.parametrize("pre", ["normalize", "tfc"])
+def test_exact_input_on_every_float32_step(pre):
+    """--exact-input: where float64 (x + offset) / scale and the graph's float32 rounding differ
+    at a step, the input quantizer becomes the graph's own step points: exact at every step,
+    just below it, and on random floats."""
+    print("seed", 91)
+
+    def build():
+        rng = np.random.default_rng(91)
+        g = Graph()
+        if pre == "normalize":
+            xq = g.quant(g.node("Div", [g.node("Sub", ["x", g.const(0.1307)]), g.const(0.3081)]),
+                         0.0234375, 8, True)
+        else:  # TFC_1W2A's input: Quant(2x - 1), scale 1, 2 bits narrow
+            xq = g.quant(g.node("Sub", [g.node("Mul", ["x", g.const(2.0)]), g.const(1.0)]), 1.0, 2,
+                         True, narrow=True)
+        model_in = g.model([1, 16], xq, [1, 16])
+        return model_in, g.model([1, 16], _mlp_after(g, xq, rng, 16), [1, 4])
+
+    model_in, model = build()
+    doc, arrays = import_qonnx(model)
+    assert doc["metadata"]["input_float32_steps"]["differ_within_float32_rounding"] > 0
+    doc, arrays = import_qonnx(build()[1], exact_input=True)
+    rng = np.random.default_rng(92)
+    t = np.asarray(doc["input"]["quantizer"]["thresholds"], dtype=np.float32)
+    assert "input_float32_steps" not in doc["metadata"]
+    x = np.concatenate([t, np.nextafter(t, np.float32(-np.inf)), rng.uniform(-1, 2, 4000)])
+    x = np.resize(x, (len(x) // 16 + 1) * 16).reshape(-1, 16).astype(np.float32)
+    net = network_from_dict(doc, arrays=arrays)
+    s = 0.0234375 if pre == "normalize" else 1.0
+    np.testing.assert_array_equal(golden.quantize_input(net, x),
+                                  np.round(run_qonnx(model_in, x) / s).astype(np.int64))
