@@ -647,6 +647,16 @@ class _Importer:
                                       f"{c} channels")
         self.env[node.output[0]] = replace(st, view=(c // (r * r), h * r, w * r), d2s=(r, mode))
 
+    def _op_Im2Col(self, i, node, where):
+        raise NetworkError(where, "unsupported op Im2Col: FINN's lowered convolution (Transpose to "
+                                  "NHWC, Im2Col, MatMul) is not imported; import the QONNX graph "
+                                  "from before FINN's streamlining and lowering (Conv in NCHW)")
+
+    def _op_Transpose(self, i, node, where):
+        raise NetworkError(where, "unsupported op Transpose of activations (FINN's NHWC layout "
+                                  "of a streamlined convolution, or a layout change nomul has no "
+                                  "layer for); import the graph from before streamlining")
+
     def _op_BatchNormalization(self, i, node, where):
         st = self.env[node.input[0]]
         if not isinstance(st, _Acc) or st.d2s is not None:

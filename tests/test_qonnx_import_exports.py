@@ -549,3 +549,15 @@ def test_exact_input_on_every_float32_step(pre):
     s = 0.0234375 if pre == "normalize" else 1.0
     np.testing.assert_array_equal(golden.quantize_input(net, x),
                                   np.round(run_qonnx(model_in, x) / s).astype(np.int64))
+
+
+def test_finn_lowered_convolution_is_refused_with_the_reason():
+    g = Graph()
+    xq = g.quant("x", 1.0, 4, False)
+    h = g.node("Transpose", [xq], perm=[0, 2, 3, 1])
+    cols = g.node("Im2Col", [h], domain=Q, stride=[1, 1], kernel_size=[3, 3], input_shape="(1, 5, 5, 1)",
+                  pad_amount=[0, 0, 0, 0])
+    out = g.node("MatMul", [cols, g.quant(g.const(np.ones((9, 2))), 1.0, 2, True, narrow=True)])
+    with pytest.raises(NetworkError, match=r"^nodes\[\d+\] \(Transpose_0\): unsupported op Transpose "
+                                           r"of activations \(FINN's NHWC layout"):
+        import_qonnx(g.model([1, 1, 5, 5], out, None))
