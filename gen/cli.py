@@ -125,6 +125,28 @@ def cmd_check(args) -> int:
 
 
 # -- golden --------------------------------------------------------------------------------------
+def network_top1(net, outputs) -> tuple[np.ndarray | None, str]:
+    """The top-1 class of every output: the argmax layer's, else the argmax of the float outputs
+    that ``metadata.output`` describes (``scale`` and ``offset`` per class, as ``nomul import``
+    writes them). Returns (top1 or None, a note for the printout: the source, or why none)."""
+    if net.ends_in_argmax:
+        return outputs.reshape(len(outputs), -1)[:, 0], ""
+    meta = net.metadata.get("output") if isinstance(net.metadata, dict) else None
+    if not isinstance(meta, dict) or "scale" not in meta or "offset" not in meta:
+        return None, "the network has no argmax layer and no float outputs in metadata.output"
+    out = outputs.reshape(len(outputs), -1)
+    try:
+        sc = np.asarray(meta["scale"], dtype=np.float64)
+        off = np.asarray(meta["offset"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None, "metadata.output.scale / offset are not lists of numbers"
+    if sc.shape != (out.shape[1],) or off.shape != sc.shape:
+        return None, (f"metadata.output has {sc.size} scales for {out.shape[1]} outputs")
+    if out.shape[1] < 2:
+        return None, "the network has one output, not classes"
+    return np.argmax(out * sc + off, axis=1), " (from the float outputs)"
+
+
 def cmd_golden(args) -> int:
     from sim import golden
 
@@ -142,14 +164,17 @@ def cmd_golden(args) -> int:
         out[f"layer{i}"] = lr.out
     con = _console()
     con.print(f"{values.shape[0]} inputs through {net.name}: outputs {res.outputs.shape}")
-    if net.ends_in_argmax:
-        out["top1"] = res.top1
+    top1, how = network_top1(net, res.outputs)
+    if top1 is not None:
+        out["top1"] = top1
         if labels is not None:
-            acc = float(np.mean(res.top1 == labels))
-            con.print(f"top-1 accuracy: {acc:.2%} ({int(np.sum(res.top1 == labels))}/{len(labels)})")
+            acc = float(np.mean(top1 == labels))
+            con.print(f"top-1 accuracy{how}: {acc:.2%} ({int(np.sum(top1 == labels))}/{len(labels)})")
         else:
-            head = " ".join(map(str, res.top1[:20].tolist()))
-            con.print(f"top-1: {head}{' …' if len(res.top1) > 20 else ''}")
+            head = " ".join(map(str, top1[:20].tolist()))
+            con.print(f"top-1{how}: {head}{' …' if len(top1) > 20 else ''}")
+    elif labels is not None:
+        con.print(f"no top-1 accuracy: {how}")
     if args.out:
         atomic_write_bytes(args.out, npz_bytes(out))
         con.print(f"wrote {args.out}")

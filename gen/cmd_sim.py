@@ -112,14 +112,19 @@ def run(args) -> int:
     lnote = "" if exp_lat is None or lat == exp_lat else " [red](differs)[/red]"
     con.print(f"latency: {lat} cycles (first input beat to first output beat; expected {exp_lat}){lnote}")
     accuracy = None
-    if labels is not None and net.ends_in_argmax:
+    if labels is not None:
+        from .cli import network_top1
+
         out = result.outputs
         received = result.extra.get("received")
-        if out is not None and received is not None and received.any():
-            top1 = out.reshape(out.shape[0], -1)[:, 0]
+        top1, how = network_top1(net, out) if out is not None else (None, "no outputs")
+        if top1 is None:
+            con.print(f"no top-1 accuracy: {how}")
+        elif received is not None and received.any():
             hits = int(np.sum((top1 == labels)[received]))
             accuracy = hits / int(received.sum())
-            con.print(f"top-1 accuracy (hardware): {accuracy:.2%} ({hits}/{int(received.sum())})")
+            con.print(f"top-1 accuracy (hardware{how.replace(' (', ', ').rstrip(')')}): "
+                      f"{accuracy:.2%} ({hits}/{int(received.sum())})")
     if args.json:
         doc = result.to_json()
         doc["accuracy"] = accuracy

@@ -48,9 +48,11 @@ class ValueRange:
 class InputQuantizer:
     """Float to integer input quantizer.
 
-    ``kind == "affine"``: ``q = clip(round(x / scale) + zero_point, *clip)`` with ``rounding``
-    one of half-even, half-up, floor, ceil (computed in float64).
+    ``kind == "affine"``: ``q = clip(round((x + offset) / scale) + zero_point, *clip)`` with
+    ``rounding`` one of half-even, half-up, floor, ceil (computed in float64).
     ``kind == "threshold"`` (bipolar inputs): ``q = +1 if x >= threshold else -1``.
+    ``kind == "multithreshold"`` (uint or int inputs): ``q = zero_point + #{k : x >= thresholds[k]}``,
+    ``zero_point`` the input type's minimum.
     """
 
     kind: str
@@ -59,6 +61,8 @@ class InputQuantizer:
     rounding: str = "half-even"
     clip: tuple[int, int] = (0, 0)
     threshold: float = 0.0
+    offset: float = 0.0
+    thresholds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

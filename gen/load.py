@@ -181,6 +181,14 @@ def _input_spec(ispec) -> InputSpec:
         if dt.encoding != "bipolar":
             raise NetworkError("input.quantizer.threshold", "a threshold quantizer needs bipolar inputs")
         quant = InputQuantizer("threshold", threshold=float(q.threshold))
+    elif isinstance(q, schema.MultiThresholdQuantizerSpec):
+        t = [float(v) for v in q.thresholds]
+        if dt.encoding not in ("uint", "int", "ternary") or len(t) > dt.max - dt.min:
+            raise NetworkError("input.quantizer.thresholds", f"{len(t)} thresholds need uint, int or ternary "
+                                                             f"inputs with at least {len(t) + 1} values")
+        if any(b < a for a, b in zip(t, t[1:])):
+            raise NetworkError("input.quantizer.thresholds", "thresholds must be non-decreasing")
+        quant = InputQuantizer("multithreshold", zero_point=dt.min, thresholds=tuple(t))
     elif isinstance(q, schema.AffineQuantizerSpec):
         if dt.encoding not in ("uint", "int", "ternary"):
             raise NetworkError("input.quantizer", f"an affine quantizer needs uint, int or ternary "
@@ -190,7 +198,7 @@ def _input_spec(ispec) -> InputSpec:
             raise NetworkError("input.quantizer.clip", f"{list(clip)} is not a range within "
                                                        f"[{dt.min}, {dt.max}]")
         quant = InputQuantizer("affine", scale=float(q.scale), zero_point=q.zero_point,
-                               rounding=q.rounding, clip=tuple(clip))
+                               rounding=q.rounding, clip=tuple(clip), offset=float(q.offset))
     return InputSpec(shape, dt, quant)
 
 

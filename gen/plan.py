@@ -107,6 +107,10 @@ def load_fold_file(path) -> dict[str, dict[str, int]]:
     except (ValueError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise NetworkError("--fold", f"{p.name} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
                                      f"{str(e).splitlines()[0]}") from None
+    from .finn_fold import FinnFolding, is_finn_folding
+
+    if is_finn_folding(data):  # FINN's folding_config.json: mapped onto the layers when planning
+        return FinnFolding(data)
     return check_fold(data)
 
 
@@ -217,6 +221,8 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
                 if d:
                     given[i], sources[i] = d, "network"
         if isinstance(fold, dict):
+            if hasattr(fold, "resolve"):  # gen.finn_fold.FinnFolding
+                fold = fold.resolve(net)
             for name, spec in check_fold(fold).items():
                 if name not in names:
                     raise NetworkError(f"fold.{name}", f"unknown layer (layers: {', '.join(names)})")

@@ -46,15 +46,21 @@ class AffineQuantizerSpec(Model):
     zero_point: StrictInt = 0
     rounding: Literal["half-even", "half-up", "floor", "ceil"] = "half-even"
     clip: tuple[StrictInt, StrictInt] | None = None
+    offset: Annotated[float, Field(allow_inf_nan=False)] = 0.0
 
 
 class ThresholdQuantizerSpec(Model):
     threshold: Annotated[float, Field(allow_inf_nan=False)]
 
 
+class MultiThresholdQuantizerSpec(Model):
+    thresholds: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                          Field(min_length=1, max_length=1 << 16)]
+
+
 class InputSpec(TypeSpec):
     shape: Annotated[list[Dim], Field(min_length=1, max_length=3)]
-    quantizer: AffineQuantizerSpec | ThresholdQuantizerSpec | None = None
+    quantizer: AffineQuantizerSpec | ThresholdQuantizerSpec | MultiThresholdQuantizerSpec | None = None
 
 
 class LayerSpecBase(Model):

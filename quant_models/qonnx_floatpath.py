@@ -36,9 +36,12 @@ class FloatPath:
         non-constant input that nothing in the chain produced is fed the previous output.
     start : str
         The name of the chain's input tensor.
+    consts : dict, optional
+        Float values of constant tensors that are not initializers (the outputs of constant
+        nodes, e.g. a quantized bias).
     """
 
-    def __init__(self, model, nodes, start: str):
+    def __init__(self, model, nodes, start: str, consts=None):
         self.model = model
         self.nodes = list(nodes)
         self.start = start
@@ -49,6 +52,8 @@ class FloatPath:
                     v = model.get_initializer(name)
                     if v is not None:
                         self.consts[name] = v
+                    elif consts is not None and name in consts:
+                        self.consts[name] = np.asarray(consts[name])
         opsets = {o.domain: o.version for o in model.model.opset_import}
         self.opset = opsets.get("", opsets.get("ai.onnx", 11))
         self._sessions = {}

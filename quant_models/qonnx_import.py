@@ -33,7 +33,7 @@ from hw.dtypes import DType
 
 from .qonnx_floatpath import FloatPath, search_float32_threshold, search_thresholds
 
-__all__ = ["import_qonnx", "import_to_file", "load_qonnx"]
+__all__ = ["import_qonnx", "import_to_file", "load_qonnx", "depth_to_space"]
 
 _SHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 _AFFINE_OPS = ("Mul", "Div", "Add", "Sub")
@@ -41,6 +41,8 @@ _QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
 _PASS_OPS = ("Identity", "Dropout")
 _ROUNDINGS = {"ROUND": "half-even", "HALF_EVEN": "half-even", "FLOOR": "floor", "CEIL": "ceil"}
 _EXHAUSTIVE_LIMIT = 1 << 22
+_GRID_TOL = 2.0 ** -22   # float32 rounding of scales: a bias within this of the grid is on it
+_RANK_LIMIT = 1 << 16
 
 
 # -- states ---------------------------------------------------------------------------------------
@@ -68,6 +70,7 @@ class _Weights:
     q: np.ndarray          # int64
     scale: np.ndarray      # float64, broadcastable to q
     dtype: DType
+    value: np.ndarray | None = None  # the quantizer's float32 output, as qonnx computes it
 
 
 @dataclass
@@ -86,6 +89,7 @@ class _Acc:
     slope: np.ndarray = None   # (C,) analytic d(value)/d(acc), sign kept through ReLU
     offset: np.ndarray = None  # (C,) analytic value at acc = 0 (valid while ``affine``)
     affine: bool = True
+    d2s: tuple | None = None   # (blocksize, mode) of a DepthToSpace that the host applies
 
     @property
     def channels(self) -> int:
@@ -184,6 +188,62 @@ def _reshape(shape: tuple, target, where: str) -> tuple:
     return tuple(out[1:])
 
 
+def _float_of(v) -> np.ndarray:
+    """The float value of a constant: an array, or quantized constants (a quantized bias)."""
+    if isinstance(v, _Weights):
+        return np.asarray(v.value if v.value is not None else v.q * v.scale, dtype=np.float32)
+    return np.asarray(v)
+
+
+def _on_grid(r, ref=0) -> np.ndarray | None:
+    """``r`` (float) as integers if every entry is one up to float32 rounding (relative to
+    ``r`` or ``ref``, the magnitude it was computed from), else None."""
+    r = np.asarray(r, dtype=np.float64)
+    if not np.isfinite(r).all():
+        return None
+    rr = np.round(r)
+    mag = np.maximum(np.maximum(np.abs(r), np.abs(np.asarray(ref, dtype=np.float64))), 1.0)
+    if (np.abs(r - rr) > mag * _GRID_TOL).any() or (np.abs(rr) > 2 ** 40).any():
+        return None
+    return rr.astype(np.int64)
+
+
+def _parse_input_type(text: str):
+    """``fixed<W,I>`` / ``ufixed<W,I>`` (hls4ml's ap_fixed: W bits, I of them integer, truncated
+    as AP_TRN does and saturated), ``intN:S`` / ``uintN:S`` (scale S, rounded half-even),
+    ``intN`` / ``uintN`` (scale from --calib), or "" (8 bits from --calib).
+    Returns (DType or None, scale or None, rounding)."""
+    import re
+
+    t = text.strip().replace(" ", "")
+    if not t:
+        return None, None, "half-even"
+    m = re.fullmatch(r"(u?)fixed<(\d+),(-?\d+)>", t)
+    if m:
+        w, i = int(m[2]), int(m[3])
+        if not 1 <= w <= 32 or i > w + 32 or (m[1] == "" and w < 2):
+            raise NetworkError("--input-type", f"expected fixed<W,I> with 2 <= W <= 32, not {text}")
+        dt = DType.uint(w) if m[1] else DType.int(w)
+        return dt, 2.0 ** (i - w), "floor"
+    m = re.fullmatch(r"(u?)int(\d+)(?::(.+))?", t)
+    if m:
+        bits = int(m[2])
+        if not 2 <= bits <= 32:
+            raise NetworkError("--input-type", f"bit width must be 2 to 32, not {bits}")
+        dt = DType.uint(bits) if m[1] else DType.int(bits)
+        if m[3] is None:
+            return dt, None, "half-even"
+        try:
+            sc = float(m[3])
+        except ValueError:
+            sc = float("nan")
+        if not (np.isfinite(sc) and sc > 0):
+            raise NetworkError("--input-type", f"scale must be a positive number, not {m[3]}")
+        return dt, sc, "half-even"
+    raise NetworkError("--input-type", f"expected fixed<W,I>, ufixed<W,I>, intN[:scale] or "
+                                       f"uintN[:scale], not {text}")
+
+
 def _compact(a: np.ndarray) -> np.ndarray:
     """The array in the narrowest signed integer type that holds it (smaller .npz files)."""
     a = np.asarray(a, dtype=np.int64)
@@ -230,8 +290,13 @@ def load_qonnx(model):
 
 # -- the importer ---------------------------------------------------------------------------------
 class _Importer:
-    def __init__(self, model, *, name: str, source: str, argmax: bool):
+    def __init__(self, model, *, name: str, source: str, argmax: bool, input_type=None,
+                 calib=None, exact_input=False):
         self.model = model
+        self.exact_input = exact_input
+        self.input_type = input_type
+        self.calib = calib
+        self.input_note = None
         self.name = name
         self.source = source
         self.argmax = argmax
@@ -241,6 +306,15 @@ class _Importer:
         self.input_doc: dict | None = None
         self.output_meta: dict | None = None
         self.stats = {"thresholds": 0, "ceil_adjusted": 0}
+        self.folded: dict[str, np.ndarray] = {}   # float values of constant-node outputs
+        self.final: dict | None = None            # the output layer, while it can be changed
+        self.dropped: list[str] = []              # ops dropped at the output (Softmax)
+        self.d2s: dict | None = None              # a DepthToSpace left to the host
+        opsets = {o.domain: o.version for o in model.model.opset_import}
+        self.opset = opsets.get("", opsets.get("ai.onnx", 11))
+
+    def _path(self, nodes, start: str) -> FloatPath:
+        return FloatPath(self.model, nodes, start, consts=self.folded)
 
     # -- driver --
     def run(self) -> tuple[dict, dict]:
@@ -262,12 +336,31 @@ class _Importer:
         self.graph_input_shape = tuple(per)
         self.env[inp] = _FloatIn(per, [], annotation=ann.name if ann is not None else "FLOAT32")
         self.input_name = inp
+        self._check_finite()
         for i, node in enumerate(g.node):
-            self._node(i, node)
+            try:
+                self._node(i, node)
+            except NetworkError:
+                raise
+            except Exception as e:  # a graph this importer does not understand: never a traceback
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise NetworkError(_where(i, node), f"unsupported op {node.op_type}: cannot import "
+                                                    f"it ({type(e).__name__}{': ' + msg if msg else ''})"
+                                   ) from None
         out = g.output[0].name
         state = self.env.get(out)
         self._finish(state, out)
         return self._document()
+
+    def _check_finite(self):
+        """NaN or infinite constants (weights, scales, thresholds) are refused up front."""
+        for i, node in enumerate(self.model.graph.node):
+            for name in node.input:
+                v = self.model.get_initializer(name) if name else None
+                if v is not None and np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all():
+                    bad = "NaN" if np.isnan(v).any() else "infinite"
+                    raise NetworkError(_where(i, node), f"unsupported op {node.op_type}: input "
+                                                        f"{name!r} has {bad} values")
 
     def _check_linear(self):
         g = self.model.graph
@@ -299,7 +392,11 @@ class _Importer:
                 raise NetworkError(where, f"unsupported op {op}: input {n!r} is not produced by a "
                                           f"supported node")
         if not dyn:
-            self.env[node.output[0]] = self._const_node(i, node)
+            v = self._const_node(i, node)
+            self.env[node.output[0]] = v
+            fv = v.value if isinstance(v, _Weights) else v
+            if fv is not None:
+                self.folded[node.output[0]] = np.asarray(fv)
             return
         if len(dyn) > 1:
             raise NetworkError(where, f"unsupported op {op}: more than one computed input "
@@ -307,6 +404,10 @@ class _Importer:
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise NetworkError(where, f"unsupported op {op}")
+        if self.d2s is not None and op not in ("Identity",) and isinstance(
+                self.env.get(dyn[0]), (_Int, _Index)):
+            raise NetworkError(where, f"unsupported op {op} after DepthToSpace (the host applies "
+                                      f"it to the outputs, so it must end the graph)")
         handler(i, node, where)
 
     # -- constants and weights --
@@ -321,13 +422,14 @@ class _Importer:
             if op == "Transpose" and isinstance(w, _Weights):
                 perm = _attrs(node).get("perm", list(range(w.q.ndim))[::-1])
                 return _Weights(np.transpose(w.q, perm),
-                                np.transpose(np.broadcast_to(w.scale, w.q.shape), perm), w.dtype)
+                                np.transpose(np.broadcast_to(w.scale, w.q.shape), perm), w.dtype,
+                                None if w.value is None else np.transpose(w.value, perm))
             if op in _PASS_OPS:
                 return w
             raise NetworkError(where, f"unsupported op {op} on quantized weights")
         if not vals or vals[0] is None:
             raise NetworkError(where, f"unsupported op {op}")
-        fp = FloatPath(self.model, [node], node.input[0])
+        fp = self._path([node], node.input[0])
         try:
             return np.asarray(fp(vals[0]))
         except Exception as e:
@@ -336,13 +438,24 @@ class _Importer:
     def _weights(self, node, vals, where) -> _Weights:
         from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
 
+        if any(isinstance(v, _Weights) for v in vals):
+            raise NetworkError(where, f"unsupported op {node.op_type}: re-quantizing quantized "
+                                      f"constants")
         w = np.asarray(vals[0], dtype=np.float32)
         scale = np.asarray(vals[1], dtype=np.float32)
+        if not (np.isfinite(w).all() and np.isfinite(scale).all()):
+            raise NetworkError(where, f"unsupported op {node.op_type}: NaN or infinite weights "
+                                      f"or scales")
+        try:
+            value = np.asarray(self._path([node], node.input[0])(w), dtype=np.float32)
+        except Exception as e:
+            raise NetworkError(where, f"unsupported op {node.op_type}: cannot run it on its "
+                                      f"constants ({e})") from None
         if (scale <= 0).any():
             raise NetworkError(where, f"unsupported op {node.op_type}: weight scale must be positive")
         if node.op_type == "BipolarQuant":
             q = np.where(w >= 0, 1, -1).astype(np.int64)
-            return _Weights(q, scale.astype(np.float64), DType.bipolar())
+            return _Weights(q, scale.astype(np.float64), DType.bipolar(), value)
         zp = np.asarray(vals[2], dtype=np.float32)
         bits = _scalar(vals[3], "the bit width", where)
         a = _attrs(node)
@@ -360,7 +473,7 @@ class _Importer:
         dt = _int_dtype(bits, signed, narrow) if bits >= 2 else _dtype_of_values(q)
         if not dt.contains(q).all():  # pragma: no cover - guarded by the clip
             dt = _dtype_of_values(q)
-        return _Weights(q, scale.astype(np.float64), dt)
+        return _Weights(q, scale.astype(np.float64), dt, value)
 
     def _weights_of(self, v, where, op) -> _Weights:
         if isinstance(v, _Weights):
@@ -447,7 +560,7 @@ class _Importer:
         c0, c1 = self._const(node.input[0]), self._const(node.input[1])
         reverse = c1 is None  # the constant comes first
         x_name = node.input[1] if reverse else node.input[0]
-        c = np.asarray(c0 if reverse else c1, dtype=np.float64)
+        c = np.asarray(_float_of(c0 if reverse else c1), dtype=np.float64)
         st = self.env[x_name]
         if reverse and op == "Div":
             raise NetworkError(where, "unsupported op Div: a constant divided by a tensor")
@@ -488,7 +601,11 @@ class _Importer:
                     off = off - cc
             self.env[out] = replace(st, scale=scale, offset=off)
         elif isinstance(st, _Acc):
-            v = _per_channel(c, st.view, f"the {op} parameter", where)
+            if st.d2s is not None and c.size != 1:
+                raise NetworkError(where, f"unsupported op {op}: per-channel parameters after "
+                                          f"DepthToSpace")
+            v = _per_channel(c, st.view, f"the {op} parameter", where) if st.d2s is None else \
+                np.full(st.channels, float(c.reshape(())))
             if len(st.view) and st.view[0] != st.channels:
                 raise NetworkError(where, f"unsupported op {op}: channels are not on axis 1")
             s, o = st.slope, st.offset
@@ -511,12 +628,42 @@ class _Importer:
     _op_Add = _affine
     _op_Sub = _affine
 
+    def _op_DepthToSpace(self, i, node, where):
+        """The sub-pixel shuffle of the last layer's outputs (ESPCN): a permutation that commutes
+        with the scalar ReLU and quantizer after it, so the layer keeps its channel layout and
+        ``metadata.output.depth_to_space`` tells the host to apply it to the outputs."""
+        st = self.env[node.input[0]]
+        a = _attrs(node)
+        r = int(a.get("blocksize", 0))
+        mode = a.get("mode", b"DCR")
+        mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+        if not isinstance(st, _Acc) or st.d2s is not None or len(st.view) != 3 or \
+                tuple(st.view) != tuple(st.shape):
+            raise NetworkError(where, f"unsupported op DepthToSpace on {self._what(st)} (only on "
+                                      f"a convolution's accumulator)")
+        c, h, w = st.shape
+        if r < 1 or c % (r * r) or mode not in ("DCR", "CRD"):
+            raise NetworkError(where, f"unsupported op DepthToSpace: blocksize {r}, mode {mode} on "
+                                      f"{c} channels")
+        self.env[node.output[0]] = replace(st, view=(c // (r * r), h * r, w * r), d2s=(r, mode))
+
+    def _op_Im2Col(self, i, node, where):
+        raise NetworkError(where, "unsupported op Im2Col: FINN's lowered convolution (Transpose to "
+                                  "NHWC, Im2Col, MatMul) is not imported; import the QONNX graph "
+                                  "from before FINN's streamlining and lowering (Conv in NCHW)")
+
+    def _op_Transpose(self, i, node, where):
+        raise NetworkError(where, "unsupported op Transpose of activations (FINN's NHWC layout "
+                                  "of a streamlined convolution, or a layout change nomul has no "
+                                  "layer for); import the graph from before streamlining")
+
     def _op_BatchNormalization(self, i, node, where):
         st = self.env[node.input[0]]
-        if not isinstance(st, _Acc):
+        if not isinstance(st, _Acc) or st.d2s is not None:
             raise NetworkError(where, f"unsupported op BatchNormalization on {self._what(st)} "
                                       f"(only after MatMul, Gemm or Conv)")
-        p = [np.asarray(self._const(n), dtype=np.float64) for n in node.input[1:5]]
+        p = [self._const(n) for n in node.input[1:5]]
+        p = [None if v is None else np.asarray(_float_of(v), dtype=np.float64) for v in p]
         if any(v is None for v in p):
             raise NetworkError(where, "unsupported op BatchNormalization: non-constant parameters")
         eps = float(_attrs(node).get("epsilon", 1e-5))
@@ -548,15 +695,47 @@ class _Importer:
                 dt = DType.uint(bits) if ann.startswith("U") or ann == "BINARY" else DType.int(bits)
                 quant = {"scale": 1.0, "zero_point": 0, "rounding": "half-even",
                          "clip": [dt.min, dt.max]}
+            elif self.input_type is not None or self.calib is not None:
+                return self._float_input(st, where, op)
             else:
                 raise NetworkError(where, f"unsupported op {op} on the float input: it needs a "
-                                          f"quantizer (Quant, BipolarQuant or MultiThreshold) first")
+                                          f"quantizer (Quant, BipolarQuant or MultiThreshold) first, "
+                                          f"or an input type (--input-type, --calib)")
             if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
                 raise NetworkError(where, f"unsupported op {op}: non-affine ops on the input")
             self._set_input(st.shape, dt, quant)
             return _Int(st.shape, dt, dt.min, dt.max, st.a, np.float64(st.b))
         raise NetworkError(where, f"unsupported op {op} on {self._what(st)} (two compute layers "
                                   f"without a quantizer between them)")
+
+    def _float_input(self, st: _FloatIn, where, op) -> _Int:
+        """A float input straight into a layer (QKeras / hls4ml, ESPCN): quantized as the user
+        says (``fixed<W,I>``, ``intN:scale``) or with a scale calibrated on sample inputs. The
+        value entering the layer is ``y = x·a + b`` (the input's scalar affine ops)."""
+        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
+            raise NetworkError(where, f"unsupported op {op}: non-affine ops on the float input")
+        if st.a <= 0:
+            raise NetworkError(where, f"unsupported op {op}: the input transform is not increasing")
+        dt, scale, rounding = _parse_input_type(self.input_type or "")
+        if scale is None:  # calibrate: the largest |y| on the calibration data is the largest level
+            if self.calib is None:
+                raise NetworkError("--input-type", f"{self.input_type} has no scale: give one "
+                                                   f"(int8:0.05) or calibration inputs (--calib)")
+            y = np.asarray(self.calib, dtype=np.float64) * st.a + st.b
+            if dt is None:
+                dt = DType.int(8) if y.min() < 0 else DType.uint(8)
+            top = float(np.abs(y).max())
+            if not np.isfinite(top) or top == 0:
+                raise NetworkError("--calib", "the calibration inputs are all 0 or not finite")
+            scale = top / max(abs(dt.min), dt.max)
+        quant = {"scale": scale / st.a, "zero_point": 0, "rounding": rounding,
+                 "clip": [dt.min, dt.max]}
+        if st.b:
+            quant["offset"] = st.b / st.a
+        self.input_note = {"type": self.input_type or "calibrated", "scale": scale,
+                           "encoding": dt.encoding, "bits": dt.bits, "exact": False}
+        self._set_input(st.shape, dt, quant)
+        return _Int(st.shape, dt, dt.min, dt.max, scale, np.float64(0.0))
 
     def _set_input(self, shape, dt: DType, quant: dict):
         if self.input_doc is not None:  # pragma: no cover - a linear chain has one input
@@ -579,7 +758,13 @@ class _Importer:
             oin = wmat.astype(np.float64) @ o
         s0 = src.scale * wscale
         o0 = oin * wscale
-        b = None if bias is None else np.broadcast_to(np.asarray(bias, dtype=np.float32).ravel(), (c,))
+        b = None
+        if bias is not None:
+            bv = np.asarray(_float_of(bias), dtype=np.float32).ravel()
+            if bv.size not in (1, c):
+                raise NetworkError(where, f"unsupported op {node.op_type}: a bias of {bv.size} "
+                                          f"values for {c} output channels")
+            b = np.broadcast_to(bv, (c,))
         offset = o0 + (0.0 if b is None else b.astype(np.float64))
         self.env[node.output[0]] = _Acc(layer=layer, weights=wmat, w_dtype=w.dtype, src=src,
                                         shape=shape, view=shape, start=node.output[0], s0=s0, o0=o0,
@@ -751,7 +936,7 @@ class _Importer:
                 raise NetworkError(where, "unsupported op MultiThreshold: per-channel thresholds on "
                                           "the float input")
         if q.act.get("bipolar"):
-            path = FloatPath(self.model, [*st.nodes, node], self.input_name)
+            path = self._path([*st.nodes, node], self.input_name)
             t = search_float32_threshold(lambda x: q.decode(path(x.reshape(-1, 1))).ravel() > 0)
             if t is None or not np.isfinite(t):
                 raise NetworkError(where, f"unsupported op {op}: the input quantizer is constant")
@@ -764,12 +949,21 @@ class _Importer:
                                           f"increasing")
             self._set_input(st.shape, DType.bipolar(), {"threshold": t})
             return _Int(st.shape, DType.bipolar(), -1, 1, q.scale, np.float64(q.offset))
+        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
+            raise NetworkError(where, f"unsupported op {op}: non-affine ops before the input "
+                                      f"quantizer")
+        if st.a <= 0:
+            raise NetworkError(where, f"unsupported op {op}: the input transform is not increasing")
+        path = self._path([*st.nodes, node], self.input_name)
+
+        def graph_q(x):
+            return q.decode(path(np.asarray(x, dtype=np.float32).reshape(-1, 1))).ravel()
+
+        if op == "MultiThreshold":
+            return self._input_multithreshold(st, node, where, q, graph_q)
         if op != "Quant":
             raise NetworkError(where, f"unsupported op {op} as the input quantizer (only Quant, "
-                                      f"BipolarQuant and single-threshold MultiThreshold)")
-        if any(n.op_type not in _AFFINE_OPS for n in st.nodes):
-            raise NetworkError(where, "unsupported op Quant: non-affine ops before the input "
-                                      "quantizer")
+                                      f"BipolarQuant and MultiThreshold)")
         mode = _attrs(node).get("rounding_mode", b"ROUND")
         mode = mode.decode() if isinstance(mode, bytes) else mode
         if mode.upper() not in _ROUNDINGS:
@@ -777,12 +971,7 @@ class _Importer:
         s = q.scale
         z = -q.offset / s
         # q = clip(round((x*a + b) / s + z)) = clip(round(x / (s/a) + b/s + z))
-        if st.a <= 0:
-            raise NetworkError(where, "unsupported op Quant: the input transform is not increasing")
         zp = st.b / s + z
-        if abs(zp - round(zp)) > 1e-9:
-            raise NetworkError(where, f"unsupported op Quant: the input offset {zp:g} is not an "
-                                      f"integer number of quantization steps")
         lo, hi = int(q.levels[0]), int(q.levels[-1])
         a = _attrs(node)
         bits = int(_scalar(self._const(node.input[3]), "bits", where))
@@ -790,8 +979,100 @@ class _Importer:
             else DType.for_range(lo, hi)
         quant = {"scale": s / st.a, "zero_point": int(round(zp)),
                  "rounding": _ROUNDINGS[mode.upper()], "clip": [lo, hi]}
+        if abs(zp - round(zp)) > 1e-9:
+            # off the grid, e.g. (x - mean) / std: the host adds the float offset first
+            quant.update(zero_point=int(round(z)), offset=st.b / st.a)
+        self._check_input_steps(where, node, quant, graph_q, q.levels)
         self._set_input(st.shape, dt, quant)
         return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
+
+    def _input_multithreshold(self, st: _FloatIn, node, where, q: _Quantizer, graph_q) -> _Int:
+        """FINN's input MultiThreshold: uniform thresholds t0 + k·d are the affine quantizer
+        floor((y - t0) / d) + 1 (one threshold: y >= t0); others have no form in the file."""
+        t = np.asarray(self._const(node.input[1]), dtype=np.float64)
+        t = t.reshape(-1, t.shape[-1])
+        if not (t == t[:1]).all():
+            raise NetworkError(where, "unsupported op MultiThreshold: per-channel thresholds on "
+                                      "the float input")
+        t = np.sort(t[0])
+        n = len(t)
+        d = float(t[-1] - t[0]) / (n - 1) if n > 1 else 1.0
+        lo, hi = int(q.levels[0]), int(q.levels[-1])
+        dt = DType.for_range(lo, hi)
+        if dt.encoding == "bipolar":  # pragma: no cover - handled as a threshold quantizer
+            raise AssertionError("bipolar")
+        if n > 1 and (d <= 0 or np.abs(t - (t[0] + d * np.arange(n))).max() > abs(d) * 1e-6):
+            # uneven: a multi-threshold input quantizer whose thresholds are the graph's own
+            # step points over the float32 inputs (so that float ops before it are exact too)
+            if lo != dt.min:
+                raise NetworkError(where, f"unsupported op MultiThreshold: {n} uneven input "
+                                          f"thresholds with levels from {lo} (a multi-threshold "
+                                          f"input quantizer starts at the type's minimum {dt.min})")
+            from .qonnx_floatpath import float32_from_key
+
+            keys, kmax = self._input_steps(graph_q, q.levels)
+            quant = {"thresholds": [float(v) for v in float32_from_key(np.minimum(keys, kmax))]}
+            self._check_input_steps(where, node, quant, graph_q, q.levels)
+            self._set_input(st.shape, dt, quant)
+            return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
+        quant = {"scale": d / st.a, "zero_point": 1 + lo, "rounding": "floor", "clip": [lo, hi],
+                 "offset": (st.b - float(t[0])) / st.a}
+        self._check_input_steps(where, node, quant, graph_q, q.levels)
+        self._set_input(st.shape, dt, quant)
+        return _Int(st.shape, dt, lo, hi, q.scale, np.float64(q.offset))
+
+    @staticmethod
+    def _input_steps(graph_q, levels):
+        """Per level above the first, the float32 key of the smallest input that reaches it
+        (``kmax + 1`` if none does), and ``kmax``, the key of the largest finite float32."""
+        from .qonnx_floatpath import float32_from_key, float32_key
+
+        want = np.asarray(levels[1:], dtype=np.float64)
+        kmax = int(float32_key(np.float32(np.finfo(np.float32).max)))
+        lo = np.full(len(want), -kmax, dtype=np.int64)
+        hi = np.full(len(want), kmax + 1, dtype=np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            while (lo < hi).any():
+                mid = (lo + hi) // 2
+                ok = graph_q(float32_from_key(mid)) >= want
+                active = lo < hi
+                hi = np.where(active & ok, mid, hi)
+                lo = np.where(active & ~ok, mid + 1, lo)
+        return lo, kmax
+
+    def _check_input_steps(self, where, node, quant: dict, graph_q, levels):
+        """The affine input quantizer against the graph on every float32 input: the graph's
+        step points are found by a binary search over the float32 numbers, and the quantizer
+        must give the graph's level just below and at each of them (both are monotone)."""
+        from gen.ir import InputQuantizer
+        from sim.golden import apply_quantizer
+
+        from .qonnx_floatpath import float32_from_key
+
+        if "thresholds" in quant:
+            iq = InputQuantizer("multithreshold", zero_point=int(levels[0]),
+                                thresholds=tuple(quant["thresholds"]))
+        else:
+            iq = InputQuantizer("affine", scale=float(quant["scale"]), zero_point=quant["zero_point"],
+                                rounding=quant["rounding"], clip=tuple(quant["clip"]),
+                                offset=float(quant.get("offset", 0.0)))
+        lo, kmax = self._input_steps(graph_q, levels)
+        with np.errstate(over="ignore", invalid="ignore"):
+            keys = np.unique(np.concatenate([lo[lo <= kmax], lo[lo <= kmax] - 1, [-kmax, kmax]]))
+            xs = float32_from_key(np.clip(keys, -kmax, kmax))
+            got, exp = apply_quantizer(iq, xs.astype(np.float64)), graph_q(xs)
+        # float64 here, float32 in the graph: they can differ within a float32 rounding of a
+        # step (2x - 1 at x = 0.24999999); recorded, not refused
+        differ = int((got != exp).sum())
+        if differ and self.exact_input and "thresholds" not in quant and \
+                int(levels[0]) == int(quant["clip"][0]):
+            # exact on every float32 input: the graph's own step points as thresholds
+            quant.clear()
+            quant["thresholds"] = [float(v) for v in float32_from_key(np.minimum(lo, kmax))]
+            differ = 0
+        steps = self.stats.setdefault("input_steps", {"steps": 0, "differ_within_float32_rounding": 0})
+        steps["steps"] += int(len(keys))
+        steps["differ_within_float32_rounding"] += differ
 
     # -- materializing a layer --
     def _mac(self, w: DType, a: DType, where) -> str:
@@ -808,7 +1089,8 @@ class _Importer:
                                       f"MAC kind takes them)")
         return "int"
 
-    def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None) -> int:
+    def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None,
+              bias=None) -> int:
         k = len(self.layers)
         wmat = acc.weights * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
         wdt = acc.w_dtype
@@ -821,13 +1103,16 @@ class _Importer:
         layer = dict(acc.layer)
         layer["mac"] = mac
         layer["weights"] = {"key": f"w{k}", **_type_spec(wdt)}
+        if bias is not None:
+            self.arrays[f"b{k}"] = np.asarray(bias, dtype=np.int64) * sign
+            layer["bias"] = f"b{k}"
         if act is None:
             layer["activation"] = {"type": "none"}
         else:
             self.arrays[f"t{k}"] = thresholds
             layer["activation"] = {"type": "multithreshold", "thresholds": f"t{k}", **act}
-        order = ["type", "name", "mac", "weights", "kernel", "stride", "padding", "pad_value",
-                 "activation"]
+        order = ["type", "name", "mac", "weights", "bias", "kernel", "stride", "padding",
+                 "pad_value", "activation"]
         self.layers.append({key: layer[key] for key in order if key in layer})
         return k
 
@@ -838,7 +1123,7 @@ class _Importer:
 
     def _materialize(self, acc: _Acc, node, where) -> _Int:
         q = self._quantizer(node, where, acc.view)
-        if tuple(acc.view) != tuple(acc.shape):
+        if tuple(acc.view) != tuple(acc.shape) and acc.d2s is None:
             raise NetworkError(where, f"unsupported op {node.op_type}: the accumulator was reshaped "
                                       f"to {acc.view}")
         if node.op_type == "MultiThreshold":
@@ -848,7 +1133,7 @@ class _Importer:
         sign = np.where(acc.slope < 0, -1, 1).astype(np.int64)
         lo, hi = self._acc_range(acc)
         ylo, yhi = np.where(sign > 0, lo, -hi), np.where(sign > 0, hi, -lo)
-        path = FloatPath(self.model, [*acc.nodes, node], acc.start)
+        path = self._path([*acc.nodes, node], acc.start)
         levels = q.levels
         extra = (1,) * (len(acc.shape) - 1)
 
@@ -870,6 +1155,8 @@ class _Importer:
         self._verify(level_of, t, ylo, yhi, where, node)
         self._count_ceil(acc, q, sign, t, ylo, yhi)
         self._emit(acc, sign, q.act, t)
+        if acc.d2s is not None:
+            self.d2s = {"blocksize": acc.d2s[0], "mode": acc.d2s[1]}
         return _Int(acc.shape, q.dtype, int(levels[0]), int(levels[-1]), q.scale, np.float64(q.offset))
 
     def _verify(self, level_of, t, ylo, yhi, where, node):
@@ -954,6 +1241,27 @@ class _Importer:
             raise NetworkError(where, "unsupported op ArgMax: select_last_index")
         self._argmax(i, node, where, node.output[0], a.get("axis", 0))
 
+    def _softmax(self, i, node, where):
+        """Softmax / LogSoftmax at the output: strictly increasing in each logit for a fixed
+        row, so the top-1 class is that of the logits; the op is dropped (the float outputs
+        in the metadata are the logits) and recorded."""
+        st = self.env[node.input[0]]
+        op = node.op_type
+        later = [n.op_type for n in self.model.graph.node[i + 1:]]
+        if any(t not in ("ArgMax", "TopK", "Identity") for t in later):
+            raise NetworkError(where, f"unsupported op {op}: only at the output (or before an "
+                                      f"ArgMax / TopK)")
+        view = st.view if isinstance(st, _Acc) else getattr(st, "shape", None)
+        axis = _attrs(node).get("axis", -1 if self.opset >= 13 else 1)
+        if not isinstance(st, (_Acc, _Int)) or view is None or len(view) != 1 or axis not in (1, -1):
+            raise NetworkError(where, f"unsupported op {op}: only over the channels of a vector "
+                                      f"(axis 1 of (1, C))")
+        self.dropped.append(op)
+        self.env[node.output[0]] = st
+
+    _op_Softmax = _softmax
+    _op_LogSoftmax = _softmax
+
     def _argmax(self, i, node, where, out, axis):
         st = self.env[node.input[0]]
         if isinstance(st, _Acc):
@@ -961,26 +1269,38 @@ class _Importer:
         if not isinstance(st, _Int) or len(st.shape) != 1 or axis not in (1, -1):
             raise NetworkError(where, f"unsupported op {node.op_type}: only over the channels of a "
                                       f"vector")
-        sc = np.asarray(self.output_meta["scale"] if self.output_meta else st.scale)
-        off = np.asarray(self.output_meta["offset"] if self.output_meta else st.offset)
-        if not ((sc > 0).all() and (sc == sc.ravel()[0]).all() and (off == off.ravel()[0]).all()):
-            raise NetworkError(where, f"unsupported op {node.op_type}: the classes have different "
-                                      f"float scales or offsets, so the integer argmax would differ")
-        self.layers.append({"type": "argmax", "name": node.name or f"ArgMax_{i}"})
+        if self.output_meta is None:
+            c = st.shape[0]
+            self.output_meta = {"layer": self._last_compute(), "scale": [float(st.scale)] * c,
+                                "offset": [float(v) for v in np.broadcast_to(
+                                    np.asarray(st.offset, dtype=np.float64), (c,))]}
+        self._add_argmax(where, node.name or f"ArgMax_{i}")
         self.env[out] = _Index(st.shape[0])
 
     def _final(self, acc: _Acc, where, node=None) -> _Int:
         if not acc.affine:
             raise NetworkError(where, "unsupported op Relu: a ReLU on the output without a "
                                       "quantizer after it")
-        if tuple(acc.view) != tuple(acc.shape):
+        if tuple(acc.view) != tuple(acc.shape) and acc.d2s is None:
             raise NetworkError(where, f"unsupported output: the accumulator was reshaped to "
                                       f"{acc.view}")
-        k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None)
+        if acc.d2s is not None:
+            self.d2s = {"blocksize": acc.d2s[0], "mode": acc.d2s[1]}
+        # a bias (and input offset) on the accumulator's grid becomes an integer bias
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bias = _on_grid(acc.offset / acc.slope)
+        if bias is not None and not bias.any():
+            bias = None
+        k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None, bias=bias)
         lo, hi = self._acc_range(acc)
+        offset = acc.offset.copy()
+        if bias is not None:
+            lo, hi = lo + bias, hi + bias
+            offset = offset - bias * acc.slope
         self.output_meta = {"layer": self.layers[k]["name"],
                             "scale": [float(v) for v in acc.slope],
-                            "offset": [float(v) for v in acc.offset]}
+                            "offset": [float(v) for v in offset]}
+        self.final = {"index": k, "acc": acc, "lo": lo, "hi": hi}
         return _Int(acc.shape, DType.for_range(int(lo.min()), int(hi.max())), int(lo.min()),
                     int(hi.max()), 1.0, np.float64(0.0))
 
@@ -1003,17 +1323,104 @@ class _Importer:
         elif not isinstance(state, (_Int, _Index)):
             raise NetworkError(where, f"unsupported output: {self._what(state)}")
         if self.argmax and not isinstance(state, _Index):
-            self._add_argmax(where)
+            self._add_argmax(where, "argmax")
+        if self.dropped:
+            self.output_meta["dropped"] = list(self.dropped)
+        if self.d2s is not None:
+            if self.argmax:
+                raise NetworkError(where, "cannot add an argmax after DepthToSpace")
+            self.output_meta["depth_to_space"] = dict(self.d2s)
         if self.input_doc is None:
             raise NetworkError("input", "the input is never quantized")
 
-    def _add_argmax(self, where):
-        sc = np.asarray(self.output_meta["scale"])
-        off = np.asarray(self.output_meta["offset"])
-        if not ((sc > 0).all() and (sc == sc[0]).all() and (off == off[0]).all()):
+    def _add_argmax(self, where, name):
+        """Append an argmax whose class is that of the float outputs: directly when every
+        class has the same positive scale and offset, else by changing the output layer."""
+        sc = np.asarray(self.output_meta["scale"], dtype=np.float64)
+        off = np.asarray(self.output_meta["offset"], dtype=np.float64)
+        tol = np.abs(sc) * _GRID_TOL
+        if (sc > 0).all() and (sc == sc[0]).all() and (np.abs(off - off[0]) <= tol).all():
+            pass  # the integer argmax is the float one (recorded only when the layer changes)
+        elif self.final is not None and self.final["index"] == len(self.layers) - 1:
+            self._order_logits(where)
+        else:
             raise NetworkError(where, "cannot add an argmax: the classes have different float "
-                                      "scales or offsets")
-        self.layers.append({"type": "argmax", "name": "argmax"})
+                                      "scales or offsets and the last layer has an activation")
+        self.layers.append({"type": "argmax", "name": name})
+
+    def _order_logits(self, where):
+        """Make the output layer's integer outputs ordered exactly as the float logits
+        ``scale[c] * acc + offset[c]``: when every offset is a whole number of steps, a
+        per-channel integer multiplier onto the scales' common grid (requant, shift 0) if that
+        fits 32 bits; else the rank of the logit among every reachable logit of every class
+        (thresholds), when there are at most _RANK_LIMIT."""
+        from fractions import Fraction
+
+        fin = self.final
+        k, acc = fin["index"], fin["acc"]
+        layer = self.layers[k]
+        sc = np.asarray(self.output_meta["scale"], dtype=np.float64)
+        off = np.asarray(self.output_meta["offset"], dtype=np.float64)
+        if (sc == 0).any():
+            c = int(np.flatnonzero(sc == 0)[0])
+            raise NetworkError(where, f"cannot add an argmax: class {c} has a float scale of 0")
+        sign = np.where(sc < 0, -1, 1).astype(np.int64)
+        old = np.asarray(self.arrays.get(f"b{k}", np.zeros(len(sc), dtype=np.int64)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = _on_grid(off / np.abs(sc), ref=old)
+        # the new accumulator acc' = sign * acc + bias; float logit = |scale| * acc' + rest
+        bias = old * sign + (0 if steps is None else steps)
+        rest = off if steps is None else off - steps * np.abs(sc)
+        lo2 = np.where(sign > 0, fin["lo"] - old, -(fin["hi"] - old)) + bias
+        hi2 = np.where(sign > 0, fin["hi"] - old, -(fin["lo"] - old)) + bias
+        w = self.arrays[f"w{k}"] * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
+        self.arrays[f"w{k}"] = w
+        ws = layer["weights"]
+        if ws["encoding"] in ("int", "uint") and (sign < 0).any():
+            dt = DType.int(ws["bits"], narrow=ws.get("narrow", False)) if ws["encoding"] == "int" \
+                else DType.uint(ws["bits"])
+            if not dt.contains(w).all():
+                layer["weights"] = {"key": ws["key"], "encoding": "int", "bits": ws["bits"] + 1}
+        self.output_meta["scale"] = [float(v) for v in np.abs(sc)]
+        self.output_meta["offset"] = [float(v) for v in rest]
+        if bias.any():
+            self.arrays[f"b{k}"] = bias
+            layer["bias"] = f"b{k}"
+        else:
+            self.arrays.pop(f"b{k}", None)
+            layer.pop("bias", None)
+        fr = [Fraction(float(v)) for v in np.abs(sc)]
+        g = Fraction(math.gcd(*[f.numerator for f in fr]), math.lcm(*[f.denominator for f in fr]))
+        mult = [int(f / g) for f in fr]
+        mag = max(max(abs(int(a)), abs(int(b))) * m for a, b, m in zip(lo2, hi2, mult))
+        if steps is not None and mag.bit_length() <= 31:
+            m = np.array(mult, dtype=np.int64)
+            self.arrays[f"m{k}"] = m
+            lo_l, hi_l = int((lo2 * m).min()), int((hi2 * m).max())
+            layer["activation"] = {"type": "requant", "multiplier": f"m{k}", "shift": 0,
+                                   "rounding": "floor", "clip": [lo_l, hi_l]}
+            self.output_meta["argmax"] = (f"requant: integer logits on the classes' common grid "
+                                          f"{float(g):.9g} (multipliers up to {max(mult)})")
+            return
+        # rank of every reachable logit
+        vals = [np.abs(sc[c]) * np.arange(lo2[c], hi2[c] + 1, dtype=np.float64) + rest[c]
+                for c in range(len(sc))]
+        total = sum(len(v) for v in vals)
+        if total > _RANK_LIMIT:
+            why = (f"the classes' float scales have no common integer grid within 32 bits (the "
+                   f"logits would need {mag.bit_length() + 1} bits)" if steps is not None else
+                   "a float offset is not a whole number of accumulator steps (a bias off the "
+                   "accumulator's grid)")
+            raise NetworkError(where, f"cannot add an argmax: {why} and the logits take {total} "
+                                      f"values (more than {_RANK_LIMIT} thresholds)")
+        allv = np.unique(np.concatenate(vals))
+        t = np.empty((len(sc), len(allv) - 1), dtype=np.int64)
+        for c, v in enumerate(vals):
+            t[c] = lo2[c] + np.searchsorted(v, allv[1:], side="left")
+        self.arrays[f"t{k}"] = t
+        layer["activation"] = {"type": "multithreshold", "thresholds": f"t{k}"}
+        self.output_meta["argmax"] = (f"thresholds: the rank of the float logit among the "
+                                      f"{len(allv)} values the classes can take")
 
     def _last_compute(self) -> str:
         return next(ly["name"] for ly in reversed(self.layers) if ly["type"] in ("dense", "conv2d"))
@@ -1032,13 +1439,18 @@ class _Importer:
             "thresholds": self.stats["thresholds"],
             "thresholds_moved_by_float_rounding": self.stats["ceil_adjusted"],
         }
+        if self.input_note is not None:
+            meta["float_input"] = self.input_note
+        if "input_steps" in self.stats and self.stats["input_steps"]["differ_within_float32_rounding"]:
+            meta["input_float32_steps"] = self.stats["input_steps"]
         doc = {"version": 1, "name": self.name, "source": self.source, "metadata": meta,
                "input": self.input_doc, "layers": self.layers}
         return doc, {k: _compact(v) for k, v in self.arrays.items()}
 
 
 def import_qonnx(model, *, name: str | None = None, source: str | None = None,
-                 argmax: bool = False) -> tuple[dict, dict]:
+                 argmax: bool = False, input_type: str | None = None,
+                 calib=None, exact_input: bool = False) -> tuple[dict, dict]:
     """Import a QONNX model as a network description.
 
     Parameters
@@ -1048,7 +1460,18 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
     name, source : str
         The network's name and source (default: from the file name).
     argmax : bool
-        Append an argmax layer (the classes must share one positive float scale and offset).
+        Append an argmax layer whose class is that of the float outputs.
+    input_type : str, optional
+        For a float input that goes straight into a layer: ``fixed<W,I>``, ``ufixed<W,I>``,
+        ``intN:scale``, ``uintN:scale``, or ``intN`` / ``uintN`` with ``calib``.
+    calib : array, optional
+        Sample float inputs: the input scale is calibrated on them (their largest magnitude
+        is the largest level) unless ``input_type`` gives one, and the agreement of the
+        integer network with the float model on them goes into ``metadata.float_input``.
+    exact_input : bool
+        Where the affine input quantizer (float64) differs from the graph's float32 rounding
+        at some step, write a ``thresholds`` input quantizer instead: the graph's own step
+        points, exact on every float32 input.
 
     Returns
     -------
@@ -1063,13 +1486,74 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
     """
     stem = Path(model).stem if isinstance(model, (str, Path)) else "imported"
     m = load_qonnx(model)
+    if calib is not None:
+        calib = np.asarray(calib, dtype=np.float32)
+        per = tuple(m.get_tensor_shape(m.graph.input[0].name))[1:]
+        k = math.prod(per)
+        if calib.ndim < 1 or calib.size == 0 or calib.size % k or not np.isfinite(calib).all():
+            raise NetworkError("--calib", f"expected finite inputs of shape (N, {', '.join(map(str, per))}), "
+                                          f"found {calib.shape}")
+        calib = calib.reshape(-1, *per)
     imp = _Importer(m, name=name or stem, source=source or f"QONNX import of {stem}.onnx",
-                    argmax=argmax)
+                    argmax=argmax, input_type=input_type, calib=calib, exact_input=exact_input)
     doc, arrays = imp.run()
+    if (input_type is not None or calib is not None) and imp.input_note is None:
+        raise NetworkError("--input-type", "the model quantizes its own input: --input-type and "
+                                           "--calib are for a float input straight into a layer")
     from gen.load import network_from_dict
 
-    network_from_dict(doc, arrays=arrays)  # the result must load; an error here is a bug
+    net = network_from_dict(doc, arrays=arrays)  # the result must load; an error here is a bug
+    if calib is not None:
+        doc["metadata"]["float_input"]["agreement"] = _agreement(m, net, doc, calib)
     return doc, arrays
+
+
+def _agreement(model, net, doc, x) -> dict:
+    """How the integer network agrees with the float model on sample inputs (not exact: the
+    float input was quantized here, not in the model)."""
+    from sim import golden
+
+    from .qonnx_exec import run_qonnx
+
+    n = len(x)
+    res = golden.run(net, golden.quantize_input(net, x.reshape(n, *net.input.shape)))
+    ref = np.asarray(run_qonnx(model, x), dtype=np.float64).reshape(n, -1)
+    out = {"inputs": n}
+    if net.ends_in_argmax:
+        out["top1"] = float(np.mean(res.top1 == ref.reshape(n, -1)[:, 0]))
+        return out
+    meta = doc["metadata"]["output"]
+    f = _host_output(doc, res.outputs).reshape(n, -1)
+    if f.shape[1] > 1 and not meta.get("depth_to_space"):
+        out["top1"] = float(np.mean(np.argmax(f, axis=1) == np.argmax(ref, axis=1)))
+    # equal up to float32 rounding of scale × level (the model's float32 vs float64 here)
+    out["equal_outputs"] = float(np.mean(np.abs(f - ref) <= 1e-6 * max(1.0, np.abs(ref).max())))
+    out["max_abs_error"] = float(np.abs(f - ref).max())
+    out["max_abs_output"] = float(np.abs(ref).max())
+    return out
+
+
+def _host_output(doc, outputs):
+    """The float outputs in the model's layout: scale, offset and any DepthToSpace that
+    ``metadata.output`` asks the host to apply."""
+    meta = doc["metadata"]["output"]
+    c = outputs.shape[1]
+    f = outputs * np.array(meta["scale"]).reshape(1, c, *([1] * (outputs.ndim - 2))) + \
+        np.array(meta["offset"]).reshape(1, c, *([1] * (outputs.ndim - 2)))
+    d2s = meta.get("depth_to_space")
+    if d2s:
+        f = depth_to_space(f, d2s["blocksize"], d2s["mode"])
+    return f
+
+
+def depth_to_space(x: np.ndarray, r: int, mode: str) -> np.ndarray:
+    """ONNX DepthToSpace of an (N, C, H, W) array (DCR or CRD), in numpy."""
+    n, c, h, w = x.shape
+    if mode == "DCR":
+        y = x.reshape(n, r, r, c // (r * r), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return y.reshape(n, c // (r * r), h * r, w * r)
 
 
 def import_to_file(model, out, **kwargs) -> Path:

@@ -20,7 +20,7 @@ from gen.ops.compute import activate
 from gen.ops.conv2d import im2col
 
 __all__ = ["LayerResult", "GoldenResult", "run", "quantize_input", "check_input",
-           "dot", "threshold", "requant", "round_shift", "im2col"]
+           "apply_quantizer", "dot", "threshold", "requant", "round_shift", "im2col"]
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,18 @@ def quantize_input(net: Network, x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not np.isfinite(x).all():
         raise NetworkError("input", "inputs must be finite")
+    return check_input(net, apply_quantizer(q, x))
+
+
+def apply_quantizer(q, x) -> np.ndarray:
+    """An :class:`gen.ir.InputQuantizer` applied to finite float inputs: int64 values."""
+    x = np.asarray(x, dtype=np.float64)
     if q.kind == "threshold":
         v = np.where(x >= q.threshold, 1, -1)
+    elif q.kind == "multithreshold":
+        v = q.zero_point + np.searchsorted(np.asarray(q.thresholds), x, side="right")
     else:
-        s = x / q.scale
+        s = (x + q.offset) / q.scale if q.offset else x / q.scale
         if q.rounding == "half-even":
             r = np.rint(s)
         elif q.rounding == "half-up":
@@ -135,7 +143,7 @@ def quantize_input(net: Network, x) -> np.ndarray:
         else:
             r = np.ceil(s)
         v = np.clip(r + q.zero_point, *q.clip)
-    return check_input(net, v.astype(np.int64))
+    return v.astype(np.int64)
 
 
 def run(net: Network, x) -> GoldenResult:

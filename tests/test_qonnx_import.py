@@ -302,8 +302,8 @@ def _dense_then(op, **attrs):
 
 def test_unsupported_op_names_the_node():
     # node names are those of the cleaned-up graph (qonnx renames them op_type_k)
-    with pytest.raises(NetworkError, match=r"^nodes\[3\] \(Softmax_0\): unsupported op Softmax$"):
-        import_qonnx(_dense_then("Softmax", axis=1))
+    with pytest.raises(NetworkError, match=r"^nodes\[3\] \(Tanh_0\): unsupported op Tanh$"):
+        import_qonnx(_dense_then("Tanh"))
 
 
 def test_float_input_without_quantizer():
@@ -325,13 +325,13 @@ def test_branching_graph():
 
 
 def test_cli_error_is_one_line(tmp_path):
-    model = _dense_then("Softmax", axis=1)
+    model = _dense_then("Tanh")
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
     r = subprocess.run([sys.executable, "-m", "gen.cli", "import", str(path), "-o",
                         str(tmp_path / "n.yaml")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["nomul: error: nodes[3] (Softmax_0): unsupported op Softmax"]
+    assert r.stderr.strip().splitlines() == ["nomul: error: nodes[3] (Tanh_0): unsupported op Tanh"]
     assert not (tmp_path / "n.yaml").exists()
 
 
