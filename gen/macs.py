@@ -21,7 +21,8 @@ import numpy as np
 from hw.dtypes import DType
 from hw.lanes import MAC_DTYPES
 
-__all__ = ["MacKind", "MAC_KINDS", "get_mac", "mac_names", "acc_bounds", "dot", "check_types"]
+__all__ = ["MacKind", "MAC_KINDS", "get_mac", "mac_names", "acc_bounds", "dot", "check_types",
+           "kind_for", "PREFERENCE"]
 
 #: Elements per block of the adder kind's dot product (bounds the temporaries' memory).
 _CHUNK_ELEMENTS = 1 << 23
@@ -163,6 +164,21 @@ def get_mac(name: str) -> MacKind:
         return MAC_KINDS[name]
     except KeyError:
         raise ValueError(f"MAC kind must be one of {', '.join(MAC_KINDS)}, not {name!r}") from None
+
+
+#: The order in which :func:`kind_for` prefers the kinds: the cheapest datapath first. ``adder``
+#: is never chosen by types: it computes another function (-Σ|a - w|), not Σ a·w.
+PREFERENCE = ("xnor", "and", "ternary", "onehot", "int")
+
+
+def kind_for(w_dtype: DType, a_dtype: DType) -> str | None:
+    """The cheapest MAC kind whose dot product Σ a·w takes these weight and activation types
+    (None if none does): the type rule the importer, the quantizers and the trainer share."""
+    for name in PREFERENCE:
+        k = MAC_KINDS[name]
+        if w_dtype.encoding in k.weights and k.takes_activation(a_dtype):
+            return name
+    return None
 
 
 def check_types(mac: str, w_dtype: DType, a_dtype: DType) -> str | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gen import macs
 from gen.errors import NetworkError
 from hw.dtypes import DType
 
@@ -1076,18 +1077,13 @@ class _Importer:
 
     # -- materializing a layer --
     def _mac(self, w: DType, a: DType, where) -> str:
-        if w.encoding == "bipolar":
-            if a.encoding == "bipolar":
-                return "xnor"
-            if a.encoding == "uint" and a.bits == 1:
-                return "and"
-            return "ternary"
-        if w.encoding == "ternary" or (w.encoding == "int" and w.bits == 2 and w.narrow):
-            return "ternary"
-        if a.encoding == "bipolar":
-            raise NetworkError(where, f"unsupported op: {w} weights with bipolar activations (no "
+        if w.encoding == "int" and w.bits == 2 and w.narrow:   # {-1, 0, +1}: ternary weights
+            w = DType.ternary()
+        kind = macs.kind_for(w, a)
+        if kind is None:
+            raise NetworkError(where, f"unsupported op: {w} weights with {a} activations (no "
                                       f"MAC kind takes them)")
-        return "int"
+        return kind
 
     def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None,
               bias=None) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gen import macs
+from hw.dtypes import DType
 from sim.golden import dot, im2col, round_shift
 
 __all__ = [
@@ -731,11 +732,9 @@ def _in_shape(inp: LayerInput):
 
 
 def _mac_for_binary_weights(inp: LayerInput) -> str:
-    if inp.encoding == "bipolar":
-        return "xnor"
-    if inp.encoding == "uint" and inp.type.get("bits") == 1:
-        return "and"
-    return "ternary"
+    bits = inp.type.get("bits", {"bipolar": 1, "ternary": 2}.get(inp.encoding))
+    dt = DType(inp.encoding, bits, narrow=inp.type.get("narrow", False), signed=inp.type.get("signed", False))
+    return macs.kind_for(DType.bipolar(), dt)
 
 
 # -- one function per method --------------------------------------------------------------------

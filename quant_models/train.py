@@ -585,11 +585,7 @@ def _mac_kind(wq, in_dtype: DType) -> str:
     if isinstance(wq, AdderWeights):
         return "adder"
     if isinstance(wq, BinaryWeights):
-        if in_dtype.encoding == "bipolar":
-            return "xnor"
-        if in_dtype.encoding == "uint" and in_dtype.bits == 1:
-            return "and"
-        return "ternary"
+        return macs.kind_for(DType.bipolar(), in_dtype)
     if isinstance(wq, TernaryWeights):
         return "ternary"
     if isinstance(wq, PowerOfTwoWeights):

@@ -13,10 +13,11 @@ from gen.errors import NetworkError
 from gen.estimate import estimate_network
 from gen.ir import INPUT
 from gen.load import network_from_dict
-from gen.macs import MAC_KINDS, acc_bounds, dot
+from gen.macs import MAC_KINDS, PREFERENCE, acc_bounds, check_types, dot, kind_for
 from gen.ops import OPS, op_for
 from gen.plan import plan_network
 from gen.targets import BOARDS, FAMILIES, PARTS
+from hw.dtypes import DType
 from sim import golden
 from sim.randnet import random_network, random_values
 
@@ -162,3 +163,17 @@ def test_op_for_finds_every_layer_of_an_example():
     for path in sorted((Path(__file__).parents[1] / "quant_models" / "examples").glob("*.yaml")):
         net = load_network(path)
         assert all(op_for(layer) is OPS[layer.kind] for layer in net.layers)
+
+
+@pytest.mark.parametrize("w,a,kind", [
+    (DType.bipolar(), DType.bipolar(), "xnor"), (DType.bipolar(), DType.uint(1), "and"),
+    (DType.bipolar(), DType.uint(4), "ternary"), (DType.ternary(), DType.bipolar(), "ternary"),
+    (DType.onehot(3, signed=True), DType.onehot(2), "onehot"), (DType.int(4), DType.uint(8), "int"),
+    (DType.int(4), DType.bipolar(), None), (DType.onehot(3), DType.int(4), None),
+], ids=str)
+def test_kind_for_is_the_cheapest_kind_that_takes_the_types(w, a, kind):
+    assert kind_for(w, a) == kind
+    if kind is not None:
+        assert check_types(kind, w, a) is None
+    for other in PREFERENCE[:PREFERENCE.index(kind) if kind else len(PREFERENCE)]:
+        assert check_types(other, w, a) is not None
