@@ -36,9 +36,7 @@ from .qonnx_floatpath import FloatPath, search_float32_threshold, search_thresho
 
 __all__ = ["import_qonnx", "import_to_file", "load_qonnx", "depth_to_space"]
 
-_SHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 _AFFINE_OPS = ("Mul", "Div", "Add", "Sub")
-_QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
 _PASS_OPS = ("Identity", "Dropout")
 _ROUNDINGS = {"ROUND": "half-even", "HALF_EVEN": "half-even", "FLOOR": "floor", "CEIL": "ceil"}
 _EXHAUSTIVE_LIMIT = 1 << 22
