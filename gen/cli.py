@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NetworkError
+from .interrupts import Interrupted, signals_as_exceptions
 
 __all__ = ["main", "build_parser", "load_inputs"]
 
@@ -194,13 +195,17 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with signals_as_exceptions():
+            return int(args.func(args) or 0)
     except NetworkError as e:
         print(f"nomul: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nomul: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print(f"nomul: {e}", file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == "__main__":

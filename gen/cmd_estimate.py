@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from pathlib import Path
 
 from .errors import NetworkError
@@ -269,8 +268,9 @@ def run(args) -> int:
                 build = Path(args.build_dir)
                 build.mkdir(parents=True, exist_ok=True)
             else:
-                build = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                    prefix=".nomul-estimate-", dir=Path.cwd())))
+                from .tempdirs import temporary_folder
+
+                build = stack.enter_context(temporary_folder("estimate-"))
             _run_tools(con, est, build, args.pnr)
     con.print(_layer_table(est))
     _summary(con, est)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +91,10 @@ def run(args) -> int:
     expected = golden.run(net, values).outputs
     con = _console()
 
-    with tempfile.TemporaryDirectory(prefix="nomul-sim-") as tmp:
-        work = Path(args.build_dir) if args.build_dir else Path(tmp)
+    from .tempdirs import temporary_folder
+
+    with temporary_folder("sim-") as tmp:
+        work = Path(args.build_dir) if args.build_dir else tmp
         work.mkdir(parents=True, exist_ok=True)
         sources, streams = generate(net, work / "gen", fold=fold, target_cycles=args.target_cycles)
         n = values.shape[0]

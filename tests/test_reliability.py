@@ -1,0 +1,211 @@
+"""Regression tests of issue #11: no lost data, bounded resources, one-line errors.
+
+One test (or one parametrized group) per class of defect: the output folder, temporary files
+and signals, bounded loading, strict types, file references, the setup script, simulation
+accounting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gen.errors import NetworkError
+from gen.netfile import write_network
+from gen.outdir import check_out_dir, replace_folder
+from sim.randnet import random_network
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nomul(*args, cwd=None, env=None):
+    e = dict(os.environ, PYTHONPATH=str(ROOT))
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "gen.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=e)
+
+
+def one_line_error(r, pattern: str):
+    """Exit 2 and exactly one line on stderr matching ``pattern`` (after ``nomul: error: ``)."""
+    import re
+
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert re.match(r"^nomul: error: " + pattern, r.stderr), r.stderr
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file and symlink under ``folder`` (hidden ones too), with its content."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        if p.is_symlink():
+            out[rel] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+@pytest.fixture()
+def small_net(tmp_path):
+    doc, arrays = random_network(np.random.default_rng(0), ["xnor", "xnor"], in_shape=[8],
+                                 widths=[8, 4])
+    return write_network(tmp_path / "net.yaml", doc, arrays)
+
+
+# -- 1. the output folder ---------------------------------------------------------------------
+def test_gen_refuses_folders_it_would_lose(tmp_path, small_net):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("years of work")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "link").symlink_to("other")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    before = snapshot(tmp_path)
+    cases = [
+        (".", r"-o: '\.' is the current folder or a parent of it"),
+        ("", r"-o: expected a folder name, found an empty string$"),
+        ("afile/out", r"-o: .*afile is not a folder, so afile/out cannot be created$"),
+        ("afile", r"-o: afile exists and is not a folder$"),
+        ("other", r"-o: other is not empty and is not a previous nomul output .*--overwrite"),
+        ("link", r"-o: link is not empty and is not a previous nomul output"),
+        ("dangling", r"-o: dangling is a symbolic link to .*nowhere, which is not a folder$"),
+    ]
+    for out, pattern in cases:
+        one_line_error(nomul("gen", small_net, "-o", out, cwd=tmp_path), pattern)
+    # the network's own folder, even with --overwrite; and the current folder by its full name
+    one_line_error(nomul("gen", small_net, "-o", tmp_path, "--overwrite", cwd=ROOT),
+                   r"-o: .* holds the input file net.yaml; write the output to another folder$")
+    one_line_error(nomul("gen", small_net, "-o", tmp_path, "--overwrite", cwd=tmp_path),
+                   r"-o: .* is the current folder or a parent of it")
+    assert snapshot(tmp_path) == before
+
+
+def test_gen_replaces_only_what_it_may(tmp_path, small_net):
+    out = tmp_path / "out"
+    assert nomul("gen", small_net, "-o", out).returncode == 0
+    first = snapshot(out)
+    assert nomul("gen", small_net, "-o", out).returncode == 0  # a previous output: replaced
+    assert snapshot(out) == first
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert nomul("gen", small_net, "-o", empty).returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert nomul("gen", small_net, "-o", other, "--overwrite").returncode == 0
+    assert not (other / "notes.txt").exists() and (other / "manifest.json").is_file()
+    # a symbolic link to a previous output is followed, and stays a link
+    (tmp_path / "link").symlink_to("out")
+    assert nomul("gen", small_net, "-o", tmp_path / "link").returncode == 0
+    assert (tmp_path / "link").is_symlink() and snapshot(out) == first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+_SWAP_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from gen.outdir import replace_folder
+    from gen.interrupts import Interrupted
+    sig = getattr(signal, sys.argv[2])
+    def after(tmp):
+        os.kill(os.getpid(), sig)
+        signal.pause() if hasattr(signal, "pause") else None
+    try:
+        replace_folder(sys.argv[1], {"manifest.json": b'{"format": "nomul-accelerator"}', "new": b"n"},
+                       after=after)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Interrupted as e:
+        sys.exit(128 + e.signum)
+""")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_signal_during_write_keeps_old_output(tmp_path, sig):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"format": "nomul-accelerator"}')
+    (out / "old").write_text("o")
+    before = snapshot(tmp_path)
+    r = subprocess.run([sys.executable, "-c", _SWAP_SCRIPT, str(out), sig], capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert r.returncode == 128 + getattr(signal, sig), r.stderr
+    assert snapshot(tmp_path) == before  # the old output, and no hidden temporary folder
+
+
+def test_signal_during_swap_is_deferred(tmp_path, monkeypatch):
+    """A signal that arrives between the two renames is held back until the swap is done."""
+    from gen.interrupts import Interrupted
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"format": "nomul-accelerator"}')
+    real_rename = Path.rename
+
+    def rename(self, target):
+        res = real_rename(self, target)
+        if ".nomul-old-" in str(target):
+            os.kill(os.getpid(), signal.SIGTERM)  # after the first rename
+        return res
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(Interrupted):
+        replace_folder(out, {"manifest.json": b'{"format": "nomul-accelerator"}', "new": b"n"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "new").read_bytes() == b"n"
+
+
+def test_check_out_dir_refuses_input_inside(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "net.yaml").write_text("x")
+    with pytest.raises(NetworkError, match=r"^-o: .* holds the input file net.yaml"):
+        check_out_dir(tmp_path / "d", overwrite=True, inputs=[tmp_path / "d" / "sub" / "net.yaml"])
+
+
+# -- 2. temporary files and child processes ----------------------------------------------------
+def test_temporary_folder_removed_on_signal(tmp_path):
+    script = textwrap.dedent("""
+        import os, signal, sys, subprocess
+        from gen.cli import main
+        from gen.tempdirs import temporary_folder
+        from gen.interrupts import signals_as_exceptions, Interrupted
+        try:
+            with signals_as_exceptions(), temporary_folder("test-") as tmp:
+                (tmp / "f").write_text("x")
+                print(tmp, flush=True)
+                subprocess.run(["sleep", "30"])
+        except Interrupted as e:
+            sys.exit(128 + e.signum)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NOMUL_TMPDIR=str(tmp_path / "t"))
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    made = Path(p.stdout.readline().strip())
+    assert made.parent == tmp_path / "t" and made.is_dir()
+    import time
+    deadline = time.monotonic() + 10
+    children = []
+    while time.monotonic() < deadline and not children:
+        children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        time.sleep(0.05)
+    assert children, "sleep did not start"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    assert not made.exists()
+    for pid in children:  # the child ended with its parent
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_estimate_synth_writes_nothing_in_the_current_folder():
+    from gen import cmd_estimate
+
+    src = Path(cmd_estimate.__file__).read_text()
+    assert "Path.cwd()" not in src and "temporary_folder" in src
