@@ -57,6 +57,10 @@ def load_inputs(path: str, shape: tuple[int, ...], *, field: str = "--input") ->
             x = np.load(p, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise NetworkError(field, f"cannot read {p.name}: {e}") from None
+    if x.dtype.kind not in "biuf":
+        raise NetworkError(field, f"{p.name} must hold integer or real numbers, not {x.dtype}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise NetworkError(field, f"{p.name} holds no inputs (shape {x.shape})")
     n_el = int(np.prod(shape))
     if x.shape[1:] != shape:
         if x.ndim >= 1 and x.size and x.size % n_el == 0 and int(np.prod(x.shape[1:])) == n_el:
@@ -154,6 +158,9 @@ def cmd_golden(args) -> int:
             head = " ".join(map(str, res.top1[:20].tolist()))
             con.print(f"top-1: {head}{' …' if len(res.top1) > 20 else ''}")
     if args.out:
+        from .outdir import ensure_parent
+
+        ensure_parent(args.out, "--out")
         atomic_write_bytes(args.out, npz_bytes(out))
         con.print(f"wrote {args.out}")
     return 0

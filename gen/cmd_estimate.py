@@ -283,6 +283,9 @@ def run(args) -> int:
                   "not a speed-up.")
         doc["compare_kinds"] = [{k: v for k, v in r.items() if k != "estimate"} for r in rows]
     if args.json:
+        from .outdir import ensure_parent
+
+        ensure_parent(args.json, "--json")
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,23 @@ def _values(args, net):
     return values, labels
 
 
+def _check_lz4():
+    """Verilator's FST writer compiles against liblz4: without its headers the build fails
+    after minutes with a compiler error, so say so at once."""
+    import shutil
+    import subprocess
+
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        raise NetworkError("--sim", "Verilator needs a C++ compiler (c++ or g++), and none was found")
+    r = subprocess.run([cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n", text=True,
+                       capture_output=True)
+    if r.returncode != 0:
+        raise NetworkError("--waves", "Verilator writes FST through liblz4, whose headers are not "
+                                      "installed (apt install liblz4-dev, or dnf install lz4-devel); "
+                                      "or write a .vcd")
+
+
 def run(args) -> int:
     from sim import golden
     from sim.runner import generate
@@ -83,6 +101,8 @@ def run(args) -> int:
         raise NetworkError("--stall", f"expected a probability in [0, 1), found {args.stall}")
     if args.waves is not None and Path(args.waves).suffix.lower() not in (".vcd", ".fst"):
         raise NetworkError("--waves", f"expected a .vcd or .fst file name, found {args.waves}")
+    if args.waves is not None and args.sim == "verilator" and Path(args.waves).suffix.lower() == ".fst":
+        _check_lz4()
     net = load_network(args.network)
     fold = None
     if args.fold is not None:
@@ -122,6 +142,9 @@ def run(args) -> int:
     if args.json:
         doc = result.to_json()
         doc["accuracy"] = accuracy
+        from .outdir import ensure_parent
+
+        ensure_parent(args.json, "--json")
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0 if result.passed else 1
 

@@ -6,14 +6,13 @@ Every error raises :class:`gen.errors.NetworkError` with the path of the offendi
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pydantic
-import yaml
 
 from . import schema
+from .bounds import check_bounds
 from .dtypes import DType, bits_for_range
 from .errors import NetworkError
 from .ir import (
@@ -29,10 +28,12 @@ from .ir import (
     Requant,
     ValueRange,
 )
+from .safeio import NpzReader, read_yaml
 
 __all__ = ["load_network", "network_from_dict", "MAX_ARRAY_ELEMENTS"]
 
-MAX_ARRAY_ELEMENTS = 1 << 26
+MAX_ARRAY_ELEMENTS = 1 << 22
+MAX_TOTAL_ELEMENTS = 1 << 23
 MAX_INPUT_ELEMENTS = 1 << 22
 MAX_ABS_BIAS = 1 << 40
 MAX_ACC_BITS = 62
@@ -154,11 +155,21 @@ def _pair(v) -> tuple[int, int]:
 
 
 class _Arrays:
-    """Lazy access to the .npz file, with field-path errors."""
+    """Lazy access to the .npz file, with field-path errors.
 
-    def __init__(self, path: Path | None, arrays: dict | None = None):
+    Only the members the network refers to are read, each after its header is checked against
+    :data:`MAX_ARRAY_ELEMENTS` (:class:`gen.safeio.NpzReader`); all of them together may hold
+    at most :data:`MAX_TOTAL_ELEMENTS`. The file must be inside ``base``, the network file's
+    folder (no absolute path, no ``..``, no symbolic link out of it).
+    """
+
+    def __init__(self, path: Path | None, arrays: dict | None = None, *, base: Path | None = None):
         self.path = path
+        self.base = base
         self._npz = arrays
+        self._reader = None
+        self._cache: dict[str, np.ndarray] = {}
+        self._total = 0
         self._opened = arrays is not None
 
     def _open(self, field: str):
@@ -167,26 +178,55 @@ class _Arrays:
         self._opened = True
         if self.path is None:
             raise NetworkError(field, "no arrays file given")
+        if self.base is not None:
+            self._check_inside()
         if not self.path.is_file():
             raise NetworkError("arrays", f"file not found: {self.path}")
+        self._reader = NpzReader(self.path, max_elements=MAX_ARRAY_ELEMENTS)
+
+    def _check_inside(self):
+        rel = self.path.relative_to(self.base) if self.path.is_relative_to(self.base) else None
+        if rel is None or rel.is_absolute() or ".." in rel.parts:
+            raise NetworkError("arrays", f"{rel or self.path} must be a file name relative to the "
+                                         f"network file's folder, without '..'")
         try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                self._npz = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise NetworkError("arrays", f"cannot read {self.path.name}: {e}") from None
+            inside = self.path.resolve().is_relative_to(self.base.resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            raise NetworkError("arrays", f"{rel} resolves to {self.path.resolve()}, outside the "
+                                         f"network file's folder")
+
+    def _raw(self, field: str, key: str) -> np.ndarray | None:
+        if self._reader is None:
+            return self._npz.get(key) if key in self._npz else None
+        if key in self._cache:
+            return self._cache[key]
+        if key not in self._reader:
+            return None
+        a = self._reader.read(key, field)
+        self._total += a.size
+        if self._total > MAX_TOTAL_ELEMENTS:
+            raise NetworkError(field, f"the arrays referred to hold more than {MAX_TOTAL_ELEMENTS} "
+                                      f"elements in all, the limit")
+        self._cache[key] = a
+        return a
 
     def get(self, field: str, key: str, *, allow_bool: bool = False) -> np.ndarray:
         self._open(field)
-        if key not in self._npz:
+        raw = self._raw(field, key)
+        if raw is None:
             where = self.path.name if self.path is not None else "the arrays"
             raise NetworkError(field, f"array {key!r} not found in {where}")
-        a = np.asarray(self._npz[key])
+        a = np.asarray(raw)
         ok = np.issubdtype(a.dtype, np.integer) or (allow_bool and a.dtype == np.bool_)
         if not ok:
             raise NetworkError(field, f"array {key!r} must hold integers, not {a.dtype}")
         if a.size > MAX_ARRAY_ELEMENTS:
             raise NetworkError(field, f"array {key!r} has {a.size} elements, more than the limit of "
                                       f"{MAX_ARRAY_ELEMENTS}")
+        if a.size == 0:
+            raise NetworkError(field, f"array {key!r} is empty (shape {a.shape})")
         if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
             raise NetworkError(field, f"array {key!r} has values beyond the int64 range")
         out = a.astype(np.int64)
@@ -441,14 +481,22 @@ def network_from_dict(data, base: Path | None = None, arrays: dict | None = None
     except pydantic.ValidationError as e:
         err = _best_error(e.errors(), data)
         raise NetworkError(_pydantic_path(err, data), _pydantic_message(err)) from None
+    names: dict[str, int] = {}
+    for i, ls in enumerate(spec.layers):
+        name = ls.name or f"layer{i}"
+        if name in names:
+            raise NetworkError(f"layers[{i}].name", f"{name!r} is already the name of layers[{names[name]}]")
+        names[name] = i
     if arrays is None:
         npz = None
         if spec.arrays is not None:
             npz = (base or Path(".")) / spec.arrays
-        arr = _Arrays(npz)
+        arr = _Arrays(npz, base=base)
     else:
         arr = _Arrays(None, dict(arrays))
-    return _build(spec, arr)
+    net = _build(spec, arr)
+    check_bounds(net)
+    return net
 
 
 def _build(spec: schema.NetworkSpec, arrays: _Arrays) -> Network:
@@ -526,16 +574,7 @@ def load_network(path) -> Network:
         Naming the offending field path.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NetworkError("", f"network file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise NetworkError("", f"{path.name} is not valid YAML{where}") from None
-    except UnicodeDecodeError:
-        raise NetworkError("", f"{path.name} is not a text file") from None
+    data = read_yaml(path)  # size, nesting and node limits; duplicate keys rejected
     if isinstance(data, dict) and "arrays" not in data:
         data = {**data, "arrays": path.with_suffix(".npz").name}
     return network_from_dict(data, base=path.parent)

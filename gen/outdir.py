@@ -25,7 +25,7 @@ from pathlib import Path
 from .errors import NetworkError
 from .interrupts import deferred_signals, signals_as_exceptions
 
-__all__ = ["OUTPUT_FORMAT", "is_nomul_output", "check_out_dir", "replace_folder"]
+__all__ = ["OUTPUT_FORMAT", "is_nomul_output", "check_out_dir", "replace_folder", "ensure_parent"]
 
 OUTPUT_FORMAT = "nomul-accelerator"
 _MAX_MANIFEST_BYTES = 64 << 20
@@ -41,6 +41,21 @@ def is_nomul_output(folder) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and doc.get("format") == OUTPUT_FORMAT
+
+
+def ensure_parent(path, field: str) -> Path:
+    """Create the folder that will hold the output file ``path`` (as ``gen`` creates its output
+    folder's parents); a file in the way is a one-line error naming ``field``."""
+    p = Path(path)
+    if not p.name:
+        raise NetworkError(field, f"expected a file name, found {os.fspath(path)!r}")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NetworkError(field, f"cannot create the folder of {p}: {e.strerror}") from None
+    if p.is_dir():
+        raise NetworkError(field, f"{p} is a folder, not a file name")
+    return p
 
 
 def _umask() -> int:

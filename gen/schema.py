@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 MAX_DIM = 1 << 16
 
@@ -32,14 +32,14 @@ class TypeSpec(_Model):
 
 
 class AffineQuantizerSpec(_Model):
-    scale: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    scale: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
     zero_point: StrictInt = 0
     rounding: Literal["half-even", "half-up", "floor", "ceil"] = "half-even"
     clip: tuple[StrictInt, StrictInt] | None = None
 
 
 class ThresholdQuantizerSpec(_Model):
-    threshold: Annotated[float, Field(allow_inf_nan=False)]
+    threshold: Annotated[float, Field(allow_inf_nan=False, strict=True)]
 
 
 class InputSpec(TypeSpec):
@@ -71,7 +71,7 @@ class MultiThresholdSpec(_Model):
 
 class RequantSpec(_Model):
     type: Literal["requant"]
-    multiplier: StrictInt | Key
+    multiplier: Annotated[StrictInt, Field(ge=-(1 << 62), le=1 << 62)] | Key
     shift: Annotated[StrictInt, Field(ge=0, le=62)] = 0
     rounding: Rounding = "floor"
     clip: tuple[StrictInt, StrictInt]
@@ -132,3 +132,10 @@ class NetworkSpec(_Model):
     arrays: Key | None = None
     input: InputSpec
     layers: Annotated[list[LayerSpec], Field(min_length=1, max_length=1024)]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _integer_version(cls, v):
+        if type(v) is not int:  # Literal[1] alone takes 1.0 and True
+            raise ValueError("input should be 1")
+        return v
