@@ -7,6 +7,7 @@ accounting.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -209,3 +210,99 @@ def test_estimate_synth_writes_nothing_in_the_current_folder():
 
     src = Path(cmd_estimate.__file__).read_text()
     assert "Path.cwd()" not in src and "temporary_folder" in src
+
+
+# -- 6. scripts/setup.sh -------------------------------------------------------------------------
+def _fake_root(tmp_path) -> Path:
+    """A copy of setup.sh in a root whose .venv is already installed (nothing is installed)."""
+    import hashlib
+    import shutil
+
+    root = tmp_path / "root"
+    (root / "scripts").mkdir(parents=True)
+    (root / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "setup.sh", root / "scripts" / "setup.sh")
+    (root / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (root / "pyproject.toml").write_text("[project]\n")
+    digest = hashlib.sha256(b"[project]\n").hexdigest()[:16]
+    (root / ".venv" / ".nomul-installed").write_text(f"{digest} dev,verilator,qonnx\n")
+    return root
+
+
+@pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v bash && command -v iverilog"],
+                                   capture_output=True).returncode != 0,
+                    reason="needs bash and iverilog")
+def test_setup_script_restores_shell_options(tmp_path):
+    root = _fake_root(tmp_path)
+    script = textwrap.dedent(f"""
+        before="$(set -o; shopt)"
+        source {root}/scripts/setup.sh
+        echo "rc=$?"
+        [ "$(set -o; shopt)" = "$before" ] && echo same-options
+        echo "yosys=$AMARANTH_USE_YOSYS"
+        PYTHON=/bin/false source {root}/scripts/setup.sh 2>/dev/null
+        echo "rc=$?"
+        [ "$(set -o; shopt)" = "$before" ] && echo same-options
+        echo alive
+    """)
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["rc=0", "same-options", "yosys=builtin", "rc=1", "same-options",
+                                "alive"], r.stdout + r.stderr
+
+
+# -- 7. simulation accounting ----------------------------------------------------------------------
+@pytest.mark.parametrize("elems,shape", [(2, (2,)), (2, (12,))], ids=["one-beat", "six-beat"])
+def test_every_frame_accounted_for_across_resets(tmp_path, elems, shape):
+    from test_cosim_parts import _design, _frames
+
+    from sim.runner import cosimulate
+
+    seed = 7 + elems + shape[0]
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    n = 64
+    resets = sorted(set(rng.integers(0, n, size=8).tolist()))
+    src, streams = _design(tmp_path, elems=elems, shape=shape, depth=3)
+    x, y = _frames(seed, n, shape)
+    r = cosimulate(src, streams, x, y, build_dir=tmp_path / "build", seed=seed, stall=0.3,
+                   reset_at_frame=resets)
+    assert r.passed, r.mismatch_report
+    assert r.frames_sent == n and r.frames_lost == 0
+    assert r.frames + r.frames_dropped_by_reset == n
+    assert r.frames_dropped_by_reset >= len(resets)  # at least the interrupted frame each time
+    assert r.cycles_per_frame == streams.expected_cycles_per_frame  # timed on extra frames
+
+
+def test_few_frames_still_timed_and_stalled(tmp_path):
+    """Two frames: the interval is measured on extra timing frames, and the two frames get the
+    stalls asked for (their run takes longer than without stalls)."""
+    from test_cosim_parts import _design, _frames
+
+    from sim.runner import cosimulate
+
+    src, streams = _design(tmp_path, elems=2, shape=(12,), depth=2)
+    x, y = _frames(3, 2, (12,))
+    cycles = {}
+    for stall in (0.0, 0.6):
+        r = cosimulate(src, streams, x, y, build_dir=tmp_path / "build", seed=1, stall=stall)
+        assert r.passed and r.frames == 2
+        assert r.cycles_per_frame == streams.expected_cycles_per_frame
+        cycles[stall] = r.cycles
+    assert cycles[0.6] > cycles[0.0]
+    r = cosimulate(src, streams, x, y, build_dir=tmp_path / "build", seed=1, stall=0.2,
+                   timing_frames=2)
+    assert r.passed and r.cycles_per_frame is None
+
+
+def test_sim_cli_reset_at_and_unmeasured_interval(tmp_path, small_net):
+    r = nomul("sim", small_net, "--random", "5", "--reset-at", "9")
+    one_line_error(r, r"--reset-at: frame 9 is not one of the 5 frames \(0 to 4\)$")
+    r = nomul("sim", small_net, "--random", "5", "--reset-at", "x")
+    one_line_error(r, r"--reset-at: expected frame numbers separated by commas")
+    out = tmp_path / "j" / "r.json"
+    r = nomul("sim", small_net, "--random", "12", "--reset-at", "0,5,11", "--json", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["frames_sent"] == 12 and doc["frames_lost"] == 0
+    assert doc["frames"] + doc["frames_dropped_by_reset"] == 12
+    assert "(differs)" not in r.stdout and "None" not in r.stdout
