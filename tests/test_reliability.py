@@ -306,3 +306,234 @@ def test_sim_cli_reset_at_and_unmeasured_interval(tmp_path, small_net):
     assert doc["frames_sent"] == 12 and doc["frames_lost"] == 0
     assert doc["frames"] + doc["frames_dropped_by_reset"] == 12
     assert "(differs)" not in r.stdout and "None" not in r.stdout
+
+
+# -- 3. bounded memory and time when loading -------------------------------------------------------
+def _limited(args, cwd, *, seconds=2.0, mb=300):
+    """Run nomul; return the result, after checking it took < ``seconds`` and < ``mb`` MB
+    (its own peak resident memory, written by the child at exit)."""
+    import tempfile
+    import time
+
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        code = ("import atexit, os, resource, sys; atexit.register(lambda: open(os.environ["
+                "'NOMUL_RSS_FILE'], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF)."
+                "ru_maxrss))); from gen.cli import main; sys.exit(main(sys.argv[1:]))")
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                           text=True, cwd=cwd, env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                                        NOMUL_RSS_FILE=rss_file.name))
+        dt = time.perf_counter() - t
+        rss = int(rss_file.read() or 0) / 1024
+    print(f"{[str(a) for a in args]}: {dt:.2f} s, {rss:.0f} MB")
+    assert dt < seconds + 1.5, f"{args}: {dt:.1f} s"  # + interpreter start-up on a busy machine
+    assert rss < mb, f"{args}: {rss:.0f} MB"
+    return r
+
+
+@pytest.fixture()
+def bnn(tmp_path):
+    import shutil
+
+    for suffix in (".yaml", ".npz"):
+        shutil.copy(ROOT / "quant_models" / "examples" / f"digits_bnn{suffix}", tmp_path / f"net{suffix}")
+    p = tmp_path / "net.yaml"
+    p.write_text(p.read_text().replace("arrays: digits_bnn.npz", "arrays: net.npz"))
+    return p
+
+
+def _with(bnn: Path, name: str, text_edit=None, arrays=None) -> Path:
+    import yaml
+
+    doc = yaml.safe_load(bnn.read_text())
+    if arrays is not None:
+        doc["arrays"] = arrays
+    p = bnn.parent / name
+    text = yaml.safe_dump(doc, sort_keys=False)
+    p.write_text(text_edit(text) if text_edit else text)
+    return p
+
+
+def test_npz_zip_bomb_and_huge_header_cost_nothing(bnn):
+    import io
+    import shutil
+    import zipfile
+
+    d = bnn.parent
+    shutil.copy(d / "net.npz", d / "bomb.npz")
+    with zipfile.ZipFile(d / "bomb.npz", "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("junk.npy", "w", force_zip64=True) as f:
+            for _ in range(64):
+                f.write(bytes(1 << 24))  # 1 GiB of zeros, in a member nothing refers to
+    r = _limited(["check", _with(bnn, "bomb.yaml", arrays="bomb.npz")], d)
+    assert r.returncode == 0, r.stderr
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False,
+                                                  "shape": (1 << 20, 1 << 20)})
+    with zipfile.ZipFile(d / "net.npz") as src, zipfile.ZipFile(d / "huge.npz", "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, header.getvalue() + bytes(64) if name == "w0.npy" else src.read(name))
+    r = _limited(["check", _with(bnn, "huge.yaml", arrays="huge.npz")], d)
+    one_line_error(r, r"layers\[0\]\.weights: array 'w0' has 1099511627776 elements, more than the "
+                      r"limit of 4194304$")
+    np.save(d / "plain.npy", np.zeros(3, np.int8))
+    one_line_error(_limited(["check", _with(bnn, "plain.yaml", arrays="plain.npy")], d),
+                   r"arrays: plain.npy is a single .npy array, not an .npz archive")
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("deep-list", r"deep.yaml is nested deeper than 64 levels \(line 2\)$"),
+    ("deep-map", r"metadata\.a\.a: nested deeper than 64 levels \(line 2 of deep.yaml\)$"),
+    ("long-list", r"deep.yaml has more than 131072 values \(aliases counted expanded\), the limit$"),
+    ("laughs", r"deep.yaml has more than 131072 values"),
+    ("big", r"deep.yaml has \d+ bytes, more than the limit of 4194304$"),
+    ("dup-version", r"version: duplicate key 'version' \(line 2 of deep.yaml\)$"),
+    ("dup-mac", r"layers\[0\]\.mac: duplicate key 'mac' \(line \d+ of deep.yaml\)$"),
+])
+def test_yaml_limits(bnn, case, pattern):
+    d = bnn.parent
+    text = {
+        "deep-list": "version: 1\nmetadata: " + "[" * 5000 + "]" * 5000 + "\n",
+        "deep-map": "version: 1\nmetadata: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+        "long-list": "version: 1\nmetadata: {x: [" + ", ".join(["1"] * 400_000) + "]}\n",
+        "laughs": "version: 1\nmetadata:\n  a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+            f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n"
+            for i in range(8)),
+        "big": "version: 1\nsource: '" + "x" * (5 << 20) + "'\n",
+        "dup-version": bnn.read_text().replace("version: 1\n", "version: 1\nversion: 1\n", 1),
+        "dup-mac": bnn.read_text().replace("  mac: ternary\n", "  mac: ternary\n  mac: xnor\n", 1),
+    }[case]
+    (d / "deep.yaml").write_text(text)
+    one_line_error(_limited(["check", d / "deep.yaml"], d), pattern)
+    fold = d / ("fold.json" if case == "deep-list" else "fold.yaml")
+    fold.write_text("[" * 100_000 + "]" * 100_000 if case == "deep-list" else text)
+    r = _limited(["gen", bnn, "-o", d / "out", "--fold", fold], d)
+    one_line_error(r, r"--fold")
+    assert not (d / "out").exists()
+
+
+def _absurd(tmp_path, which):
+    bip = {"encoding": "bipolar"}
+
+    def conv(key):
+        return {"type": "conv2d", "mac": "xnor", "kernel": 1, "weights": {"key": key, **bip},
+                "activation": {"type": "multithreshold", "thresholds": "t" + key, "bipolar": True}}
+    if which == "wide-conv":
+        doc = {"version": 1, "input": {"shape": [1, 4, 4], **bip},
+               "layers": [conv("w"), {"type": "dense", "mac": "xnor", "weights": {"key": "d", **bip}}]}
+        arrays = {"w": np.ones((100_000, 1, 1, 1), np.int8), "tw": np.zeros((100_000, 1), np.int64),
+                  "d": np.ones((2, 1_600_000), np.int8)}
+    elif which == "big-image":
+        doc = {"version": 1, "input": {"shape": [1, 2048, 2048], **bip},
+               "layers": [conv("w"), conv("v"), {"type": "maxpool2d", "kernel": 2048},
+                          {"type": "dense", "mac": "xnor", "weights": {"key": "d", **bip}}]}
+        arrays = {"w": np.ones((1024, 1, 1, 1), np.int8), "tw": np.zeros((1024, 1), np.int64),
+                  "v": np.ones((1024, 1024, 1, 1), np.int8), "tv": np.zeros((1024, 1), np.int64),
+                  "d": np.ones((2, 1024), np.int8)}
+    else:  # a dense layer over the element limit
+        doc = {"version": 1, "input": {"shape": [8192], **bip},
+               "layers": [{"type": "dense", "mac": "xnor", "weights": {"key": "w", **bip}}]}
+        arrays = {"w": np.ones((513, 8192), np.int8)}
+    return write_network(tmp_path / f"{which}.yaml", doc, arrays)
+
+
+@pytest.mark.parametrize("which,pattern", [
+    ("wide-conv", r"layers\[0\]\.weights: 100000 output channels, more than the limit of 65536$"),
+    ("big-image", r"layers\[0\]: its output of 1024×2048×2048 has 4294967296 elements per frame, "
+                  r"more than the limit of 4194304$"),
+    ("dense", r"layers\[0\]\.weights: array 'w' has 4202496 elements, more than the limit of 4194304$"),
+])
+def test_absurd_networks_fail_fast(tmp_path, which, pattern):
+    path = _absurd(tmp_path, which)
+    for cmd in (["check", path], ["estimate", path], ["gen", path, "-o", tmp_path / "out"]):
+        one_line_error(_limited(cmd, tmp_path), pattern)
+    assert not (tmp_path / "out").exists()
+
+
+# -- 4. accepted though wrong, tracebacks --------------------------------------------------------
+@pytest.mark.parametrize("edit,pattern", [
+    (lambda d: d.update(version=1.0), r"version: input should be 1, got 1\.0$"),
+    (lambda d: d.update(version=True), r"version: input should be 1, got True$"),
+    (lambda d: d["input"]["quantizer"].update(scale="1"),
+     r"input\.quantizer\.scale: input should be a valid number, got '1'$"),
+    (lambda d: [la.update(name="x") for la in d["layers"]],
+     r"layers\[1\]\.name: 'x' is already the name of layers\[0\]$"),
+    (lambda d: d["layers"][1].update(name="layer0") or d["layers"][0].pop("name"),
+     r"layers\[1\]\.name: 'layer0' is already the name of layers\[0\]$"),
+])
+def test_strict_fields(bnn, edit, pattern):
+    import yaml
+
+    doc = yaml.safe_load(bnn.read_text())
+    edit(doc)
+    (bnn.parent / "bad.yaml").write_text(yaml.safe_dump(doc))
+    one_line_error(nomul("check", bnn.parent / "bad.yaml"), pattern)
+
+
+def test_tracebacks_become_one_line(tmp_path, bnn):
+    bip = {"encoding": "bipolar"}
+    empty = write_network(tmp_path / "empty.yaml", {
+        "version": 1, "input": {"shape": [4], **bip},
+        "layers": [{"type": "dense", "mac": "xnor", "weights": {"key": "w", **bip}}]},
+        {"w": np.ones((0, 4), np.int8)})
+    one_line_error(nomul("check", empty), r"layers\[0\]\.weights: array 'w' is empty \(shape \(0, 4\)\)$")
+    rq = write_network(tmp_path / "rq.yaml", {
+        "version": 1, "input": {"shape": [4], "encoding": "int", "bits": 4},
+        "layers": [{"type": "dense", "mac": "int", "weights": {"key": "w", "encoding": "int", "bits": 4},
+                    "activation": {"type": "requant", "multiplier": 2**70, "clip": [0, 3]}}]},
+        {"w": np.ones((2, 4), np.int8)})
+    one_line_error(nomul("check", rq), r"layers\[0\]\.activation\.multiplier: input should be less "
+                                       r"than or equal to 4611686018427387904")
+    for name, x, pattern in [
+        ("x0", np.zeros((0, 64)), r"--input: x0.npy holds no inputs \(shape \(0, 64\)\)$"),
+        ("xc", np.zeros((3, 64), complex), r"--input: xc.npy must hold integer or real numbers, not complex128$"),
+        ("xs", np.array([["a"] * 64] * 2), r"--input: xs.npy must hold integer or real numbers, not <U1$"),
+        ("xd", np.zeros((2, 64), "datetime64[s]"), r"--input: xd.npy must hold integer or real numbers"),
+    ]:
+        np.save(tmp_path / f"{name}.npy", x)
+        one_line_error(nomul("golden", bnn, "--input", tmp_path / f"{name}.npy"), pattern)
+    x = np.zeros((2, 64))
+    np.save(tmp_path / "x.npy", x)
+    r = nomul("golden", bnn, "--input", tmp_path / "x.npy", "--out", tmp_path / "new" / "dir" / "y.npz")
+    assert r.returncode == 0 and (tmp_path / "new" / "dir" / "y.npz").is_file(), r.stderr
+    r = nomul("estimate", bnn, "--json", tmp_path / "e" / "f" / "e.json")
+    assert r.returncode == 0 and (tmp_path / "e" / "f" / "e.json").is_file(), r.stderr
+    (tmp_path / "afile").write_text("")
+    one_line_error(nomul("estimate", bnn, "--json", tmp_path / "afile" / "e.json"),
+                   r"--json: cannot create the folder of .*afile/e.json")
+
+
+def test_fst_without_lz4_is_one_line(bnn, monkeypatch):
+    from gen import cmd_sim
+
+    have = subprocess.run(["sh", "-c", "echo '#include <lz4.h>' | c++ -E -x c++ - >/dev/null 2>&1"]
+                          ).returncode == 0
+    if have:
+        monkeypatch.setenv("CXX", "false")  # a compiler that finds nothing
+    with pytest.raises(NetworkError, match=r"^--waves: Verilator writes FST through liblz4, whose "
+                                           r"headers are not installed \(apt install liblz4-dev"):
+        cmd_sim._check_lz4()
+
+
+# -- 5. file references ----------------------------------------------------------------------------
+def test_arrays_must_stay_in_the_network_folder(tmp_path, bnn):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sub = tmp_path / "netdir"
+    sub.mkdir()
+    for p in (bnn, bnn.with_suffix(".npz")):
+        (sub / p.name).write_bytes(p.read_bytes())
+    (outside / "w.npz").write_bytes(bnn.with_suffix(".npz").read_bytes())
+    net = sub / "net.yaml"
+    (sub / "link.npz").symlink_to(outside / "w.npz")
+    (sub / "inner").mkdir()
+    (sub / "inner" / "ok.npz").write_bytes(bnn.with_suffix(".npz").read_bytes())
+    for ref, pattern in [
+        (str(outside / "w.npz"), r"arrays: /.*w.npz must be a file name relative to the network "
+                                 r"file's folder, without '\.\.'$"),
+        ("../outside/w.npz", r"arrays: \.\./outside/w.npz must be a file name relative"),
+        ("inner/../../outside/w.npz", r"arrays: inner/\.\./\.\./outside/w.npz must be a file name"),
+        ("link.npz", r"arrays: link.npz resolves to .*outside/w.npz, outside the network file's folder$"),
+    ]:
+        one_line_error(nomul("check", _with(net, "ref.yaml", arrays=ref)), pattern)
+    assert nomul("check", _with(net, "ref.yaml", arrays="inner/ok.npz")).returncode == 0
