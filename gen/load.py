@@ -163,9 +163,11 @@ class _Arrays:
     folder (no absolute path, no ``..``, no symbolic link out of it).
     """
 
-    def __init__(self, path: Path | None, arrays: dict | None = None, *, base: Path | None = None):
+    def __init__(self, path: Path | None, arrays: dict | None = None, *, base: Path | None = None,
+                 ref: str | None = None):
         self.path = path
         self.base = base
+        self.ref = ref  # the reference as written in the file
         self._npz = arrays
         self._reader = None
         self._cache: dict[str, np.ndarray] = {}
@@ -185,7 +187,7 @@ class _Arrays:
         self._reader = NpzReader(self.path, max_elements=MAX_ARRAY_ELEMENTS)
 
     def _check_inside(self):
-        rel = self.path.relative_to(self.base) if self.path.is_relative_to(self.base) else None
+        rel = Path(self.ref) if self.ref is not None else None
         if rel is None or rel.is_absolute() or ".." in rel.parts:
             raise NetworkError("arrays", f"{rel or self.path} must be a file name relative to the "
                                          f"network file's folder, without '..'")
@@ -491,7 +493,7 @@ def network_from_dict(data, base: Path | None = None, arrays: dict | None = None
         npz = None
         if spec.arrays is not None:
             npz = (base or Path(".")) / spec.arrays
-        arr = _Arrays(npz, base=base)
+        arr = _Arrays(npz, base=base, ref=spec.arrays)
     else:
         arr = _Arrays(None, dict(arrays))
     net = _build(spec, arr)

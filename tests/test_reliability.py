@@ -534,6 +534,7 @@ def test_arrays_must_stay_in_the_network_folder(tmp_path, bnn):
         ("../outside/w.npz", r"arrays: \.\./outside/w.npz must be a file name relative"),
         ("inner/../../outside/w.npz", r"arrays: inner/\.\./\.\./outside/w.npz must be a file name"),
         ("link.npz", r"arrays: link.npz resolves to .*outside/w.npz, outside the network file's folder$"),
+        (str(sub / "net.npz"), r"arrays: /.*net.npz must be a file name relative"),  # even inside
     ]:
         one_line_error(nomul("check", _with(net, "ref.yaml", arrays=ref)), pattern)
     assert nomul("check", _with(net, "ref.yaml", arrays="inner/ok.npz")).returncode == 0
