@@ -26,12 +26,13 @@ import yaml
 
 from .errors import NetworkError
 
-__all__ = ["MAX_TEXT_BYTES", "MAX_DEPTH", "MAX_NODES", "read_yaml", "read_json", "parse_yaml",
-           "NpzReader"]
+__all__ = ["MAX_TEXT_BYTES", "MAX_DEPTH", "MAX_NODES", "MAX_INPUT_FILE_ELEMENTS", "read_yaml",
+           "read_json", "parse_yaml", "NpzReader", "read_npy", "load_arrays"]
 
 MAX_TEXT_BYTES = 4 << 20
 MAX_DEPTH = 64
 MAX_NODES = 1 << 17
+MAX_INPUT_FILE_ELEMENTS = 1 << 28
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -255,31 +256,62 @@ class NpzReader:
                                       f"uncompressed, more than the limit of {limit_bytes}")
         try:
             with self._zip.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise NetworkError(field, f"array {key!r} in {name} has .npy format version "
-                                              f"{version[0]}.{version[1]}, expected 1.0 or 2.0")
-                if dtype.hasobject:
-                    raise NetworkError(field, f"array {key!r} must hold integers, not objects "
-                                              f"(pickled data is never loaded)")
-                n = math.prod(shape)
-                if n > self.max_elements:
-                    raise NetworkError(field, f"array {key!r} has {n} elements, more than the "
-                                              f"limit of {self.max_elements}")
-                if n * dtype.itemsize > info.file_size:
-                    raise NetworkError(field, f"array {key!r} in {name} is truncated: its header "
-                                              f"claims {n * dtype.itemsize} bytes of data")
-                data = f.read(n * dtype.itemsize)
+                return read_npy(f, info.file_size, key=key, name=name, field=field,
+                                max_elements=self.max_elements)
         except NetworkError:
             raise
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
+        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
             raise NetworkError(field, f"cannot read array {key!r} from {name}: "
                                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        if len(data) != n * dtype.itemsize:
-            raise NetworkError(field, f"array {key!r} in {name} is truncated")
-        a = np.frombuffer(data, dtype=dtype)
-        return a.reshape(shape, order="F" if fortran else "C")
+
+
+def read_npy(f, size: int, *, key: str, name: str, field: str, max_elements: int) -> np.ndarray:
+    """One ``.npy`` array from the open file ``f`` of ``size`` bytes: its header (version, dtype,
+    shape) checked against ``max_elements`` and ``size`` before any data is read; no pickle."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise NetworkError(field, f"array {key!r} in {name} has .npy format version "
+                                      f"{version[0]}.{version[1]}, expected 1.0 or 2.0")
+    except ValueError as e:
+        raise NetworkError(field, f"cannot read array {key!r} from {name}: "
+                                  f"{str(e).splitlines()[0]}") from None
+    if dtype.hasobject:
+        raise NetworkError(field, f"array {key!r} must hold integers, not objects (pickled data is "
+                                  f"never loaded)")
+    n = math.prod(shape)
+    if n > max_elements:
+        raise NetworkError(field, f"array {key!r} has {n} elements, more than the limit of "
+                                  f"{max_elements}")
+    if n * dtype.itemsize > size:
+        raise NetworkError(field, f"array {key!r} in {name} is truncated: its header claims "
+                                  f"{n * dtype.itemsize} bytes of data")
+    data = f.read(n * dtype.itemsize)
+    if len(data) != n * dtype.itemsize:
+        raise NetworkError(field, f"array {key!r} in {name} is truncated")
+    a = np.frombuffer(data, dtype=dtype)
+    return a.reshape(shape, order="F" if fortran else "C")
+
+
+def load_arrays(path, *, field: str, max_elements: int) -> dict[str, np.ndarray]:
+    """Every array of an ``.npy`` file (as key ``""``) or an ``.npz`` archive, within limits
+    (for inputs and labels; a network's arrays are read member by member instead)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+            if head == b"\x93NUMPY":
+                f.seek(0)
+                return {"": read_npy(f, path.stat().st_size, key=path.stem, name=path.name,
+                                     field=field, max_elements=max_elements)}
+    except OSError as e:
+        raise NetworkError(field, f"cannot read {path.name}: {e.strerror}") from None
+    reader = NpzReader(path, max_elements=max_elements, field=field)
+    try:
+        return {k: reader.read(k, field) for k in reader.keys()}
+    finally:
+        reader.close()

@@ -475,6 +475,8 @@ def test_strict_fields(bnn, edit, pattern):
 
 
 def test_tracebacks_become_one_line(tmp_path, bnn):
+    import io
+
     bip = {"encoding": "bipolar"}
     empty = write_network(tmp_path / "empty.yaml", {
         "version": 1, "input": {"shape": [4], **bip},
@@ -496,6 +498,16 @@ def test_tracebacks_become_one_line(tmp_path, bnn):
     ]:
         np.save(tmp_path / f"{name}.npy", x)
         one_line_error(nomul("golden", bnn, "--input", tmp_path / f"{name}.npy"), pattern)
+    header = io.BytesIO()  # an .npy header that claims 2^40 elements
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (1 << 34, 64)})
+    (tmp_path / "xhuge.npy").write_bytes(header.getvalue() + bytes(64))
+    one_line_error(nomul("golden", bnn, "--input", tmp_path / "xhuge.npy"),
+                   r"--input: array 'xhuge' has 1099511627776 elements, more than the limit")
+    np.save(tmp_path / "xtrunc.npy", np.zeros((9, 64)))
+    (tmp_path / "xtrunc.npy").write_bytes((tmp_path / "xtrunc.npy").read_bytes()[:-8])
+    one_line_error(nomul("golden", bnn, "--input", tmp_path / "xtrunc.npy"),
+                   r"--input: array 'xtrunc' in xtrunc.npy is truncated")
     x = np.zeros((2, 64))
     np.save(tmp_path / "x.npy", x)
     r = nomul("golden", bnn, "--input", tmp_path / "x.npy", "--out", tmp_path / "new" / "dir" / "y.npz")
