@@ -1037,6 +1037,19 @@ class _Importer:
         return doc, {k: _compact(v) for k, v in self.arrays.items()}
 
 
+def _check_finite(m) -> None:
+    """Every float initializer (weights, scales, thresholds…) must be finite: a NaN would turn
+    into garbage integers (or a traceback) further on."""
+    from onnx import numpy_helper
+
+    for i, init in enumerate(m.graph.initializer):
+        a = numpy_helper.to_array(init)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            k = int(np.argmax(~np.isfinite(a).ravel()))
+            raise NetworkError(f"initializers[{i}] ({init.name})", f"holds {a.ravel()[k]} at index "
+                                                                    f"{k}: values must be finite")
+
+
 def import_qonnx(model, *, name: str | None = None, source: str | None = None,
                  argmax: bool = False) -> tuple[dict, dict]:
     """Import a QONNX model as a network description.
@@ -1063,6 +1076,7 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
     """
     stem = Path(model).stem if isinstance(model, (str, Path)) else "imported"
     m = load_qonnx(model)
+    _check_finite(m)
     imp = _Importer(m, name=name or stem, source=source or f"QONNX import of {stem}.onnx",
                     argmax=argmax)
     doc, arrays = imp.run()

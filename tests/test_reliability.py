@@ -554,3 +554,23 @@ def test_arrays_must_stay_in_the_network_folder(tmp_path, bnn):
     ]:
         one_line_error(nomul("check", _with(net, "ref.yaml", arrays=ref)), pattern)
     assert nomul("check", _with(net, "ref.yaml", arrays="inner/ok.npz")).returncode == 0
+
+
+@pytest.mark.parametrize("what", ["weight", "scale"])
+def test_import_of_nan_is_one_line(tmp_path, what):
+    pytest.importorskip("qonnx")
+    from test_qonnx_import import Graph
+
+    g = Graph()
+    xq = g.quant("x", 1.0, 4, True)
+    w = np.ones((4, 3))
+    if what == "weight":
+        w[1, 1] = np.nan
+    wq = g.quant(g.const(w), float("nan") if what == "scale" else 1.0, 2, True, narrow=True)
+    model = g.model([1, 4], g.node("MatMul", [xq, wq], name="MatMul_0"), [1, 3])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    one_line_error(nomul("import", path, "-o", tmp_path / "n.yaml"),
+                   r"initializers\[\d+\] \(Quant_1_param[01]\): holds nan at index \d+: values must "
+                   r"be finite$")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
