@@ -164,8 +164,9 @@ class _Arrays:
     """
 
     def __init__(self, path: Path | None, arrays: dict | None = None, *, base: Path | None = None,
-                 ref: str | None = None):
+                 ref: str | None = None, sha256: str | None = None):
         self.path = path
+        self.sha256 = sha256  # of the whole file, as the network file records it
         self.base = base
         self.ref = ref  # the reference as written in the file
         self._npz = arrays
@@ -184,7 +185,21 @@ class _Arrays:
             self._check_inside()
         if not self.path.is_file():
             raise NetworkError("arrays", f"file not found: {self.path}")
+        if self.sha256 is not None:
+            self._check_digest()
         self._reader = NpzReader(self.path, max_elements=MAX_ARRAY_ELEMENTS)
+
+    def _check_digest(self):
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != self.sha256:
+            raise NetworkError("arrays_sha256", f"{self.path.name} is not the arrays file this network "
+                                                f"was written with (SHA-256 {h.hexdigest()[:16]}…, "
+                                                f"expected {self.sha256[:16]}…); write both again")
 
     def _check_inside(self):
         rel = Path(self.ref) if self.ref is not None else None
@@ -493,7 +508,7 @@ def network_from_dict(data, base: Path | None = None, arrays: dict | None = None
         npz = None
         if spec.arrays is not None:
             npz = (base or Path(".")) / spec.arrays
-        arr = _Arrays(npz, base=base, ref=spec.arrays)
+        arr = _Arrays(npz, base=base, ref=spec.arrays, sha256=spec.arrays_sha256)
     else:
         arr = _Arrays(None, dict(arrays))
     net = _build(spec, arr)

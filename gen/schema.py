@@ -130,6 +130,7 @@ class NetworkSpec(_Model):
     source: Annotated[str, Field(max_length=4096)] = ""
     metadata: dict = Field(default_factory=dict)
     arrays: Key | None = None
+    arrays_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     input: InputSpec
     layers: Annotated[list[LayerSpec], Field(min_length=1, max_length=1024)]
 

@@ -122,14 +122,14 @@ def bounded(what: str):
 
 
 # -- properties ------------------------------------------------------------------------------------
-@fuzz_settings(60)
+@fuzz_settings(100)
 @given(networks())
 def test_random_valid_networks_load(net):
     seed, doc, arrays = net
     network_from_dict(doc, arrays=arrays)
 
 
-@fuzz_settings(400)
+@fuzz_settings(1000)
 @given(networks(), st.data())
 def test_field_mutations_are_one_line_errors(net, data):
     seed, doc, arrays = net
@@ -208,7 +208,7 @@ ARRAY_MUTATIONS = ["float", "complex", "bool", "object", "drop-row", "empty", "a
                    "huge-values", "uint64", "off-by-one", "scalar", "missing"]
 
 
-@fuzz_settings(300)
+@fuzz_settings(800)
 @given(networks(), st.data())
 def test_array_mutations_are_one_line_errors(net, data):
     seed, doc, arrays = net
@@ -250,7 +250,7 @@ FILE_MUTATIONS = ["yaml-truncate", "yaml-flip-byte", "yaml-duplicate-line", "yam
                   "arrays-escape", "arrays-absolute"]
 
 
-@fuzz_settings(50)
+@fuzz_settings(150)
 @given(networks(), st.sampled_from(FILE_MUTATIONS), st.integers(0, 2**32 - 1))
 def test_file_mutations_write_nothing(net, how, pos_seed):
     seed, doc, arrays = net
@@ -259,6 +259,10 @@ def test_file_mutations_write_nothing(net, how, pos_seed):
         tmp = Path(tmp)
         path = write_network(tmp / "net.yaml", doc, arrays)
         npz = tmp / "net.npz"
+        if how.startswith("npz-") and rng.integers(2):  # without the digest, to reach the reader
+            d = yaml.safe_load(path.read_text())
+            del d["arrays_sha256"]
+            path.write_text(yaml.safe_dump(d))
         text = path.read_text()
         if how == "yaml-truncate":
             path.write_text(text[:int(rng.integers(len(text)))])

@@ -574,3 +574,27 @@ def test_import_of_nan_is_one_line(tmp_path, what):
                    r"initializers\[\d+\] \(Quant_1_param[01]\): holds nan at index \d+: values must "
                    r"be finite$")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_interrupted_rewrite_leaves_a_detectable_pair(tmp_path, monkeypatch):
+    """A rewrite interrupted between the .npz and the .yaml (as `nomul import` over an existing
+    network can be) leaves the new arrays beside the old description: rejected on loading."""
+    import gen.netfile as netfile
+
+    def net(seed):
+        return random_network(np.random.default_rng(seed), ["xnor", "xnor"], in_shape=[8],
+                              widths=[8, 4])
+    path = write_network(tmp_path / "net.yaml", *net(0))
+    assert nomul("check", path).returncode == 0
+    real = netfile.atomic_write_bytes
+
+    def interrupted(p, data):
+        if Path(p).suffix == ".yaml":
+            raise KeyboardInterrupt
+        real(p, data)
+    monkeypatch.setattr(netfile, "atomic_write_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_network(tmp_path / "net.yaml", *net(1))
+    one_line_error(nomul("check", path), r"arrays_sha256: net.npz is not the arrays file this "
+                                         r"network was written with \(SHA-256 [0-9a-f]{16}…, "
+                                         r"expected [0-9a-f]{16}…\); write both again$")
