@@ -11,13 +11,17 @@ folder and swaps it into place at the end. The rules (docs/format.md, "Limits an
   refused; a symbolic link to a folder is followed (the folder it points to is replaced, the
   link stays), any other symbolic link is refused;
 - on every exit path (an error, SIGINT, SIGTERM, SIGHUP) the output folder is either the old
-  one or the complete new one, and no hidden temporary folder is left behind.
+  one or the complete new one, and no hidden temporary folder is left behind. After a SIGKILL
+  (which no process can handle), the next write of the same folder finishes the job: the hidden
+  folders carry the writer's process id, and those of a process that no longer runs are removed,
+  or, when the swap was cut between its two renames, renamed back into place.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,6 +60,38 @@ def ensure_parent(path, field: str) -> Path:
     if p.is_dir():
         raise NetworkError(field, f"{p} is a folder, not a file name")
     return p
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def recover(out: Path) -> None:
+    """Finish what a killed writer of ``out`` left: its old folder back in place if the swap was
+    cut between its renames, its temporary folders removed."""
+    pat = re.compile(rf"\.{re.escape(out.name)}\.nomul-(new|old)-(\d+)-.+")
+    left = []
+    try:
+        for p in out.parent.iterdir():
+            m = pat.fullmatch(p.name)
+            if m and p.is_dir() and not p.is_symlink() and not pid_alive(int(m[2])):
+                left.append((m[1] != "old", p))  # the old folders first
+    except OSError:
+        return
+    for is_new, p in sorted(left):
+        if not is_new and not out.exists():
+            p.rename(out)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -153,7 +189,9 @@ def replace_folder(out_dir, files: dict[str, bytes], *, after=None, overwrite: b
                     raise NetworkError(field, f"cannot create folder {d}: {e.strerror}") from None
                 made.append(d)
             with deferred_signals():
-                tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.nomul-new-", dir=parent))
+                recover(out)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.nomul-new-{os.getpid()}-",
+                                            dir=parent))
                 os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the output is not
             for name, data in files.items():
                 p = tmp / name
@@ -163,7 +201,8 @@ def replace_folder(out_dir, files: dict[str, bytes], *, after=None, overwrite: b
                 after(tmp)
             with deferred_signals():
                 if out.exists():
-                    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.nomul-old-", dir=parent))
+                    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.nomul-old-{os.getpid()}-",
+                                                dir=parent))
                     old.rmdir()
                     out.rename(old)
                     try:

@@ -4,14 +4,16 @@ Every temporary folder nomul makes (a simulation build, a synthesis run) is a su
 ``$NOMUL_TMPDIR`` or, by default, ``<system temp>/nomul-<uid>`` (created private to the user).
 :func:`temporary_folder` removes it when the block ends, by an error, SIGINT, SIGTERM or SIGHUP
 (:mod:`gen.interrupts` turns the last two into exceptions, and :func:`subprocess.run` kills its
-child simulator or synthesis tool on the way out). Only SIGKILL can leave one behind; they are
-all in the one place, under names that say which command made them.
+child simulator or synthesis tool on the way out). Only SIGKILL can leave one behind: the
+folder's name carries the process id (and a marker file says it is nomul's), and the next
+nomul command removes the folders of processes that no longer run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -36,6 +38,24 @@ def temp_root() -> Path:
     return root
 
 
+_MARKER = ".nomul-temporary-folder"
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the folders of :func:`temporary_folder` whose process no longer runs (killed)."""
+    from .outdir import pid_alive
+
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        m = re.fullmatch(r".*?-(\d+)-[^-]+", p.name)
+        if (m and not p.is_symlink() and (p / _MARKER).is_file()
+                and not pid_alive(int(m[1]))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def temporary_folder(prefix: str = "nomul-"):
     """A fresh folder under :func:`temp_root`, removed with everything in it when the block ends.
@@ -46,7 +66,10 @@ def temporary_folder(prefix: str = "nomul-"):
     """
     with signals_as_exceptions():
         with deferred_signals():
-            path = Path(tempfile.mkdtemp(prefix=prefix, dir=temp_root()))
+            root = temp_root()
+            _remove_stale(root)
+            path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+            (path / _MARKER).write_text(f"{os.getpid()}\n")
         try:
             yield path
         finally:

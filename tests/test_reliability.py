@@ -598,3 +598,37 @@ def test_interrupted_rewrite_leaves_a_detectable_pair(tmp_path, monkeypatch):
     one_line_error(nomul("check", path), r"arrays_sha256: net.npz is not the arrays file this "
                                          r"network was written with \(SHA-256 [0-9a-f]{16}…, "
                                          r"expected [0-9a-f]{16}…\); write both again$")
+
+
+def test_sigkill_leftovers_are_recovered(tmp_path, monkeypatch):
+    """What a SIGKILL leaves (no handler runs) the next command cleans up: a swap cut between
+    its renames is finished backwards (the old output returns), temporary folders go."""
+    from gen.tempdirs import temporary_folder
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer runs
+    out = tmp_path / "out"
+    old = tmp_path / f".out.nomul-old-{dead.pid}-abcd1234"
+    old.mkdir()
+    (old / "manifest.json").write_text('{"format": "nomul-accelerator"}')
+    new = tmp_path / f".out.nomul-new-{dead.pid}-efgh5678"
+    new.mkdir()
+    (new / "half").write_text("")
+    mine = tmp_path / "unrelated-123-abc"
+    mine.mkdir()
+    replace_folder(out, {"manifest.json": b'{"format": "nomul-accelerator"}', "x": b"1"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "unrelated-123-abc"]
+    assert (out / "x").read_bytes() == b"1"
+
+    root = tmp_path / "t"
+    monkeypatch.setenv("NOMUL_TMPDIR", str(root))
+    with temporary_folder("sim-") as a:
+        pass
+    stale = root / f"sim-{dead.pid}-zz"
+    stale.mkdir()
+    (stale / ".nomul-temporary-folder").write_text("")
+    foreign = root / f"build-{dead.pid}-zz"  # no marker: not nomul's, never touched
+    foreign.mkdir()
+    with temporary_folder("sim-") as b:
+        assert b.is_dir() and not a.exists()
+    assert sorted(p.name for p in root.iterdir()) == [foreign.name]
