@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NetworkError
+from .interrupts import Interrupted, signals_as_exceptions
 
 __all__ = ["main", "build_parser", "load_inputs"]
 
@@ -31,6 +32,14 @@ def _console():
 
 
 # -- shared helpers ------------------------------------------------------------------------------
+def _is_npy(p: Path) -> bool:
+    try:
+        with open(p, "rb") as f:
+            return f.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
+
+
 def load_inputs(path: str, shape: tuple[int, ...], *, field: str = "--input") -> tuple[np.ndarray, np.ndarray | None]:
     """Inputs (and labels, if the file has them) from a .npy array or an .npz archive.
 
@@ -42,20 +51,28 @@ def load_inputs(path: str, shape: tuple[int, ...], *, field: str = "--input") ->
     if not p.is_file():
         raise NetworkError(field, f"file not found: {path}")
     labels = None
-    try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                key = next((k for k in ("inputs", "images", "x") if k in z.files), None)
-                if key is None:
-                    raise NetworkError(field, f"{p.name} has none of the arrays inputs, images, x "
-                                              f"(found: {', '.join(z.files) or 'nothing'})")
-                x = z[key]
-                lk = next((k for k in ("labels", "y") if k in z.files), None)
-                labels = z[lk] if lk else None
-        else:
-            x = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise NetworkError(field, f"cannot read {p.name}: {e}") from None
+    from .safeio import MAX_INPUT_FILE_ELEMENTS, NpzReader, load_arrays
+
+    if p.suffix == ".npz":
+        z = NpzReader(p, max_elements=MAX_INPUT_FILE_ELEMENTS, field=field)
+        try:
+            key = next((k for k in ("inputs", "images", "x") if k in z), None)
+            if key is None:
+                raise NetworkError(field, f"{p.name} has none of the arrays inputs, images, x "
+                                          f"(found: {', '.join(z.keys()) or 'nothing'})")
+            x = z.read(key, field)
+            lk = next((k for k in ("labels", "y") if k in z), None)
+            labels = z.read(lk, field) if lk else None
+        finally:
+            z.close()
+    else:
+        x = load_arrays(p, field=field, max_elements=MAX_INPUT_FILE_ELEMENTS)[""] if _is_npy(p) else None
+        if x is None:
+            raise NetworkError(field, f"cannot read {p.name}: not a .npy array or an .npz archive")
+    if x.dtype.kind not in "biuf":
+        raise NetworkError(field, f"{p.name} must hold integer or real numbers, not {x.dtype}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise NetworkError(field, f"{p.name} holds no inputs (shape {x.shape})")
     n_el = int(np.prod(shape))
     if x.shape[1:] != shape:
         if x.ndim >= 1 and x.size and x.size % n_el == 0 and int(np.prod(x.shape[1:])) == n_el:
@@ -76,10 +93,12 @@ def load_labels(path: str | None, n: int) -> np.ndarray | None:
     p = Path(path)
     if not p.is_file():
         raise NetworkError("--labels", f"file not found: {path}")
-    try:
-        y = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise NetworkError("--labels", f"cannot read {p.name}: {e}") from None
+    from .safeio import MAX_INPUT_FILE_ELEMENTS, load_arrays
+
+    arrays = load_arrays(p, field="--labels", max_elements=MAX_INPUT_FILE_ELEMENTS)
+    if len(arrays) != 1:
+        raise NetworkError("--labels", f"expected one array in {p.name}, found {len(arrays)}")
+    y = next(iter(arrays.values()))
     if y.shape != (n,):
         raise NetworkError("--labels", f"expected shape ({n},), found {y.shape}")
     return y
@@ -176,6 +195,9 @@ def cmd_golden(args) -> int:
     elif labels is not None:
         con.print(f"no top-1 accuracy: {how}")
     if args.out:
+        from .outdir import ensure_parent
+
+        ensure_parent(args.out, "--out")
         atomic_write_bytes(args.out, npz_bytes(out))
         con.print(f"wrote {args.out}")
     return 0
@@ -217,13 +239,17 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with signals_as_exceptions():
+            return int(args.func(args) or 0)
     except NetworkError as e:
         print(f"nomul: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nomul: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print(f"nomul: {e}", file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from pathlib import Path
 
 from .errors import NetworkError
@@ -236,8 +235,9 @@ def run(args) -> int:
                 build = Path(args.build_dir)
                 build.mkdir(parents=True, exist_ok=True)
             else:
-                build = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                    prefix=".nomul-estimate-", dir=Path.cwd())))
+                from .tempdirs import temporary_folder
+
+                build = stack.enter_context(temporary_folder("estimate-"))
             _run_tools(con, est, build, args.pnr)
     con.print(_layer_table(est))
     _summary(con, est)
@@ -250,6 +250,9 @@ def run(args) -> int:
                   "not a speed-up.")
         doc["compare_kinds"] = [{k: v for k, v in r.items() if k != "estimate"} for r in rows]
     if args.json:
+        from .outdir import ensure_parent
+
+        ensure_parent(args.json, "--json")
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 

@@ -18,8 +18,9 @@ def add_parser(subparsers):
         description="Generate a dataflow accelerator for a network: Verilog through Amaranth, "
                     "manifest.json (ports, stream layouts, folding, cycles), a self-checking "
                     "testbench with golden-model vectors and a Makefile; with --board, a UART top "
-                    "level for the board and its build script. OUT is replaced as a whole, or "
-                    "left as it was on failure.")
+                    "level for the board and its build script. OUT must be absent, empty or a "
+                    "previous nomul output (unless --overwrite); it is replaced as a whole, or "
+                    "left as it was on failure or interruption.")
     p.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
     p.add_argument("--fold", metavar="FILE|auto",
@@ -38,6 +39,9 @@ def add_parser(subparsers):
                    help="with --board: build the bitstream with the YoWASP tools (iCE40, ECP5)")
     p.add_argument("--force", action="store_true",
                    help="with --board: generate even when the resource estimate says it does not fit")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT even when it is a non-empty folder that is not a previous "
+                        "nomul output (a folder holding the network's own files is always refused)")
     p.add_argument("--frames", type=int, default=8, metavar="N",
                    help="frames of golden-model test vectors for the testbench (default 8)")
     p.set_defaults(func=run)
@@ -52,12 +56,24 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _input_files(path: Path, fold) -> list[Path]:
+    """The files ``gen`` reads, which its output folder must not hold."""
+    files = [path, path.with_suffix(".npz")]
+    if fold not in (None, "auto"):
+        files.append(Path(fold))
+    return files
+
+
 def run(args) -> int:
     from .boards import build_bitstream, get_board
     from .emit import build, write_outputs
     from .load import load_network
+    from .outdir import check_out_dir
     from .plan import load_fold_file
 
+    path = Path(args.network)
+    inputs = _input_files(path, args.fold)
+    check_out_dir(args.out, overwrite=args.overwrite, inputs=inputs)  # before the slow part
     net = load_network(args.network)
     fold = None
     if args.fold is not None:
@@ -67,7 +83,6 @@ def run(args) -> int:
     if args.frames < 1:
         raise NetworkError("--frames", f"expected a positive integer, found {args.frames}")
     board = get_board(args.board) if args.board else None
-    path = Path(args.network)
     g = build(net, fold=fold, target_cycles=args.target_cycles, board=board, net_file=path.name,
               net_digest=_digest(path), frames=args.frames, check_fit=not args.force,
               family=args.family)
@@ -76,7 +91,8 @@ def run(args) -> int:
         def after(tmp):
             bit = build_bitstream(board, tmp / "board")
             print(f"bitstream: {bit.name}")
-    write_outputs(args.out, g.files, after=after)
+    write_outputs(args.out, g.files, after=after, overwrite=args.overwrite,
+                  inputs=inputs)
     print(g.plan.report())
     m = g.manifest
     print(f"wrote {args.out}/: {m['top']['module']} ({m['top']['verilog']}), manifest.json, tb.v, "

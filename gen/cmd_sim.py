@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import tempfile
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ def add_parser(subparsers):
     p.add_argument("--stall", type=float, default=0.2, metavar="P",
                    help="probability of an idle input cycle and of output back-pressure per cycle "
                         "(default 0.2; 0 for none)")
+    p.add_argument("--reset-at", metavar="FRAME[,FRAME...]",
+                   help="apply a reset halfway through sending each of these input frames "
+                        "(0-based); the frames in flight are dropped and counted, the rest checked")
     p.add_argument("--waves", metavar="FILE", help="write a waveform (.vcd or .fst)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--fold", metavar="FILE|auto", help="folding, as for `nomul gen`")
@@ -72,6 +75,23 @@ def _values(args, net):
     return values, labels
 
 
+def _check_lz4():
+    """Verilator's FST writer compiles against liblz4: without its headers the build fails
+    after minutes with a compiler error, so say so at once."""
+    import shutil
+    import subprocess
+
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        raise NetworkError("--sim", "Verilator needs a C++ compiler (c++ or g++), and none was found")
+    r = subprocess.run([cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n", text=True,
+                       capture_output=True)
+    if r.returncode != 0:
+        raise NetworkError("--waves", "Verilator writes FST through liblz4, whose headers are not "
+                                      "installed (apt install liblz4-dev, or dnf install lz4-devel); "
+                                      "or write a .vcd")
+
+
 def run(args) -> int:
     from sim import golden
     from sim.runner import generate
@@ -84,30 +104,48 @@ def run(args) -> int:
         raise NetworkError("--stall", f"expected a probability in [0, 1), found {args.stall}")
     if args.waves is not None and Path(args.waves).suffix.lower() not in (".vcd", ".fst"):
         raise NetworkError("--waves", f"expected a .vcd or .fst file name, found {args.waves}")
+    if args.waves is not None and args.sim == "verilator" and Path(args.waves).suffix.lower() == ".fst":
+        _check_lz4()
     net = load_network(args.network)
     fold = None
     if args.fold is not None:
         fold = "auto" if args.fold == "auto" else load_fold_file(args.fold)
     values, labels = _values(args, net)
+    resets = _reset_frames(args.reset_at, values.shape[0])
     expected = golden.run(net, values).outputs
     con = _console()
 
-    with tempfile.TemporaryDirectory(prefix="nomul-sim-") as tmp:
-        work = Path(args.build_dir) if args.build_dir else Path(tmp)
+    from .tempdirs import temporary_folder
+
+    with temporary_folder("sim-") as tmp:
+        work = Path(args.build_dir) if args.build_dir else tmp
         work.mkdir(parents=True, exist_ok=True)
         sources, streams = generate(net, work / "gen", fold=fold, target_cycles=args.target_cycles)
         n = values.shape[0]
-        result = _simulate(con, sources, streams, values, expected, work, args, n)
+        result = _simulate(con, sources, streams, values, expected, work, args, n, resets)
 
     cpf, exp_cpf = result.cycles_per_frame, result.expected_cycles_per_frame
-    con.print(f"{result.frames} frames simulated on {result.simulator} (seed {args.seed}, stall "
-              f"{args.stall}): {result.mismatches} mismatches")
+    con.print(f"{result.frames_sent} frames sent on {result.simulator} (seed {args.seed}, stall "
+              f"{args.stall} on every one of them): {result.frames} checked, "
+              f"{result.frames_dropped_by_reset} dropped by a reset, {result.mismatches} mismatches")
+    if result.frames_lost:
+        con.print(f"  [red]{result.frames_lost} frames were neither checked nor dropped by a "
+                  f"reset[/red]")
+    if result.timing_frames_bad:
+        con.print(f"  [red]{result.timing_frames_bad} of the {result.timing_frames} timing frames "
+                  f"(copies of inputs) differ from the golden model[/red]")
     for line in result.mismatch_report[:10]:
         con.print(f"  {line}")
     if result.timeout:
         con.print("  the accelerator stopped producing outputs (timeout)")
-    note = "" if cpf == exp_cpf else " [red](differs)[/red]"
-    con.print(f"cycles per frame (steady state, no stalls): {cpf} (expected {exp_cpf}){note}")
+    if cpf is None:
+        why = ("the accelerator timed out" if result.timeout else
+               f"it needs at least 3 timing frames, and {result.timing_frames} ran")
+        con.print(f"cycles per frame: not measured ({why}; expected {exp_cpf})")
+    else:
+        note = "" if cpf == exp_cpf else " [red](differs)[/red]"
+        con.print(f"cycles per frame (steady state, timed on {result.timing_frames} extra frames "
+                  f"with no stalls): {cpf} (expected {exp_cpf}){note}")
     lat, exp_lat = result.latency_cycles, result.expected_latency
     lnote = "" if exp_lat is None or lat == exp_lat else " [red](differs)[/red]"
     con.print(f"latency: {lat} cycles (first input beat to first output beat; expected {exp_lat}){lnote}")
@@ -128,17 +166,37 @@ def run(args) -> int:
     if args.json:
         doc = result.to_json()
         doc["accuracy"] = accuracy
+        from .outdir import ensure_parent
+
+        ensure_parent(args.json, "--json")
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0 if result.passed else 1
 
 
-def _simulate(con, sources, streams, values, expected, work, args, n):
+def _reset_frames(text, n: int) -> list[int]:
+    """The frames of ``--reset-at FRAME[,FRAME...]``, each in [0, n)."""
+    if text is None:
+        return []
+    out = []
+    for part in text.split(","):
+        try:
+            f = int(part.strip())
+        except ValueError:
+            raise NetworkError("--reset-at", f"expected frame numbers separated by commas, found "
+                                             f"{text!r}") from None
+        if not 0 <= f < n:
+            raise NetworkError("--reset-at", f"frame {f} is not one of the {n} frames (0 to {n - 1})")
+        out.append(f)
+    return sorted(set(out))
+
+
+def _simulate(con, sources, streams, values, expected, work, args, n, resets=()):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim.runner import cosimulate
 
     kw = dict(build_dir=work / args.sim, sim=args.sim, seed=args.seed, stall=args.stall,
-              waves=args.waves, keep_outputs=True)
+              waves=args.waves, keep_outputs=True, reset_at_frame=list(resets))
     if not con.is_terminal:
         return cosimulate(sources, streams, values, expected, **kw)
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -2,7 +2,8 @@
 for a board, its top level and build script.
 
 Everything is written into a temporary folder beside the output folder and renamed into place
-at the end, so a failure leaves the output folder as it was. The same network and options give
+at the end (:mod:`gen.outdir`), so a failure or a signal leaves the output folder as it was, and
+a folder that is not a previous output is never replaced unless asked. The same network and options give
 byte-identical files.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import numpy as np
 from hw.dtypes import DType, pack_words
 
 from .cycles import first_frame_timing
-from .errors import NetworkError
 from .ir import Network
 from .ops import op_for
 from .plan import Plan, plan_network
@@ -236,42 +234,17 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
     return Generated(accel, plan, manifest, files)
 
 
-def write_outputs(out_dir, files: dict[str, bytes], *, after=None) -> Path:
-    """Write ``files`` into a fresh temporary folder beside ``out_dir``, call ``after(tmp)``
-    (e.g. a bitstream build) and rename the folder into place; on failure, remove it."""
-    out = Path(out_dir)
-    parent = out.resolve().parent
-    if out.exists() and not out.is_dir():
-        raise NetworkError("-o", f"{out} exists and is not a folder")
-    made = [d for d in [parent, *parent.parents] if not d.exists()]  # created here, removed on failure
-    for d in reversed(made):
-        try:
-            d.mkdir()
-        except OSError as e:
-            raise NetworkError("-o", f"cannot create folder {d}: {e.strerror}") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
-        for name, data in files.items():
-            p = tmp / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        if after is not None:
-            after(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
-            old.rmdir()
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for d in made:
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-        raise
-    return out
+def write_outputs(out_dir, files: dict[str, bytes], *, after=None, overwrite: bool = False,
+                  inputs=()) -> Path:
+    """Write ``files`` as the folder ``out_dir``, atomically (:func:`gen.outdir.replace_folder`).
+
+    ``after(tmp)`` (e.g. a bitstream build) runs on the complete temporary folder before the
+    swap. ``out_dir`` must be absent, empty or a previous nomul output unless ``overwrite``;
+    it must never hold one of ``inputs``. A failure or a signal leaves it as it was.
+    """
+    from .outdir import replace_folder
+
+    return replace_folder(out_dir, files, after=after, overwrite=overwrite, inputs=inputs)
 
 
 def generate(net: Network, out_dir, **kwargs) -> Generated:

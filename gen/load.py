@@ -7,23 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pydantic
-import yaml
 
 from . import schema
+from .bounds import check_bounds
 from .errors import NetworkError
 from .ir import INPUT, InputQuantizer, InputSpec, Network, ValueRange
 from .ops import OPS, NetworkSpec
 from .ops.base import BuildContext, TensorInfo
+from .safeio import NpzReader, read_yaml
 from .schema import dtype_of
 
 __all__ = ["load_network", "network_from_dict", "MAX_ARRAY_ELEMENTS"]
 
-MAX_ARRAY_ELEMENTS = 1 << 26
+MAX_ARRAY_ELEMENTS = 1 << 22
+MAX_TOTAL_ELEMENTS = 1 << 23
 MAX_INPUT_ELEMENTS = 1 << 22
 
 
@@ -104,11 +105,24 @@ def _pydantic_message(err: dict) -> str:
 
 
 class _Arrays:
-    """Lazy access to the .npz file, with field-path errors."""
+    """Lazy access to the .npz file, with field-path errors.
 
-    def __init__(self, path: Path | None, arrays: dict | None = None):
+    Only the members the network refers to are read, each after its header is checked against
+    :data:`MAX_ARRAY_ELEMENTS` (:class:`gen.safeio.NpzReader`); all of them together may hold
+    at most :data:`MAX_TOTAL_ELEMENTS`. The file must be inside ``base``, the network file's
+    folder (no absolute path, no ``..``, no symbolic link out of it).
+    """
+
+    def __init__(self, path: Path | None, arrays: dict | None = None, *, base: Path | None = None,
+                 ref: str | None = None, sha256: str | None = None):
         self.path = path
+        self.sha256 = sha256  # of the whole file, as the network file records it
+        self.base = base
+        self.ref = ref  # the reference as written in the file
         self._npz = arrays
+        self._reader = None
+        self._cache: dict[str, np.ndarray] = {}
+        self._total = 0
         self._opened = arrays is not None
 
     def _open(self, field: str):
@@ -117,26 +131,69 @@ class _Arrays:
         self._opened = True
         if self.path is None:
             raise NetworkError(field, "no arrays file given")
+        if self.base is not None:
+            self._check_inside()
         if not self.path.is_file():
             raise NetworkError("arrays", f"file not found: {self.path}")
+        if self.sha256 is not None:
+            self._check_digest()
+        self._reader = NpzReader(self.path, max_elements=MAX_ARRAY_ELEMENTS)
+
+    def _check_digest(self):
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != self.sha256:
+            raise NetworkError("arrays_sha256", f"{self.path.name} is not the arrays file this network "
+                                                f"was written with (SHA-256 {h.hexdigest()[:16]}…, "
+                                                f"expected {self.sha256[:16]}…); write both again")
+
+    def _check_inside(self):
+        rel = Path(self.ref) if self.ref is not None else None
+        if rel is None or rel.is_absolute() or ".." in rel.parts:
+            raise NetworkError("arrays", f"{rel or self.path} must be a file name relative to the "
+                                         f"network file's folder, without '..'")
         try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                self._npz = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise NetworkError("arrays", f"cannot read {self.path.name}: {e}") from None
+            inside = self.path.resolve().is_relative_to(self.base.resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            raise NetworkError("arrays", f"{rel} resolves to {self.path.resolve()}, outside the "
+                                         f"network file's folder")
+
+    def _raw(self, field: str, key: str) -> np.ndarray | None:
+        if self._reader is None:
+            return self._npz.get(key) if key in self._npz else None
+        if key in self._cache:
+            return self._cache[key]
+        if key not in self._reader:
+            return None
+        a = self._reader.read(key, field)
+        self._total += a.size
+        if self._total > MAX_TOTAL_ELEMENTS:
+            raise NetworkError(field, f"the arrays referred to hold more than {MAX_TOTAL_ELEMENTS} "
+                                      f"elements in all, the limit")
+        self._cache[key] = a
+        return a
 
     def get(self, field: str, key: str, *, allow_bool: bool = False) -> np.ndarray:
         self._open(field)
-        if key not in self._npz:
+        raw = self._raw(field, key)
+        if raw is None:
             where = self.path.name if self.path is not None else "the arrays"
             raise NetworkError(field, f"array {key!r} not found in {where}")
-        a = np.asarray(self._npz[key])
+        a = np.asarray(raw)
         ok = np.issubdtype(a.dtype, np.integer) or (allow_bool and a.dtype == np.bool_)
         if not ok:
             raise NetworkError(field, f"array {key!r} must hold integers, not {a.dtype}")
         if a.size > MAX_ARRAY_ELEMENTS:
             raise NetworkError(field, f"array {key!r} has {a.size} elements, more than the limit of "
                                       f"{MAX_ARRAY_ELEMENTS}")
+        if a.size == 0:
+            raise NetworkError(field, f"array {key!r} is empty (shape {a.shape})")
         if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
             raise NetworkError(field, f"array {key!r} has values beyond the int64 range")
         out = a.astype(np.int64)
@@ -161,10 +218,12 @@ def network_from_dict(data, base: Path | None = None, arrays: dict | None = None
         npz = None
         if spec.arrays is not None:
             npz = (base or Path(".")) / spec.arrays
-        arr = _Arrays(npz)
+        arr = _Arrays(npz, base=base, ref=spec.arrays, sha256=spec.arrays_sha256)
     else:
         arr = _Arrays(None, dict(arrays))
-    return _build(spec, arr)
+    net = _build(spec, arr)
+    check_bounds(net)
+    return net
 
 
 def _input_spec(ispec) -> InputSpec:
@@ -302,16 +361,7 @@ def load_network(path) -> Network:
         Naming the offending field path.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NetworkError("", f"network file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise NetworkError("", f"{path.name} is not valid YAML{where}") from None
-    except UnicodeDecodeError:
-        raise NetworkError("", f"{path.name} is not a text file") from None
+    data = read_yaml(path)  # size, nesting and node limits; duplicate keys rejected
     if isinstance(data, dict) and "arrays" not in data:
         data = {**data, "arrays": path.with_suffix(".npz").name}
     return network_from_dict(data, base=path.parent)

@@ -7,6 +7,7 @@ renamed, so a failure never leaves a half-written output.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -69,14 +70,18 @@ def _plain(v):
 def write_network(path, doc: dict, arrays: dict[str, np.ndarray]) -> Path:
     """Write a network description ``doc`` to ``path`` (.yaml) and its arrays beside it (.npz).
 
-    The ``arrays`` field of ``doc`` is set to the .npz file's name. Returns the YAML path.
+    The ``arrays`` field of ``doc`` is set to the .npz file's name and ``arrays_sha256`` to its
+    SHA-256, so that a pair not written together (an interrupted rewrite leaves the new .npz
+    beside the old .yaml) is rejected on loading. The .npz is written first. Returns the YAML
+    path.
     """
     path = Path(path)
     npz = path.with_suffix(".npz")
-    doc = {**_plain(doc), "arrays": npz.name}
-    order = ["version", "name", "source", "metadata", "arrays", "input", "layers"]
+    data = npz_bytes({k: np.asarray(v) for k, v in arrays.items()})
+    doc = {**_plain(doc), "arrays": npz.name, "arrays_sha256": hashlib.sha256(data).hexdigest()}
+    order = ["version", "name", "source", "metadata", "arrays", "arrays_sha256", "input", "layers"]
     doc = {k: doc[k] for k in order if k in doc} | {k: v for k, v in doc.items() if k not in order}
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
-    save_npz(npz, {k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(npz, data)
     atomic_write_bytes(path, text.encode())
     return path

@@ -15,12 +15,9 @@ matrix-vector unit), since they overlap; the network's interval is the largest o
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from .errors import NetworkError
 from .ir import INPUT, Network
@@ -98,15 +95,11 @@ def divisors(n: int) -> list[int]:
 # -- folding files -------------------------------------------------------------------------------
 def load_fold_file(path) -> dict[str, dict[str, int]]:
     """Read a folding file: a mapping of layer name to ``{pe: int, simd: int}`` (either optional)."""
+    from .safeio import read_json, read_yaml
+
     p = Path(path)
-    if not p.is_file():
-        raise NetworkError("--fold", f"file not found: {path}")
-    try:
-        text = p.read_text()
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as e:
-        raise NetworkError("--fold", f"{p.name} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                                     f"{str(e).splitlines()[0]}") from None
+    read = read_json if p.suffix == ".json" else read_yaml
+    data = read(p, field="--fold", what="folding file", max_bytes=1 << 20)
     from .finn_fold import FinnFolding, is_finn_folding
 
     if is_finn_folding(data):  # FINN's folding_config.json: mapped onto the layers when planning

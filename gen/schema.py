@@ -42,19 +42,19 @@ class TypeSpec(Model):
 
 
 class AffineQuantizerSpec(Model):
-    scale: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    scale: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
     zero_point: StrictInt = 0
     rounding: Literal["half-even", "half-up", "floor", "ceil"] = "half-even"
     clip: tuple[StrictInt, StrictInt] | None = None
-    offset: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    offset: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 0.0
 
 
 class ThresholdQuantizerSpec(Model):
-    threshold: Annotated[float, Field(allow_inf_nan=False)]
+    threshold: Annotated[float, Field(allow_inf_nan=False, strict=True)]
 
 
 class MultiThresholdQuantizerSpec(Model):
-    thresholds: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+    thresholds: Annotated[list[Annotated[float, Field(allow_inf_nan=False, strict=True)]],
                           Field(min_length=1, max_length=1 << 16)]
 
 

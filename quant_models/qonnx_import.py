@@ -1442,6 +1442,19 @@ class _Importer:
         return doc, {k: _compact(v) for k, v in self.arrays.items()}
 
 
+def _check_finite(m) -> None:
+    """Every float initializer (weights, scales, thresholds…) must be finite: a NaN would turn
+    into garbage integers (or a traceback) further on."""
+    from onnx import numpy_helper
+
+    for i, init in enumerate(m.graph.initializer):
+        a = numpy_helper.to_array(init)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            k = int(np.argmax(~np.isfinite(a).ravel()))
+            raise NetworkError(f"initializers[{i}] ({init.name})", f"holds {a.ravel()[k]} at index "
+                                                                    f"{k}: values must be finite")
+
+
 def import_qonnx(model, *, name: str | None = None, source: str | None = None,
                  argmax: bool = False, input_type: str | None = None,
                  calib=None, exact_input: bool = False) -> tuple[dict, dict]:
@@ -1480,6 +1493,7 @@ def import_qonnx(model, *, name: str | None = None, source: str | None = None,
     """
     stem = Path(model).stem if isinstance(model, (str, Path)) else "imported"
     m = load_qonnx(model)
+    _check_finite(m)
     if calib is not None:
         calib = np.asarray(calib, dtype=np.float32)
         per = tuple(m.get_tensor_shape(m.graph.input[0].name))[1:]

@@ -213,7 +213,14 @@ class StreamDriver:
         return self._frame_no if self._beats is not None and self._beat > 0 else None
 
     def abort(self):
-        """Drop the frame being sent (after a reset) and lower ``valid``."""
+        """Drop the frame being sent (after a reset) and lower ``valid``.
+
+        A frame taken from the queue of which no beat was accepted yet goes back to the head
+        of the queue: the reset did not touch it, so it is sent afterwards (dropping it would
+        lose it without counting it anywhere).
+        """
+        if self._beats is not None and self._beat == 0:
+            self._frames.appendleft((self._frame_no, self._beats))
         self._beats = None
         self._beat = 0
         self._valid = 0
@@ -327,9 +334,12 @@ class Scoreboard:
         self.mismatches: list[Mismatch] = []
         self.mismatch_count = 0
         self.frames_checked = 0
+        self.checked: list[int] = []  # the frame numbers checked, in order
         self.frames_bad = 0
         self.outputs: dict[int, np.ndarray] = {}
         self.keep_outputs = False
+        self.counted = lambda frame_no: True  # frames whose mismatches are counted and reported
+        self.uncounted_bad = 0  # bad frames among the others
 
     def expect(self, frame_no: int, values: np.ndarray):
         self._expected.append((frame_no, values))
@@ -364,8 +374,11 @@ class Scoreboard:
         if self.keep_outputs:
             self.outputs[frame_no] = actual
         self.frames_checked += 1
+        self.checked.append(frame_no)
         bad = actual != expected
-        if bad.any():
+        if bad.any() and not self.counted(frame_no):
+            self.uncounted_bad += 1  # e.g. a timing frame, a copy of an input checked again later
+        elif bad.any():
             self.frames_bad += 1
             for idx in np.argwhere(bad):
                 idx = tuple(int(i) for i in idx)

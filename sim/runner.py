@@ -71,15 +71,23 @@ class SimResult:
     simulator: str
     outputs: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    frames_sent: int = 0
+    frames_lost: int = 0
+    timing_frames: int = 0
+    timing_frames_bad: int = 0
 
     @property
     def passed(self) -> bool:
-        return self.mismatches == 0 and not self.timeout
+        return (self.mismatches == 0 and not self.timeout and self.frames_lost == 0
+                and self.timing_frames_bad == 0)
 
     def to_json(self) -> dict:
-        return {"frames": self.frames, "mismatches": self.mismatches,
+        return {"frames": self.frames, "frames_sent": self.frames_sent,
+                "frames_dropped_by_reset": self.frames_dropped_by_reset,
+                "frames_lost": self.frames_lost, "mismatches": self.mismatches,
                 "cycles_per_frame": self.cycles_per_frame, "latency_cycles": self.latency_cycles,
-                "expected_cycles_per_frame": self.expected_cycles_per_frame}
+                "expected_cycles_per_frame": self.expected_cycles_per_frame,
+                "timing_frames": self.timing_frames, "timing_frames_bad": self.timing_frames_bad}
 
 
 def verilator_bin_dir() -> Path:
@@ -202,7 +210,7 @@ def _progress_poll(path: Path, callback, done: threading.Event):
 def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.ndarray, *,
                build_dir, sim: str = "icarus", seed: int = 0, stall: float = 0.3,
                stall_out: float | None = None, timing_frames: int | None = None,
-               reset_at_frame: int | None = None, waves: str | Path | None = None,
+               reset_at_frame=None, waves: str | Path | None = None,
                quiet: bool = True, progress=None, keep_outputs: bool = False) -> SimResult:
     """Co-simulate a design against expected outputs; return what was measured.
 
@@ -222,10 +230,13 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         Probability of an idle input cycle before each beat, and of ``ready`` low on the
         output in a cycle (``stall_out`` defaults to ``stall``).
     timing_frames : int, optional
-        Frames sent first with no stalls, to measure the steady-state cycles per frame and the
-        latency (by default enough to fill the pipeline and then some).
-    reset_at_frame : int, optional
-        Apply a reset halfway through sending this frame (a frame after the timing ones).
+        Extra frames (copies of the inputs) sent first with no stalls, to measure the
+        steady-state cycles per frame and the latency (by default enough to fill the pipeline
+        and then some; fewer than 3 measure no interval). Every input frame is then sent
+        with the stalls asked for.
+    reset_at_frame : int or sequence of int, optional
+        Apply a reset halfway through sending each of these input frames (0-based); the
+        frames in flight are counted in ``frames_dropped_by_reset``.
     waves : path, optional
         Write a waveform there: VCD or FST, after its suffix.
     progress : callable(frames_checked), optional
@@ -239,7 +250,15 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         raise ValueError(f"{n} inputs but {expected.shape[0]} expected outputs")
     if timing_frames is None:
         timing_frames = _default_timing_frames(streams)
-    timing_frames = min(n, timing_frames)
+    timing_frames = max(0, int(timing_frames))
+    if reset_at_frame is None:
+        resets = []
+    elif isinstance(reset_at_frame, (int, np.integer)):
+        resets = [int(reset_at_frame)]
+    else:
+        resets = sorted({int(r) for r in reset_at_frame})
+    if any(not 0 <= r < n for r in resets):
+        raise ValueError(f"Reset frames must be in [0, {n}), not {resets}")
     wave_format = _wave_format(sim, waves)
     t0 = time.perf_counter()
     runner = build(sim, sources, streams.toplevel, build_dir, waves=wave_format, quiet=quiet)
@@ -256,8 +275,8 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         "stimulus": "stimulus.npz", "result": result_file.name, "progress": progress_file.name,
         "seed": int(seed), "stall_in": float(stall),
         "stall_out": float(stall if stall_out is None else stall_out),
-        "timing_frames": int(timing_frames), "reset_at_frame": reset_at_frame,
-        "max_cycles": _cycle_budget(streams, n, max(stall, stall_out or 0.0)),
+        "timing_frames": int(timing_frames), "reset_at_frames": resets,
+        "max_cycles": _cycle_budget(streams, n + timing_frames, max(stall, stall_out or 0.0)),
         "keep_outputs": keep_outputs,
     }
     cfg_file = build_dir / "tb_config.json"
@@ -304,7 +323,9 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         expected_latency=streams.expected_latency, timeout=r["timeout"],
         frames_dropped_by_reset=r["frames_dropped_by_reset"], cycles=r["cycles"],
         python_s=r["python_s"], loop_s=r["loop_s"], build_s=build_s, test_s=test_s, simulator=sim,
-        outputs=outputs, extra={"received": received})
+        outputs=outputs, extra={"received": received}, frames_sent=r["frames_sent"],
+        frames_lost=r["frames_lost"], timing_frames=r["timing_frames"],
+        timing_frames_bad=r["timing_frames_bad"])
 
 
 def _default_timing_frames(streams: TbStreams) -> int:

@@ -8,12 +8,17 @@ the variable through ``extra_env``); the stimulus and the expected outputs come 
 
 Phases:
 
-1. reset, then ``timing_frames`` frames with no stalls on either side: the steady-state
-   interval between output frames and the latency of the first frame are measured;
-2. the remaining frames with random gaps on the input (``stall_in``) and random back-pressure
-   on the output (``stall_out``); when ``reset_at_frame`` is set, a reset is applied halfway
-   through sending that frame, and the frames in flight are dropped (not checked);
-3. every received frame is compared with the golden model's, in order.
+1. reset, then ``timing_frames`` extra frames (copies of the inputs, taken in turn) with no
+   stalls on either side: the steady-state interval between output frames and the latency of
+   the first frame are measured on them (they are checked too, but not counted as frames);
+2. every input frame, with random gaps on the input (``stall_in``) and random back-pressure
+   on the output (``stall_out``); at each frame of ``reset_at_frames`` a reset is applied
+   halfway through sending that frame (for one-beat frames: once it is sent), and the frames
+   in flight are dropped (counted, not checked); a frame the driver had taken but not started
+   is sent again after the reset;
+3. every received frame is compared with the golden model's, in order. Every input frame is
+   accounted for: ``frames_checked + frames_dropped_by_reset + frames_lost == frames_sent``,
+   and ``frames_lost`` (neither checked nor dropped by a reset) must be 0.
 """
 
 from __future__ import annotations
@@ -71,16 +76,20 @@ async def accelerator_matches_golden(dut):
     progress_every = max(1, n // 200)
     in_starts: dict[int, int] = {}
     out_frames = []
+    n_timing = max(0, int(cfg["timing_frames"]))
+    # frame ids: 0..n-1 the inputs, n..n+n_timing-1 the timing frames (copies of inputs k % n)
+    source = {n + k: k % n for k in range(n_timing)}
+    scoreboard.counted = lambda frame_no: frame_no < n
 
     def frame_started(frame_no, cycle):
         in_starts[frame_no] = cycle
-        scoreboard.expect(frame_no, expected[frame_no])
+        scoreboard.expect(frame_no, expected[source.get(frame_no, frame_no)])
 
     def frame_received(frame):
         out_frames.append(frame)
         scoreboard.check(frame)
         if progress_file is not None and scoreboard.frames_checked % progress_every == 0:
-            progress_file.write_text(str(scoreboard.frames_checked))
+            progress_file.write_text(str(sum(1 for i in scoreboard.checked if i < n)))
 
     pi, po = cfg["input"]["ports"], cfg["output"]["ports"]
     driver = StreamDriver(_handle(dut, pi["payload"]), _handle(dut, pi["valid"]), _handle(dut, pi["ready"]),
@@ -107,10 +116,9 @@ async def accelerator_matches_golden(dut):
     Clock(clk, 10, unit="ns").start()
     await reset(3)
 
-    # Phase 1: no stalls, for timing.
-    n_timing = min(n, cfg["timing_frames"])
-    for i in range(n_timing):
-        driver.append(i, frames_in[i])
+    # Phase 1: extra frames with no stalls, for timing.
+    for k in range(n_timing):
+        driver.append(n + k, frames_in[k % n])
     budget = cfg["max_cycles"]
     start = loop.cycle
     ok = await loop.run(budget, stop=lambda: len(out_frames) >= n_timing)
@@ -118,37 +126,41 @@ async def accelerator_matches_golden(dut):
     starts = [f.first_cycle for f in out_frames]
     cpf = _steady_interval(starts)
     latency = None
-    if out_frames and 0 in in_starts:
-        latency = out_frames[0].first_valid_cycle - in_starts[0]
+    if out_frames and n in in_starts:
+        latency = out_frames[0].first_valid_cycle - in_starts[n]
 
-    # Phase 2: random stalls, an optional reset in the middle of a frame.
+    # Phase 2: every input frame, random stalls, resets in the middle of frames.
     gaps_in.p, gaps_out.p = cfg["stall_in"], cfg["stall_out"]
-    reset_at = cfg.get("reset_at_frame")
+    resets = sorted({int(r) for r in cfg.get("reset_at_frames") or () if 0 <= int(r) < n})
     dropped = 0
-    if not timeout and n > n_timing:
-        for i in range(n_timing, n):
+    if not timeout:
+        for i in range(n):
             driver.append(i, frames_in[i])
-        if reset_at is not None and n_timing <= reset_at < n:
-            half = max(1, lin.beats_per_frame // 2)
+        half = max(1, lin.beats_per_frame // 2)
+        for reset_at in resets:
             # Halfway through sending the frame, or (one-beat frames) once it is sent.
-            ok = await loop.run(budget, stop=lambda: reset_at in in_starts and (
-                driver.current_frame != reset_at or driver.beat >= half))
+            ok = await loop.run(budget, stop=lambda r=reset_at: r in in_starts and (
+                driver.current_frame != r or driver.beat >= half))
             if not ok:
                 timeout = True
-            else:
-                dropped = scoreboard.pending  # the frames in flight, the interrupted one included
-                scoreboard.flush()
-                await reset()
+                break
+            dropped += scoreboard.pending  # the frames in flight, the interrupted one included
+            scoreboard.flush()
+            await reset()
         if not timeout:
             ok = await loop.run(budget, stop=lambda: driver.idle and scoreboard.pending == 0)
             timeout = not ok
     # A few idle cycles: an output frame that no input explains would show up here.
     if not timeout:
         await loop.run(max(16, 2 * (latency or 0)))
+    checked = sum(1 for i in scoreboard.checked if i < n)
+    lost = n - checked - dropped
 
     result = {
         "frames_sent": n,
-        "frames_checked": scoreboard.frames_checked,
+        "frames_checked": checked,
+        "frames_lost": lost,
+        "timing_frames_bad": scoreboard.uncounted_bad,
         "frames_bad": scoreboard.frames_bad,
         "frames_dropped_by_reset": dropped,
         "mismatches": scoreboard.mismatch_count,
@@ -165,9 +177,12 @@ async def accelerator_matches_golden(dut):
         outputs = np.zeros_like(expected)
         received = np.zeros(n, dtype=bool)
         for i, v in scoreboard.outputs.items():
-            outputs[i], received[i] = v, True
+            if i < n:
+                outputs[i], received[i] = v, True
         np.savez(base / "tb_outputs.npz", outputs=outputs, received=received)
     (base / cfg["result"]).write_text(json.dumps(result, indent=1))
-    assert not timeout, f"timeout: the accelerator stopped after {scoreboard.frames_checked} frames"
+    assert not timeout, f"timeout: the accelerator stopped after {checked} frames"
+    assert scoreboard.uncounted_bad == 0, f"{scoreboard.uncounted_bad} timing frames differ"
+    assert lost == 0, f"{lost} frames were neither checked nor dropped by a reset"
     assert scoreboard.mismatch_count == 0, (
         f"{scoreboard.mismatch_count} mismatches; first: " + "; ".join(map(str, scoreboard.mismatches[:5])))

@@ -130,7 +130,7 @@ def test_failure_leaves_output(tmp_path):
     fold = tmp_path / "fold.yaml"
     fold.write_text("layer0: {pe: 3, simd: 4}\n")
     r = subprocess.run([sys.executable, "-m", "gen.cli", "gen", str(path), "-o", str(out), "--fold",
-                        str(fold)], capture_output=True, text=True)
+                        str(fold), "--overwrite"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr == "nomul: error: layers[0].pe: 3 does not divide the 64 output channels\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
@@ -139,9 +139,9 @@ def test_failure_leaves_output(tmp_path):
     def boom(tmp):
         raise RuntimeError("late failure")
     with pytest.raises(RuntimeError):
-        write_outputs(out, {"a.txt": b"new"}, after=boom)
+        write_outputs(out, {"a.txt": b"new"}, after=boom, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    write_outputs(out, {"a.txt": b"new"})
+    write_outputs(out, {"a.txt": b"new"}, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
 
 

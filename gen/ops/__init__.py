@@ -55,6 +55,7 @@ class NetworkSpec(schema.Model):
     source: Annotated[str, Field(max_length=4096)] = ""
     metadata: dict = Field(default_factory=dict)
     arrays: schema.Key | None = None
+    arrays_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     input: schema.InputSpec
     layers: Annotated[list[LayerSpec], Field(min_length=1, max_length=1024)]
     outputs: Annotated[list[schema.Key], Field(min_length=1, max_length=64)] | None = None

@@ -116,6 +116,10 @@ class LayerOp:
         TensorInfo of its output)``."""
         raise NotImplementedError
 
+    def check_size(self, node, path: str) -> None:
+        """Raise a one-line error when the layer exceeds a size limit of :mod:`gen.bounds`
+        beyond its output size and MACs (which every layer is checked for)."""
+
     # -- golden model --------------------------------------------------------------------------
     def golden(self, node, xs: list[np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
         """``(accumulators or None, outputs)`` on a batch of input values."""

@@ -50,7 +50,7 @@ class MultiThresholdSpec(schema.Model):
 
 class RequantSpec(schema.Model):
     type: Literal["requant"]
-    multiplier: StrictInt | schema.Key
+    multiplier: Annotated[StrictInt, Field(ge=-(1 << 62), le=1 << 62)] | schema.Key
     shift: Annotated[StrictInt, Field(ge=0, le=62)] = 0
     rounding: schema.Rounding = "floor"
     clip: tuple[StrictInt, StrictInt]
@@ -340,6 +340,11 @@ class ComputeOp(LayerOp):
             kept_channels=None if keep is None else tuple(int(k) for k in keep),
             pe=spec.pe, simd=spec.simd, ram_style=spec.ram_style, **extra)
         return node, TensorInfo(out_shape, node.out_dtype, out_range, oc_full, keep)
+
+    def check_size(self, node, path):
+        from ..bounds import check_channels
+
+        check_channels(path, node.weights.shape[0])
 
     # golden ------------------------------------------------------------------------------------
     @staticmethod

@@ -92,6 +92,12 @@ class Conv2dOp(ComputeOp):
             raise NetworkError(f"{ctx.path}.pad_value", f"required: 0 is not a value of the input type {dt}")
         return {"pad_value": 0}
 
+    def check_size(self, node, path):
+        from ..bounds import check_window
+
+        super().check_size(node, path)
+        check_window(path, node.in_shape, node.out_shape, node.kernel, node.padding)
+
     def accumulate(self, node, x):
         from .. import macs
 
