@@ -1,7 +1,11 @@
 """Estimates of an accelerator. The cycle model of a whole accelerator: steady-state interval and first-frame latency.
 
-The interval (cycles per frame in steady state) is :attr:`gen.plan.Plan.interval`, the slowest
-layer's cycles per frame; it is not recomputed here. The latency (cycles from the first input
+The interval (cycles per frame in steady state) is :func:`gen.chainsim.steady_interval`: the
+chain of blocks run cycle by cycle until frames repeat. It equals :attr:`gen.plan.Plan.interval`
+(the slowest layer's cycles per frame, each block counted on its own) except where blocks with
+finite buffers slow each other down (a sliding window that stops taking pixels while it reads a
+frame's last output row, or that waits for rows from a slow producer while the bottleneck after
+it idles). The latency (cycles from the first input
 beat accepted to the first output beat valid, with no stalls) is found by following the first
 frame's beats through the chain of blocks that :class:`gen.top.Accelerator` builds: for every
 stream, the cycle at which each beat of frame 0 moves. Each block maps the cycles of its input
@@ -12,8 +16,10 @@ beats to those of its output beats with its own timing rules:
 * FIFO (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, after a layer and in front of a
   matrix-vector unit with several channel folds): a beat comes out 2 cycles after it went in;
 * sliding window: a window pixel goes out the cycle after the reader takes it, which it does
-  one per cycle once the pixel is written (padding needs nothing), the writer running at most
-  ``kh + sh`` rows ahead of the reader;
+  one per cycle once the pixel is written (padding needs nothing; the last beat of a frame
+  waits for the frame's last pixel), the writer running at most ``kh + sh`` rows ahead of the
+  top row of the reader's output row (it may write row ``y`` once the reader has finished
+  output row ``(y + ph - kh - sh) // sh``);
 * matrix-vector unit: issue one beat per cycle (from the stream in channel fold 0, from the
   input buffer in the others); a fold's output is valid ``read stages (2 with the weight
   register, else 1) + lane latency + 1 + activation latency`` cycles after its last beat is
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chainsim import steady_interval
 from .ir import Argmax, Conv2d, Dense, MaxPool2d
 
 __all__ = ["FIFO_LATENCY", "LayerTiming", "first_frame_timing"]
@@ -395,7 +402,7 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
         layers.append(LayerEstimate(lp.index, lp.name, lp.kind, getattr(layer, "mac", None),
                                     layer.macs, lp.pe, lp.simd, lp.cycles, tm.latency,
                                     tm.first_out, bl, wbits, bbits, fbits))
-    return Estimate(net, plan, accel, part, layers, plan.interval, latency)
+    return Estimate(net, plan, accel, part, layers, steady_interval(accel), latency)
 
 
 def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress=None) -> None:

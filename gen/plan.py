@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from hw.dwc import dwc_cycles
+from hw.swu import swu_cycles
 
 from .errors import NetworkError
 from .ir import Argmax, Conv2d, Dense, MaxPool2d, Network
@@ -145,15 +146,15 @@ def layer_parts(layer, k_in: int, pe: int | None = None, simd: int | None = None
         oc, oh, ow = layer.out_shape
         kh, kw = layer.kernel
         win = oh * ow * kh * kw
-        parts = [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", win),
+        swu = swu_cycles(layer.in_shape, layer.kernel, layer.stride, layer.padding)
+        parts = [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", swu),
                  ("dwc-simd", dwc_cycles(win * c, c, simd)),
                  ("mvu", oh * ow * (oc // pe) * (layer.mw // simd))]
         return parts, pe
     if isinstance(layer, MaxPool2d):
         c, h, w = layer.in_shape
-        _, oh, ow = layer.out_shape
-        kh, kw = layer.kernel
-        parts = [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("pool", oh * ow * kh * kw)]
+        pool = swu_cycles(layer.in_shape, layer.kernel, layer.stride)
+        parts = [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("pool", pool)]
         return parts, c
     if isinstance(layer, Argmax):
         n = math.prod(layer.in_shape)

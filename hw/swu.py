@@ -13,13 +13,15 @@ back to back. With no stalls the unit takes one pixel and sends one window pixel
 
 from __future__ import annotations
 
+import functools
+
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.dtypes import clog2
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "swu_cycles"]
 
 
 def _pair(name, v, lo):
@@ -27,6 +29,63 @@ def _pair(name, v, lo):
     if len(v) != 2 or not all(isinstance(x, int) and x >= lo for x in v):
         raise ValueError(f"{name} must be an integer or a pair of integers of at least {lo}, not {v!r}")
     return v
+
+
+@functools.lru_cache(maxsize=1024)
+def swu_cycles(in_shape, kernel, stride=(1, 1), padding=(0, 0)) -> int:
+    """Cycles per frame of a :class:`SlidingWindow` in steady state, input always valid and
+    output always ready.
+
+    At least ``max(H·W, OH·OW·kh·kw)``, and more when the reader waits at the start of a frame:
+    while it reads the last output row of a frame, the writer may fill only the buffer rows that
+    row does not use (``ybase + kh + sh`` minus ``H`` rows of the next frame, ``ybase`` being the
+    row of that output row's top; the rows below the last window count as used), so the first
+    windows of the next frame wait for the rows that were not prefetched. Found by running the
+    unit's handshake rules (``can_write``, ``go`` in :meth:`SlidingWindow.elaborate`) cycle by
+    cycle over frames until the cycles per frame repeat.
+    """
+    c, H, W = in_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    R = kh + sh
+    wy = wx = ahead = 0
+    ybase, xbase, oy, ox, ky, kx = -ph, -pw, 0, 0, 0, 0
+    ends: list[int] = []     # cycle of each frame's last window beat
+    cycle = 0
+    while True:
+        w_last = wy == H - 1 and wx == W - 1
+        write = wy + (H if ahead else 0) < ybase + R and not (ahead and w_last)
+        y, x = ybase + ky, xbase + kx
+        pad = y < 0 or y >= H or x < 0 or x >= W
+        avail = ahead or y < wy or (y == wy and x < wx)
+        r_last = ky == kh - 1 and kx == kw - 1 and ox == ow - 1 and oy == oh - 1
+        go = (pad or avail) and (not r_last or ahead)
+        if write:
+            wx += 1
+            if wx == W:
+                wx, wy = 0, wy + 1
+                if wy == H:
+                    wy = 0
+            if w_last:
+                ahead = 1
+        if go:
+            kx += 1
+            if kx == kw:
+                kx, ky = 0, ky + 1
+                if ky == kh:
+                    ky, ox, xbase = 0, ox + 1, xbase + sw
+                    if ox == ow:
+                        ox, xbase, oy, ybase = 0, -pw, oy + 1, ybase + sh
+                        if oy == oh:
+                            oy, ybase = 0, -ph
+            if r_last:
+                ahead = 0
+                ends.append(cycle)
+                if len(ends) >= 4 and ends[-1] - ends[-2] == ends[-2] - ends[-3]:
+                    return ends[-1] - ends[-2]
+                if len(ends) == 16:  # pragma: no cover - not seen: a pattern over several frames
+                    return -(-(ends[-1] - ends[-9]) // 8)
+        cycle += 1
 
 
 class SlidingWindow(wiring.Component):
