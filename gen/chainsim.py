@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from math import gcd
 
+from hw.swu import live_rows
+
 __all__ = ["chain_models", "steady_interval"]
 
 
@@ -96,6 +98,7 @@ class _Window:
         self.oh = (self.H + 2 * self.ph - self.kh) // self.sh + 1
         self.ow = (self.W + 2 * self.pw - self.kw) // self.sw + 1
         self.R = self.kh + self.sh
+        self.live = live_rows(self.H, self.kh, self.sh, self.ph)
         self.wy = self.wx = self.ahead = self.o_valid = 0
         self.ybase, self.xbase, self.oy, self.ox, self.ky, self.kx = -self.ph, -self.pw, 0, 0, 0, 0
 
@@ -106,7 +109,7 @@ class _Window:
         return self.wy == self.H - 1 and self.wx == self.W - 1
 
     def ready(self, o_ready):
-        return (self.wy + (self.H if self.ahead else 0) < self.ybase + self.R
+        return ((self.wy >= self.live or self.wy + (self.live if self.ahead else 0) < self.ybase + self.R)
                 and not (self.ahead and self._w_last()))
 
     def step(self, i_valid, i_ready, o_ready):

@@ -19,7 +19,7 @@ beats to those of its output beats with its own timing rules:
   one per cycle once the pixel is written (padding needs nothing; the last beat of a frame
   waits for the frame's last pixel), the writer running at most ``kh + sh`` rows ahead of the
   top row of the reader's output row (it may write row ``y`` once the reader has finished
-  output row ``(y + ph - kh - sh) // sh``);
+  output row ``(y + ph - kh - sh) // sh``; rows below the last window at once);
 * matrix-vector unit: issue one beat per cycle (from the stream in channel fold 0, from the
   input buffer in the others); a fold's output is valid ``read stages (2 with the weight
   register, else 1) + lane latency + 1 + activation latency`` cycles after its last beat is
@@ -38,6 +38,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from hw.swu import live_rows
 
 from .chainsim import steady_interval
 from .ir import Argmax, Conv2d, Dense, MaxPool2d
@@ -123,6 +125,7 @@ def _window(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np.ndarr
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
     R = kh + sh
+    live = live_rows(h, kh, sh, ph)   # the rows below (never read) need no buffer row
     tl = t.tolist()
     written = []               # write cycle of each pixel, in raster order
     row_done = []              # cycle of the reader's last beat of each output row
@@ -131,7 +134,7 @@ def _window(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np.ndarr
         while len(written) <= p:
             q = len(written)
             y = q // w
-            need = (y + ph - R) // sh + 1   # output rows the reader must have finished
+            need = (y + ph - R) // sh + 1 if y < live else 0   # output rows finished first
             gate = row_done[need - 1] + 1 if need > 0 else -(1 << 40)
             prev = written[-1] + 1 if written else -(1 << 40)
             written.append(max(tl[q], prev, gate))

@@ -8,7 +8,10 @@ padding value's code in every channel.
 
 The buffer holds ``kh + sh`` image rows, so that the next ``sh`` rows can be written while the
 current output row is read; writing runs up to one frame ahead of reading, so frames stream
-back to back. With no stalls the unit takes one pixel and sends one window pixel per cycle.
+back to back. Rows below the last window (when the stride skips them) are taken without being
+stored. With no stalls the unit takes one pixel and sends one window pixel per cycle, and waits
+at the start of a frame for the rows it could not take while it read the previous frame's last
+output row (:func:`swu_cycles`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.dtypes import clog2
 
-__all__ = ["SlidingWindow", "swu_cycles"]
+__all__ = ["SlidingWindow", "live_rows", "swu_cycles"]
 
 
 def _pair(name, v, lo):
@@ -31,6 +34,13 @@ def _pair(name, v, lo):
     return v
 
 
+def live_rows(h: int, kh: int, sh: int, ph: int) -> int:
+    """Rows of an ``h``-row image that a window of ``kh`` rows, stride ``sh`` and padding ``ph``
+    reads: all but those below the last window."""
+    oh = (h + 2 * ph - kh) // sh + 1
+    return min(h, (oh - 1) * sh - ph + kh)
+
+
 @functools.lru_cache(maxsize=1024)
 def swu_cycles(in_shape, kernel, stride=(1, 1), padding=(0, 0)) -> int:
     """Cycles per frame of a :class:`SlidingWindow` in steady state, input always valid and
@@ -38,23 +48,24 @@ def swu_cycles(in_shape, kernel, stride=(1, 1), padding=(0, 0)) -> int:
 
     At least ``max(H·W, OH·OW·kh·kw)``, and more when the reader waits at the start of a frame:
     while it reads the last output row of a frame, the writer may fill only the buffer rows that
-    row does not use (``ybase + kh + sh`` minus ``H`` rows of the next frame, ``ybase`` being the
-    row of that output row's top; the rows below the last window count as used), so the first
-    windows of the next frame wait for the rows that were not prefetched. Found by running the
-    unit's handshake rules (``can_write``, ``go`` in :meth:`SlidingWindow.elaborate`) cycle by
-    cycle over frames until the cycles per frame repeat.
+    row does not use (``ybase + kh + sh - live_rows`` rows of the next frame, ``ybase`` being the
+    top row of that output row), so the first windows of the next frame wait for the rows that
+    were not taken. Found by running the unit's handshake rules (``can_write``, ``go`` in
+    :meth:`SlidingWindow.elaborate`) cycle by cycle over frames until the cycles per frame
+    repeat.
     """
     c, H, W = in_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
     R = kh + sh
+    live = live_rows(H, kh, sh, ph)
     wy = wx = ahead = 0
     ybase, xbase, oy, ox, ky, kx = -ph, -pw, 0, 0, 0, 0
     ends: list[int] = []     # cycle of each frame's last window beat
     cycle = 0
     while True:
         w_last = wy == H - 1 and wx == W - 1
-        write = wy + (H if ahead else 0) < ybase + R and not (ahead and w_last)
+        write = (wy >= live or wy + (live if ahead else 0) < ybase + R) and not (ahead and w_last)
         y, x = ybase + ky, xbase + kx
         pad = y < 0 or y >= H or x < 0 or x >= W
         avail = ahead or y < wy or (y == wy and x < wx)
@@ -146,6 +157,11 @@ class SlidingWindow(wiring.Component):
     def buffer_rows(self) -> int:
         return self._kernel[0] + self._stride[0]
 
+    @property
+    def live_rows(self) -> int:
+        """Image rows that some window reads: all but those below the last window."""
+        return live_rows(self._in_shape[1], self._kernel[0], self._stride[0], self._padding[0])
+
     def elaborate(self, platform):
         m = Module()
         c, H, W = self._in_shape
@@ -165,24 +181,38 @@ class SlidingWindow(wiring.Component):
         wslot = Signal(range(R))
         ahead = Signal()  # the writer is one frame ahead of the reader
 
+        # Rows from ``live`` on (below the last window, when the stride skips them) are never
+        # read: they are taken without a buffer row, so that the next frame's rows follow the
+        # last live row in the buffer and can be written while the last output row is read.
+        live = self.live_rows
         span = max(H + R, (oh - 1) * sh + R + ph + 1)
         ybase = Signal(signed(clog2(span + 1) + 2), init=-ph)
         vrow = Signal(signed(ybase.shape().width + 1))
-        m.d.comb += vrow.eq(wy + Mux(ahead, H, 0))
+        m.d.comb += vrow.eq(wy + Mux(ahead, live, 0))
         w_last_pixel = (wy == H - 1) & (wx == W - 1)
-        can_write = (vrow < ybase + R) & ~(ahead & w_last_pixel)
+        free = vrow < ybase + R
+        stored = self.i_stream.valid
+        if live < H:
+            dead = wy >= live
+            free, stored = dead | free, stored & ~dead
+        can_write = free & ~(ahead & w_last_pixel)
         m.d.comb += [
             self.i_stream.ready.eq(can_write),
             wr.addr.eq((wslot << colbits) | wx),
             wr.data.eq(self.i_stream.payload),
-            wr.en.eq(self.i_stream.valid & can_write),
+            wr.en.eq(stored & can_write),
         ]
         w_fire = self.i_stream.valid & can_write
+        next_slot = wslot.eq(Mux(wslot == R - 1, 0, wslot + 1))
         with m.If(w_fire):
             m.d.sync += wx.eq(wx + 1)
             with m.If(wx == W - 1):
-                m.d.sync += [wx.eq(0), wy.eq(wy + 1),
-                             wslot.eq(Mux(wslot == R - 1, 0, wslot + 1))]
+                m.d.sync += [wx.eq(0), wy.eq(wy + 1)]
+                if live < H:
+                    with m.If(~dead):
+                        m.d.sync += next_slot
+                else:
+                    m.d.sync += next_slot
                 with m.If(wy == H - 1):
                     m.d.sync += wy.eq(0)
 
@@ -228,7 +258,7 @@ class SlidingWindow(wiring.Component):
             m.d.sync += o_valid.eq(0)
 
         fs0_next = Signal(range(2 * R))
-        m.d.comb += fs0_next.eq(frame_slot0 + H % R)
+        m.d.comb += fs0_next.eq(frame_slot0 + live % R)
         fs0_wrapped = Mux(fs0_next >= R, fs0_next - R, fs0_next)
         sb_frame = Signal(signed(clog2(2 * R) + 2))
         m.d.comb += sb_frame.eq(fs0_wrapped - (ph % R))
