@@ -4,23 +4,25 @@ Per-layer cycle counts (:func:`gen.plan.layer_parts`) are exact for each block o
 blocks with finite buffers can slow each other down: a sliding window whose buffer is full
 stops taking pixels (its writer waits for the reader to free rows) while it reads the last
 output row of a frame, the FIFO in front of it fills, and a producer that is the bottleneck
-loses those cycles. To be exact in every geometry, :func:`steady_interval` runs the chain of
-blocks that :class:`gen.top.Accelerator` builds cycle by cycle, each block reduced to its
-control state and the rules of its ``valid``/``ready`` signals (mirroring ``elaborate`` of
-:mod:`hw.dwc`, :mod:`hw.fifo` (:class:`amaranth.lib.fifo.SyncFIFOBuffered`), :mod:`hw.swu`,
-:mod:`hw.mvu`, :mod:`hw.pool` and :mod:`hw.argmax`), with the input always valid and the
-output always ready, until the cycles between frames repeat.
+loses those cycles; or a window fed by a slower layer waits longer for rows at the start of a
+frame than it would with its input always valid, while the bottleneck after it idles. To be
+exact in every geometry, :func:`steady_interval` runs the chain of blocks that
+:class:`gen.top.Accelerator` builds cycle by cycle, each block reduced to its control state and
+the rules of its ``valid``/``ready`` signals (mirroring ``elaborate`` of :mod:`hw.dwc`,
+:mod:`hw.fifo` (:class:`amaranth.lib.fifo.SyncFIFOBuffered`), :mod:`hw.mvu`, :mod:`hw.pool` and
+:mod:`hw.argmax`; the sliding window's is :class:`hw.swu.WindowTiming`), with the input always
+valid and the output always ready, until three frames in a row take the same number of cycles.
 
 Every block's ``o_valid`` is a register, so one cycle is: valids from the state, readies from the
 output back to the input (a block's ``i_ready`` may depend on its ``o_ready``), then every
-block's state update.
+block's state update. About 5 µs per cycle.
 """
 
 from __future__ import annotations
 
 from math import gcd
 
-from hw.swu import live_rows
+from hw.swu import WindowTiming
 
 __all__ = ["chain_models", "steady_interval"]
 
@@ -89,61 +91,6 @@ class _Fifo:
             self.r_rdy = 0
 
 
-class _Window:
-    """:class:`hw.swu.SlidingWindow`: writer and reader counters."""
-
-    def __init__(self, in_shape, kernel, stride, padding):
-        _, self.H, self.W = in_shape
-        (self.kh, self.kw), (self.sh, self.sw), (self.ph, self.pw) = kernel, stride, padding
-        self.oh = (self.H + 2 * self.ph - self.kh) // self.sh + 1
-        self.ow = (self.W + 2 * self.pw - self.kw) // self.sw + 1
-        self.R = self.kh + self.sh
-        self.live = live_rows(self.H, self.kh, self.sh, self.ph)
-        self.wy = self.wx = self.ahead = self.o_valid = 0
-        self.ybase, self.xbase, self.oy, self.ox, self.ky, self.kx = -self.ph, -self.pw, 0, 0, 0, 0
-
-    def valid(self):
-        return self.o_valid
-
-    def _w_last(self):
-        return self.wy == self.H - 1 and self.wx == self.W - 1
-
-    def ready(self, o_ready):
-        return ((self.wy >= self.live or self.wy + (self.live if self.ahead else 0) < self.ybase + self.R)
-                and not (self.ahead and self._w_last()))
-
-    def step(self, i_valid, i_ready, o_ready):
-        y, x = self.ybase + self.ky, self.xbase + self.kx
-        pad = y < 0 or y >= self.H or x < 0 or x >= self.W
-        avail = self.ahead or y < self.wy or (y == self.wy and x < self.wx)
-        r_last = (self.ky == self.kh - 1 and self.kx == self.kw - 1 and self.ox == self.ow - 1
-                  and self.oy == self.oh - 1)
-        go = (pad or avail) and (not self.o_valid or o_ready) and (not r_last or self.ahead)
-        if i_valid and i_ready:
-            if self._w_last():
-                self.ahead = 1
-            self.wx += 1
-            if self.wx == self.W:
-                self.wx, self.wy = 0, self.wy + 1
-                if self.wy == self.H:
-                    self.wy = 0
-        if go:
-            self.o_valid = 1
-            self.kx += 1
-            if self.kx == self.kw:
-                self.kx, self.ky = 0, self.ky + 1
-                if self.ky == self.kh:
-                    self.ky, self.ox, self.xbase = 0, self.ox + 1, self.xbase + self.sw
-                    if self.ox == self.ow:
-                        self.ox, self.xbase, self.oy, self.ybase = 0, -self.pw, self.oy + 1, self.ybase + self.sh
-                        if self.oy == self.oh:
-                            self.oy, self.ybase = 0, -self.ph
-            if r_last:
-                self.ahead = 0
-        elif o_ready:
-            self.o_valid = 0
-
-
 class _MVU:
     """:class:`hw.mvu.MVU`: fold counters and the valid chain of its stall pipeline (only the
     last beat of a fold passes stage ``gate``)."""
@@ -201,13 +148,13 @@ def chain_models(accel) -> list:
             elif isinstance(b, StreamFIFO):
                 models.append(_Fifo(b.depth))
             elif isinstance(b, SlidingWindow):
-                models.append(_Window(b.in_shape, layer.kernel, layer.stride, layer.padding))
+                models.append(WindowTiming(b.in_shape, layer.kernel, layer.stride, layer.padding))
             elif isinstance(b, MVU):
                 depth = b.latency - (b.synapse_folds - 1)
                 models.append(_MVU(b.neuron_folds, b.synapse_folds, depth,
                                    depth - 1 - b.activation_latency))
             elif isinstance(b, MaxPool2d):
-                models.append(_Window(layer.in_shape, layer.kernel, layer.stride, (0, 0)))
+                models.append(WindowTiming(layer.in_shape, layer.kernel, layer.stride))
                 models.append(_Count(layer.kernel[0] * layer.kernel[1]))
             elif isinstance(b, Argmax):
                 models.append(_Count(b.beats_per_frame))

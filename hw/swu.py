@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from gen.dtypes import clog2
 
-__all__ = ["SlidingWindow", "live_rows", "swu_cycles"]
+__all__ = ["SlidingWindow", "WindowTiming", "live_rows", "swu_cycles"]
 
 
 def _pair(name, v, lo):
@@ -41,6 +41,72 @@ def live_rows(h: int, kh: int, sh: int, ph: int) -> int:
     return min(h, (oh - 1) * sh - ph + kh)
 
 
+class WindowTiming:
+    """The control state of a :class:`SlidingWindow` and the rules of its handshakes, cycle by
+    cycle, without the data: the writer's ``can_write`` and the reader's ``go`` of
+    :meth:`SlidingWindow.elaborate`.
+
+    Each cycle, :meth:`valid` (``o_stream.valid``, a register) and :meth:`ready`
+    (``i_stream.ready``) come from the state; :meth:`step` then advances it, given the input's
+    valid, the ready that :meth:`ready` returned and the output's ready. ``frames`` counts the
+    frames the reader has finished.
+    """
+
+    def __init__(self, in_shape, kernel, stride=(1, 1), padding=(0, 0)):
+        _, self.H, self.W = in_shape
+        (self.kh, self.kw), (self.sh, self.sw), (self.ph, self.pw) = kernel, stride, padding
+        self.oh = (self.H + 2 * self.ph - self.kh) // self.sh + 1
+        self.ow = (self.W + 2 * self.pw - self.kw) // self.sw + 1
+        self.R = self.kh + self.sh
+        self.live = live_rows(self.H, self.kh, self.sh, self.ph)
+        self.wy = self.wx = self.ahead = self.o_valid = self.frames = 0
+        self.ybase, self.xbase, self.oy, self.ox, self.ky, self.kx = -self.ph, -self.pw, 0, 0, 0, 0
+
+    def valid(self) -> int:
+        return self.o_valid
+
+    def _w_last(self) -> bool:
+        return self.wy == self.H - 1 and self.wx == self.W - 1
+
+    def ready(self, o_ready=1) -> bool:
+        vrow = self.wy + (self.live if self.ahead else 0)
+        return ((self.wy >= self.live or vrow < self.ybase + self.R)
+                and not (self.ahead and self._w_last()))
+
+    def step(self, i_valid, i_ready, o_ready) -> None:
+        y, x = self.ybase + self.ky, self.xbase + self.kx
+        pad = y < 0 or y >= self.H or x < 0 or x >= self.W
+        avail = self.ahead or y < self.wy or (y == self.wy and x < self.wx)
+        r_last = (self.ky == self.kh - 1 and self.kx == self.kw - 1 and self.ox == self.ow - 1
+                  and self.oy == self.oh - 1)
+        go = (pad or avail) and (not self.o_valid or o_ready) and (not r_last or self.ahead)
+        if i_valid and i_ready:
+            if self._w_last():
+                self.ahead = 1
+            self.wx += 1
+            if self.wx == self.W:
+                self.wx, self.wy = 0, self.wy + 1
+                if self.wy == self.H:
+                    self.wy = 0
+        if go:
+            self.o_valid = 1
+            self.kx += 1
+            if self.kx == self.kw:
+                self.kx, self.ky = 0, self.ky + 1
+                if self.ky == self.kh:
+                    self.ky, self.ox, self.xbase = 0, self.ox + 1, self.xbase + self.sw
+                    if self.ox == self.ow:
+                        self.ox, self.xbase = 0, -self.pw
+                        self.oy, self.ybase = self.oy + 1, self.ybase + self.sh
+                        if self.oy == self.oh:
+                            self.oy, self.ybase = 0, -self.ph
+            if r_last:
+                self.ahead = 0
+                self.frames += 1
+        elif o_ready:
+            self.o_valid = 0
+
+
 @functools.lru_cache(maxsize=1024)
 def swu_cycles(in_shape, kernel, stride=(1, 1), padding=(0, 0)) -> int:
     """Cycles per frame of a :class:`SlidingWindow` in steady state, input always valid and
@@ -50,52 +116,20 @@ def swu_cycles(in_shape, kernel, stride=(1, 1), padding=(0, 0)) -> int:
     while it reads the last output row of a frame, the writer may fill only the buffer rows that
     row does not use (``ybase + kh + sh - live_rows`` rows of the next frame, ``ybase`` being the
     top row of that output row), so the first windows of the next frame wait for the rows that
-    were not taken. Found by running the unit's handshake rules (``can_write``, ``go`` in
-    :meth:`SlidingWindow.elaborate`) cycle by cycle over frames until the cycles per frame
-    repeat.
+    were not taken. Found by running :class:`WindowTiming` over frames until two take the same
+    number of cycles.
     """
-    c, H, W = in_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    R = kh + sh
-    live = live_rows(H, kh, sh, ph)
-    wy = wx = ahead = 0
-    ybase, xbase, oy, ox, ky, kx = -ph, -pw, 0, 0, 0, 0
+    t = WindowTiming(in_shape, kernel, stride, padding)
     ends: list[int] = []     # cycle of each frame's last window beat
     cycle = 0
     while True:
-        w_last = wy == H - 1 and wx == W - 1
-        write = (wy >= live or wy + (live if ahead else 0) < ybase + R) and not (ahead and w_last)
-        y, x = ybase + ky, xbase + kx
-        pad = y < 0 or y >= H or x < 0 or x >= W
-        avail = ahead or y < wy or (y == wy and x < wx)
-        r_last = ky == kh - 1 and kx == kw - 1 and ox == ow - 1 and oy == oh - 1
-        go = (pad or avail) and (not r_last or ahead)
-        if write:
-            wx += 1
-            if wx == W:
-                wx, wy = 0, wy + 1
-                if wy == H:
-                    wy = 0
-            if w_last:
-                ahead = 1
-        if go:
-            kx += 1
-            if kx == kw:
-                kx, ky = 0, ky + 1
-                if ky == kh:
-                    ky, ox, xbase = 0, ox + 1, xbase + sw
-                    if ox == ow:
-                        ox, xbase, oy, ybase = 0, -pw, oy + 1, ybase + sh
-                        if oy == oh:
-                            oy, ybase = 0, -ph
-            if r_last:
-                ahead = 0
-                ends.append(cycle)
-                if len(ends) >= 4 and ends[-1] - ends[-2] == ends[-2] - ends[-3]:
-                    return ends[-1] - ends[-2]
-                if len(ends) == 16:  # pragma: no cover - not seen: a pattern over several frames
-                    return -(-(ends[-1] - ends[-9]) // 8)
+        t.step(1, t.ready(), 1)
+        if t.frames > len(ends):
+            ends.append(cycle)
+            if len(ends) >= 4 and ends[-1] - ends[-2] == ends[-2] - ends[-3]:
+                return ends[-1] - ends[-2]
+            if len(ends) == 16:  # pragma: no cover - not seen: a pattern over several frames
+                return -(-(ends[-1] - ends[-9]) // 8)
         cycle += 1
 
 
