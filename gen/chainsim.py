@@ -179,6 +179,7 @@ def steady_interval(accel, *, max_frames: int = 24) -> int:
     o_readies = [1] * n
     i_readies = [1] * n
     back = range(n - 1, -1, -1)
+    limit = 16 * (max_frames + 2) * (accel.plan.interval + 1000)
     while True:
         for i, f in enumerate(valid_fns):
             valids[i + 1] = f()
@@ -198,3 +199,5 @@ def steady_interval(accel, *, max_frames: int = 24) -> int:
         for i, f in enumerate(step_fns):
             f(valids[i], i_readies[i], o_readies[i])
         cycle += 1
+        if cycle > limit:  # pragma: no cover - a model that deadlocks or never settles
+            raise RuntimeError(f"No steady state after {limit:,} cycles (frame starts {starts[-8:]})")
