@@ -1,7 +1,11 @@
 """The cycle model of a whole accelerator: steady-state interval and first-frame latency.
 
-The interval (cycles per frame in steady state) is :attr:`gen.plan.Plan.interval`, the slowest
-layer's cycles per frame; it is not recomputed here. The latency (cycles from the first input
+The interval (cycles per frame in steady state) is :func:`gen.chainsim.steady_interval`: the
+chain of blocks run cycle by cycle until frames repeat. It equals :attr:`gen.plan.Plan.interval`
+(the slowest layer's cycles per frame, each block counted on its own) except where blocks with
+finite buffers slow each other down (a sliding window that stops taking pixels while it reads a
+frame's last output row, or that waits for rows from a slow producer while the bottleneck after
+it idles). The latency (cycles from the first input
 beat accepted to the first output beat valid, with no stalls) is found by following the first
 frame's beats through the chain of blocks that :class:`gen.top.Accelerator` builds: for every
 stream, the cycle at which each beat of frame 0 moves. Each block maps the cycles of its input
@@ -12,8 +16,10 @@ beats to those of its output beats with its own timing rules:
 * FIFO (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, after a layer and in front of a
   matrix-vector unit with several channel folds): a beat comes out 2 cycles after it went in;
 * sliding window: a window pixel goes out the cycle after the reader takes it, which it does
-  one per cycle once the pixel is written (padding needs nothing), the writer running at most
-  ``kh + sh`` rows ahead of the reader;
+  one per cycle once the pixel is written (padding needs nothing; the last beat of a frame
+  waits for the frame's last pixel), the writer running at most ``kh + sh`` rows ahead of the
+  top row of the reader's output row (it may write row ``y`` once the reader has finished
+  output row ``(y + ph - kh - sh) // sh``; rows below the last window at once);
 * matrix-vector unit: issue one beat per cycle (from the stream in channel fold 0, from the
   input buffer in the others); a fold's output is valid ``read stages (2 with the weight
   register, else 1) + lane latency + 1 + activation latency`` cycles after its last beat is
@@ -32,6 +38,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from hw.swu import live_rows
 
 from .ir import INPUT
 from .ops import op_for
@@ -114,6 +122,7 @@ def window_timing(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
     R = kh + sh
+    live = live_rows(h, kh, sh, ph)   # the rows below (never read) need no buffer row
     tl = t.tolist()
     written = []               # write cycle of each pixel, in raster order
     row_done = []              # cycle of the reader's last beat of each output row
@@ -122,7 +131,7 @@ def window_timing(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np
         while len(written) <= p:
             q = len(written)
             y = q // w
-            need = (y + ph - R) // sh + 1   # output rows the reader must have finished
+            need = (y + ph - R) // sh + 1 if y < live else 0   # output rows finished first
             gate = row_done[need - 1] + 1 if need > 0 else -(1 << 40)
             prev = written[-1] + 1 if written else -(1 << 40)
             written.append(max(tl[q], prev, gate))

@@ -18,6 +18,7 @@ import numpy as np
 
 from hw.dtypes import DType, pack_words
 
+from .chainsim import steady_interval
 from .cycles import first_frame_timing
 from .ir import Network
 from .ops import op_for
@@ -188,7 +189,8 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
         ],
         "input": _stream_json(accel, "input"),
         "output": _stream_json(accel, "output"),
-        "performance": {"interval_cycles": plan.interval, "latency_cycles": first_frame_timing(accel)[0],
+        "performance": {"interval_cycles": steady_interval(accel),
+                        "latency_cycles": first_frame_timing(accel)[0],
                         "target_cycles": plan.target_cycles,
                         "bottleneck": plan.bottleneck.name,
                         "lanes": sum(lp.lanes for lp in plan.layers)},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .chainsim import steady_interval
 from .cycles import FIFO_LATENCY, LayerTiming, first_frame_timing
 from .targets import PARTS, Part, get_part
 
@@ -204,7 +205,7 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
         layers.append(LayerEstimate(lp.index, lp.name, lp.kind, getattr(layer, "mac", None),
                                     layer.macs, lp.pe, lp.simd, lp.cycles, tm.latency,
                                     tm.first_out, bl, wbits, bbits, fbits))
-    return Estimate(net, plan, accel, part, layers, plan.interval, latency)
+    return Estimate(net, plan, accel, part, layers, steady_interval(accel), latency)
 
 
 def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress=None) -> None:

@@ -1,7 +1,7 @@
 """MAC lanes: a SIMD-wide partial dot product for every MAC kind.
 
 A lane takes ``simd`` activation codes and ``simd`` weight codes (packed, element 0 in the LSBs,
-codes as :meth:`gen.dtypes.DType.encode` makes them) and computes ``Σ a_j·w_j`` (or
+codes as :meth:`hw.dtypes.DType.encode` makes them) and computes ``Σ a_j·w_j`` (or
 ``-Σ|a_j - (w_j << shift)|`` for ``adder``) exactly as :func:`sim.golden.dot` does.
 
 =========  =====================================================================================

@@ -8,10 +8,15 @@ padding value's code in every channel.
 
 The buffer holds ``kh + sh`` image rows, so that the next ``sh`` rows can be written while the
 current output row is read; writing runs up to one frame ahead of reading, so frames stream
-back to back. With no stalls the unit takes one pixel and sends one window pixel per cycle.
+back to back. Rows below the last window (when the stride skips them) are taken without being
+stored. With no stalls the unit takes one pixel and sends one window pixel per cycle, and waits
+at the start of a frame for the rows it could not take while it read the previous frame's last
+output row (:func:`swu_cycles`).
 """
 
 from __future__ import annotations
+
+import functools
 
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
@@ -19,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dtypes import clog2
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "WindowTiming", "live_rows", "swu_cycles"]
 
 
 def _pair(name, v, lo):
@@ -27,6 +32,105 @@ def _pair(name, v, lo):
     if len(v) != 2 or not all(isinstance(x, int) and x >= lo for x in v):
         raise ValueError(f"{name} must be an integer or a pair of integers of at least {lo}, not {v!r}")
     return v
+
+
+def live_rows(h: int, kh: int, sh: int, ph: int) -> int:
+    """Rows of an ``h``-row image that a window of ``kh`` rows, stride ``sh`` and padding ``ph``
+    reads: all but those below the last window."""
+    oh = (h + 2 * ph - kh) // sh + 1
+    return min(h, (oh - 1) * sh - ph + kh)
+
+
+class WindowTiming:
+    """The control state of a :class:`SlidingWindow` and the rules of its handshakes, cycle by
+    cycle, without the data: the writer's ``can_write`` and the reader's ``go`` of
+    :meth:`SlidingWindow.elaborate`.
+
+    Each cycle, :meth:`valid` (``o_stream.valid``, a register) and :meth:`ready`
+    (``i_stream.ready``) come from the state; :meth:`step` then advances it, given the input's
+    valid, the ready that :meth:`ready` returned and the output's ready. ``frames`` counts the
+    frames the reader has finished.
+    """
+
+    def __init__(self, in_shape, kernel, stride=(1, 1), padding=(0, 0)):
+        _, self.H, self.W = in_shape
+        (self.kh, self.kw), (self.sh, self.sw), (self.ph, self.pw) = kernel, stride, padding
+        self.oh = (self.H + 2 * self.ph - self.kh) // self.sh + 1
+        self.ow = (self.W + 2 * self.pw - self.kw) // self.sw + 1
+        self.R = self.kh + self.sh
+        self.live = live_rows(self.H, self.kh, self.sh, self.ph)
+        self.wy = self.wx = self.ahead = self.o_valid = self.frames = 0
+        self.ybase, self.xbase, self.oy, self.ox, self.ky, self.kx = -self.ph, -self.pw, 0, 0, 0, 0
+
+    def valid(self) -> int:
+        return self.o_valid
+
+    def _w_last(self) -> bool:
+        return self.wy == self.H - 1 and self.wx == self.W - 1
+
+    def ready(self, o_ready=1) -> bool:
+        vrow = self.wy + (self.live if self.ahead else 0)
+        return ((self.wy >= self.live or vrow < self.ybase + self.R)
+                and not (self.ahead and self._w_last()))
+
+    def step(self, i_valid, i_ready, o_ready) -> None:
+        y, x = self.ybase + self.ky, self.xbase + self.kx
+        pad = y < 0 or y >= self.H or x < 0 or x >= self.W
+        avail = self.ahead or y < self.wy or (y == self.wy and x < self.wx)
+        r_last = (self.ky == self.kh - 1 and self.kx == self.kw - 1 and self.ox == self.ow - 1
+                  and self.oy == self.oh - 1)
+        go = (pad or avail) and (not self.o_valid or o_ready) and (not r_last or self.ahead)
+        if i_valid and i_ready:
+            if self._w_last():
+                self.ahead = 1
+            self.wx += 1
+            if self.wx == self.W:
+                self.wx, self.wy = 0, self.wy + 1
+                if self.wy == self.H:
+                    self.wy = 0
+        if go:
+            self.o_valid = 1
+            self.kx += 1
+            if self.kx == self.kw:
+                self.kx, self.ky = 0, self.ky + 1
+                if self.ky == self.kh:
+                    self.ky, self.ox, self.xbase = 0, self.ox + 1, self.xbase + self.sw
+                    if self.ox == self.ow:
+                        self.ox, self.xbase = 0, -self.pw
+                        self.oy, self.ybase = self.oy + 1, self.ybase + self.sh
+                        if self.oy == self.oh:
+                            self.oy, self.ybase = 0, -self.ph
+            if r_last:
+                self.ahead = 0
+                self.frames += 1
+        elif o_ready:
+            self.o_valid = 0
+
+
+@functools.lru_cache(maxsize=1024)
+def swu_cycles(in_shape, kernel, stride=(1, 1), padding=(0, 0)) -> int:
+    """Cycles per frame of a :class:`SlidingWindow` in steady state, input always valid and
+    output always ready.
+
+    At least ``max(H·W, OH·OW·kh·kw)``, and more when the reader waits at the start of a frame:
+    while it reads the last output row of a frame, the writer may fill only the buffer rows that
+    row does not use (``ybase + kh + sh - live_rows`` rows of the next frame, ``ybase`` being the
+    top row of that output row), so the first windows of the next frame wait for the rows that
+    were not taken. Found by running :class:`WindowTiming` over frames until two take the same
+    number of cycles.
+    """
+    t = WindowTiming(in_shape, kernel, stride, padding)
+    ends: list[int] = []     # cycle of each frame's last window beat
+    cycle = 0
+    while True:
+        t.step(1, t.ready(), 1)
+        if t.frames > len(ends):
+            ends.append(cycle)
+            if len(ends) >= 4 and ends[-1] - ends[-2] == ends[-2] - ends[-3]:
+                return ends[-1] - ends[-2]
+            if len(ends) == 16:  # pragma: no cover - not seen: a pattern over several frames
+                return -(-(ends[-1] - ends[-9]) // 8)
+        cycle += 1
 
 
 class SlidingWindow(wiring.Component):
@@ -90,6 +194,11 @@ class SlidingWindow(wiring.Component):
     def buffer_rows(self) -> int:
         return self._kernel[0] + self._stride[0]
 
+    @property
+    def live_rows(self) -> int:
+        """Image rows that some window reads: all but those below the last window."""
+        return live_rows(self._in_shape[1], self._kernel[0], self._stride[0], self._padding[0])
+
     def elaborate(self, platform):
         m = Module()
         c, H, W = self._in_shape
@@ -109,24 +218,38 @@ class SlidingWindow(wiring.Component):
         wslot = Signal(range(R))
         ahead = Signal()  # the writer is one frame ahead of the reader
 
+        # Rows from ``live`` on (below the last window, when the stride skips them) are never
+        # read: they are taken without a buffer row, so that the next frame's rows follow the
+        # last live row in the buffer and can be written while the last output row is read.
+        live = self.live_rows
         span = max(H + R, (oh - 1) * sh + R + ph + 1)
         ybase = Signal(signed(clog2(span + 1) + 2), init=-ph)
         vrow = Signal(signed(ybase.shape().width + 1))
-        m.d.comb += vrow.eq(wy + Mux(ahead, H, 0))
+        m.d.comb += vrow.eq(wy + Mux(ahead, live, 0))
         w_last_pixel = (wy == H - 1) & (wx == W - 1)
-        can_write = (vrow < ybase + R) & ~(ahead & w_last_pixel)
+        free = vrow < ybase + R
+        stored = self.i_stream.valid
+        if live < H:
+            dead = wy >= live
+            free, stored = dead | free, stored & ~dead
+        can_write = free & ~(ahead & w_last_pixel)
         m.d.comb += [
             self.i_stream.ready.eq(can_write),
             wr.addr.eq((wslot << colbits) | wx),
             wr.data.eq(self.i_stream.payload),
-            wr.en.eq(self.i_stream.valid & can_write),
+            wr.en.eq(stored & can_write),
         ]
         w_fire = self.i_stream.valid & can_write
+        next_slot = wslot.eq(Mux(wslot == R - 1, 0, wslot + 1))
         with m.If(w_fire):
             m.d.sync += wx.eq(wx + 1)
             with m.If(wx == W - 1):
-                m.d.sync += [wx.eq(0), wy.eq(wy + 1),
-                             wslot.eq(Mux(wslot == R - 1, 0, wslot + 1))]
+                m.d.sync += [wx.eq(0), wy.eq(wy + 1)]
+                if live < H:
+                    with m.If(~dead):
+                        m.d.sync += next_slot
+                else:
+                    m.d.sync += next_slot
                 with m.If(wy == H - 1):
                     m.d.sync += wy.eq(0)
 
@@ -172,7 +295,7 @@ class SlidingWindow(wiring.Component):
             m.d.sync += o_valid.eq(0)
 
         fs0_next = Signal(range(2 * R))
-        m.d.comb += fs0_next.eq(frame_slot0 + H % R)
+        m.d.comb += fs0_next.eq(frame_slot0 + live % R)
         fs0_wrapped = Mux(fs0_next >= R, fs0_next - R, fs0_next)
         sb_frame = Signal(signed(clog2(2 * R) + 2))
         m.d.comb += sb_frame.eq(fs0_wrapped - (ph % R))

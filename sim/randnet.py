@@ -77,14 +77,26 @@ def _activation(rng, mac_next: str | None, acc: np.ndarray, channels: int, key: 
     return {"type": "multithreshold", "thresholds": key, **extra}
 
 
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
 def random_network(rng: np.random.Generator, macs, *, conv: bool = False, in_shape=None,
                    widths=None, style: str = "multithreshold", argmax: bool = False,
-                   kernel: int = 3, padding: int = 1, pool: bool = False) -> tuple[dict, dict]:
+                   kernel=3, padding=1, pool=False, stride=1,
+                   geometry=None) -> tuple[dict, dict]:
     """A random network: one compute layer per entry of ``macs``.
 
     ``conv`` makes every layer but the last a 2-D convolution (the last is dense);
     ``style`` is the activation of hidden layers: multithreshold or requant (where the next
     layer's input type allows it). Returns ``(doc, arrays)``.
+
+    Convolutions have ``kernel``, ``stride`` and ``padding`` (each an int or an (h, w) pair);
+    ``pool`` adds a max-pool after each of them: ``True`` for kernel 2 (stride 2), or a dict
+    ``{"kernel": k, "stride": s}``. ``geometry``, one dict per entry of ``macs`` with any of the
+    keys ``kernel``, ``stride``, ``padding`` and ``pool`` (or ``None``), overrides these per layer.
+    A convolution is made only where its window fits the (padded) image and the padding is
+    smaller than the kernel; otherwise the layer is dense over the flattened image.
     """
     macs = list(macs)
     arrays: dict[str, np.ndarray] = {}
@@ -101,9 +113,13 @@ def random_network(rng: np.random.Generator, macs, *, conv: bool = False, in_sha
         wspec = MAC_TYPES[mac][0]
         last = i == len(macs) - 1
         # a convolution where its window fits the image, else a dense layer over the flattened image
-        is_conv = conv and not last and len(shape) == 3 and min(shape[1:]) + 2 * padding >= kernel
+        geo = {"kernel": kernel, "stride": stride, "padding": padding, "pool": pool,
+               **((geometry[i] or {}) if geometry is not None else {})}
+        (kh, kw), (sh, sw), (ph, pw) = (_pair(geo[k]) for k in ("kernel", "stride", "padding"))
+        is_conv = (conv and not last and len(shape) == 3 and shape[1] + 2 * ph >= kh
+                   and shape[2] + 2 * pw >= kw and ph < kh and pw < kw)
         oc = widths[i]
-        wshape = (oc, shape[0], kernel, kernel) if is_conv else (oc, int(np.prod(shape)))
+        wshape = (oc, shape[0], kh, kw) if is_conv else (oc, int(np.prod(shape)))
         w = random_weights(rng, wspec, wshape)
         arrays[f"w{i}"] = w
         layer = {"type": "conv2d" if is_conv else "dense", "mac": mac,
@@ -112,10 +128,11 @@ def random_network(rng: np.random.Generator, macs, *, conv: bool = False, in_sha
         if is_conv:
             dt_in = _dtype(in_type if i == 0 else _act_type(mac))
             pad_value = int(dt_in.min if not dt_in.contains(0) else 0)
-            layer.update({"kernel": kernel, "stride": 1, "padding": padding})
-            if padding:
+            layer.update({"kernel": _file_pair(kh, kw), "stride": _file_pair(sh, sw),
+                          "padding": _file_pair(ph, pw)})
+            if ph or pw:
                 layer["pad_value"] = pad_value
-            cols = im2col(xs, (kernel, kernel), (1, 1), (padding, padding), pad_value)
+            cols = im2col(xs, (kh, kw), (sh, sw), (ph, pw), pad_value)
             n, oh, ow, k = cols.shape
             acc = dot(mac, cols.reshape(-1, k), wm).reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
         else:
@@ -134,16 +151,30 @@ def random_network(rng: np.random.Generator, macs, *, conv: bool = False, in_sha
         xs = _apply(act, acc, arrays)
         if is_conv:
             shape = list(xs.shape[1:])
-            if pool and shape[1] >= 2 and shape[2] >= 2:
-                doc["layers"].append({"type": "maxpool2d", "kernel": 2})
-                win = np.lib.stride_tricks.sliding_window_view(xs, (2, 2), axis=(2, 3))
-                xs = win[:, :, ::2, ::2].max(axis=(4, 5))
-                shape = list(xs.shape[1:])
+            pspec = geo["pool"]
+            if pspec is True:
+                pspec = {"kernel": 2}
+            if pspec:
+                (pkh, pkw) = _pair(pspec["kernel"])
+                (psh, psw) = _pair(pspec.get("stride", pspec["kernel"]))
+                if shape[1] >= pkh and shape[2] >= pkw:
+                    spec = {"type": "maxpool2d", "kernel": _file_pair(pkh, pkw)}
+                    if "stride" in pspec:
+                        spec["stride"] = _file_pair(psh, psw)
+                    doc["layers"].append(spec)
+                    win = np.lib.stride_tricks.sliding_window_view(xs, (pkh, pkw), axis=(2, 3))
+                    xs = win[:, :, ::psh, ::psw].max(axis=(4, 5))
+                    shape = list(xs.shape[1:])
         else:
             shape = [oc]
     if argmax:
         doc["layers"].append({"type": "argmax"})
     return doc, arrays
+
+
+def _file_pair(h: int, w: int):
+    """A kernel, stride or padding as the network file writes it: an int when square."""
+    return h if h == w else [h, w]
 
 
 def _apply(act: dict, acc: np.ndarray, arrays: dict) -> np.ndarray:

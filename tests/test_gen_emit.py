@@ -101,7 +101,9 @@ def test_manifest_complete(tmp_path):
     assert m["output"]["order"] == "index" and m["output"]["beats_per_frame"] == 1
     for layer in m["layers"]:
         assert layer["cycles_per_frame"] >= 1
-    assert m["performance"]["interval_cycles"] == max(la["cycles_per_frame"] for la in m["layers"])
+    # the chain's steady state: at least the slowest layer's cycles (equal unless blocks slow
+    # each other down, tests/test_cycles_random.py)
+    assert m["performance"]["interval_cycles"] >= max(la["cycles_per_frame"] for la in m["layers"])
     assert set(m["files"]) >= {"nomul_top.v", "tb.v", "Makefile", "README.md", "vectors/inputs.hex"}
 
 

@@ -109,11 +109,14 @@ class Conv2dOp(ComputeOp):
         return acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
 
     def parts(self, node, k_in, pe=None, simd=None):
+        from hw.swu import swu_cycles
+
         c, h, w = node.in_shape
         oc, oh, ow = node.out_shape
         kh, kw = node.kernel
         win = oh * ow * kh * kw
-        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", win),
+        swu = swu_cycles(node.in_shape, node.kernel, node.stride, node.padding)
+        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", swu),
                 ("dwc-simd", dwc_cycles(win * c, c, simd)),
                 ("mvu", oh * ow * (oc // pe) * (node.mw // simd))], pe
 

@@ -72,10 +72,11 @@ class MaxPool2dOp(LayerOp):
         return None, np.ascontiguousarray(x)
 
     def parts(self, node, k_in, pe=None, simd=None):
+        from hw.swu import swu_cycles
+
         c, h, w = node.in_shape
-        _, oh, ow = node.out_shape
-        kh, kw = node.kernel
-        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("pool", oh * ow * kh * kw)], c
+        pool = swu_cycles(node.in_shape, node.kernel, node.stride)
+        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("pool", pool)], c
 
     def hardware(self, node, lp, k_in, dt_in, hw):
         from hw.pool import MaxPool2d as MaxPoolUnit
