@@ -90,7 +90,8 @@ def _summary(con, est):
               + ("  (LUT sites: LUTs + carry and LUT-RAM cells that take LUT sites)"
                  if est.part.family != "ice40" else ""))
     con.print(f"[bold]memory[/bold]: weights {mem['weight_bits']:,} bits, activation and line "
-              f"buffers {mem['buffer_bits']:,} bits, FIFOs {mem['fifo_bits']:,} bits; the part has "
+              f"buffers {mem['buffer_bits']:,} bits, FIFOs {mem['fifo_bits']:,} bits"
+              f"{f' (skip paths {jb:,})' if (jb := mem['join_fifo_bits']) else ''}; the part has "
               f"{mem['bram_bits_available']:,} bits of block RAM")
     src = "nextpnr Fmax" if est.fmax_mhz else "the part's default clock"
     con.print(f"[bold]throughput[/bold]: {est.interval:,} cycles per frame, "
