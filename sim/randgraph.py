@@ -13,7 +13,7 @@ from hw.dtypes import DType
 
 from .randnet import MAC_TYPES, random_network, random_weights
 
-__all__ = ["residual_network", "sum_activation_dict", "concat_network"]
+__all__ = ["residual_network", "sum_activation_dict", "concat_network", "calibrate", "resnet_network"]
 
 
 def _dtype(spec: dict) -> DType:
@@ -117,3 +117,71 @@ def concat_network(rng: np.random.Generator, mac: str = "int", *, in_shape=(2, 5
             layer.update(fold[layer["name"]])
     doc_a.update(version=2, name="concat", layers=layers)
     return doc_a, arrays
+
+
+def calibrate(rng: np.random.Generator, doc: dict, arrays: dict, *, samples: int = 64) -> dict:
+    """Replace every activation ``{"type": "calibrate", "to": TYPE}`` of a version-2 network by
+    thresholds to ``TYPE`` placed at random percentiles of the layer's accumulators on random
+    inputs (so that outputs vary), layer by layer."""
+    from gen.load import network_from_dict
+    from sim import golden
+
+    from .randnet import random_values
+
+    doc = {**doc, "layers": [dict(la) for la in doc["layers"]]}
+    x = None
+    for i, layer in enumerate(doc["layers"]):
+        act = layer.get("activation")
+        if not act or act.get("type") != "calibrate":
+            continue
+        layer["activation"] = {"type": "none"}
+        part = {**doc, "layers": doc["layers"][:i + 1], "outputs": [layer["name"]]}
+        net = network_from_dict(part, arrays=arrays)
+        if x is None:
+            x = random_values(rng, net.input.dtype, (samples, *net.input.shape))
+        acc = golden.run(net, x).outputs
+        acc = np.moveaxis(acc, 1, -1).reshape(-1, acc.shape[1])
+        dt = _dtype(act["to"])
+        n = 1 if dt.encoding == "bipolar" else dt.max - dt.min
+        qs = np.sort(rng.uniform(5, 95, size=(acc.shape[1], n)), axis=1)
+        t = np.stack([np.percentile(acc[:, c], qs[c]) for c in range(acc.shape[1])]).round()
+        key = f"cal{i}"
+        arrays[key] = np.sort(t.astype(np.int64), axis=1)
+        extra = {"bipolar": True} if dt.encoding == "bipolar" else ({"offset": dt.min} if dt.min else {})
+        layer["activation"] = {"type": "multithreshold", "thresholds": key, **extra}
+    return doc
+
+
+def resnet_network(rng: np.random.Generator, mac: str = "int", *, in_shape=(3, 8, 8), channels=(4, 6),
+                   classes: int = 5) -> tuple[dict, dict]:
+    """A small ResNet: a stem convolution, an identity block, a downsampling block (3×3 stride
+    2, then 3×3, beside a 1×1 stride-2 projection of the skip path), global average pooling and
+    a dense classifier; activations calibrated on random inputs (:func:`calibrate`)."""
+    wt, at = MAC_TYPES[mac]
+    c0, c1 = channels
+    cin = in_shape[0]
+    arrays: dict = {}
+
+    def conv(name, src, ic, oc, k, stride=1):
+        arrays[f"w_{name}"] = random_weights(rng, wt, (oc, ic, k, k))
+        d = {"type": "conv2d", "name": name, "inputs": [src], "mac": mac, "kernel": k, "stride": stride,
+             "padding": k // 2, "weights": {"key": f"w_{name}", **wt},
+             "activation": {"type": "calibrate", "to": at}}
+        dt = _dtype(at)
+        if k // 2 and not dt.contains(0):
+            d["pad_value"] = int(dt.min)
+        return d
+
+    cal = {"type": "calibrate", "to": at}
+    layers = [conv("stem", "input", cin, c0, 3),
+              conv("b0c0", "stem", c0, c0, 3), conv("b0c1", "b0c0", c0, c0, 3),
+              {"type": "add", "name": "b0", "inputs": ["b0c1", "stem"], "activation": cal},
+              conv("b1c0", "b0", c0, c1, 3, 2), conv("b1c1", "b1c0", c1, c1, 3),
+              conv("b1p", "b0", c0, c1, 1, 2),
+              {"type": "add", "name": "b1", "inputs": ["b1c1", "b1p"], "activation": cal},
+              {"type": "globalavgpool", "name": "gap", "inputs": ["b1"], "activation": cal}]
+    arrays["w_fc"] = random_weights(rng, wt, (classes, c1))
+    layers.append({"type": "dense", "name": "fc", "inputs": ["gap"], "mac": mac,
+                   "weights": {"key": "w_fc", **wt}})
+    doc = {"version": 2, "name": "resnet", "input": {"shape": list(in_shape), **at}, "layers": layers}
+    return calibrate(rng, doc, arrays), arrays

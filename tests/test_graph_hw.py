@@ -141,3 +141,16 @@ def test_dangling_layer_is_one_line_error():
     est = estimate_network(net, count_registers=False)
     with pytest.raises(NetworkError, match=r"^layers\[4\]: 'extra' is read by no layer and is not the output"):
         est.accel.require_chain()
+
+
+@pytest.mark.parametrize("mac,seed", [("int", 30), ("xnor", 31)])
+def test_small_resnet_with_projection_shortcut(mac, seed):
+    """Stem, identity block, downsampling block (stride 2 beside a 1×1 stride-2 projection on
+    the skip path: both inputs of that add come through convolutions), global pooling."""
+    from sim.randgraph import resnet_network
+
+    doc, arrays = resnet_network(np.random.default_rng(seed), mac)
+    est = check(doc, arrays, seed=seed, frames=2, timing_frames=4)
+    depths = {s.name: s.join_fifo_depths for s in est.accel.stages if s.kind == "add"}
+    print(f"join FIFO depths {depths}, {est.accel.join_fifo_bits} bits")
+    assert depths["b0"][0] is None and depths["b0"][1] is not None
