@@ -91,13 +91,14 @@ def residual_network(rng: np.random.Generator, mac: str = "int", *, in_shape=(4,
 
 
 def concat_network(rng: np.random.Generator, mac: str = "int", *, in_shape=(2, 5, 5), widths=(3, 2),
-                   classes: int = 4, fold: dict | None = None) -> tuple[dict, dict]:
-    """Two branches from the input (conv ``a`` 3×3 and conv ``b`` 1×1... both 3×3 here, padding
-    1) joined by ``concat``, then a dense layer."""
+                   kernels=(3, 3), classes: int = 4, fold: dict | None = None) -> tuple[dict, dict]:
+    """Two convolutions of the input (``a`` and ``b``, kernels ``kernels``, "same" padding)
+    joined by ``concat``, then a dense layer."""
     doc_a, arrays = random_network(rng, [mac, mac], conv=True, in_shape=list(in_shape),
-                                   widths=[widths[0], classes])
+                                   widths=[widths[0], classes], kernel=kernels[0], padding=kernels[0] // 2)
     doc_b, arrays_b = random_network(rng, [mac, mac], conv=True, in_shape=list(in_shape),
-                                     widths=[widths[1], classes])
+                                     widths=[widths[1], classes], kernel=kernels[1],
+                                     padding=kernels[1] // 2)
     a = dict(doc_a["layers"][0], name="a", inputs=["input"])
     b = dict(doc_b["layers"][0], name="b", inputs=["input"])
     for key in list(arrays_b):

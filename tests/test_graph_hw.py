@@ -93,9 +93,35 @@ def test_two_residual_blocks_with_pooling():
     check(doc, arrays, seed=5)
 
 
-def test_concat_branches_are_exact_and_timed():
-    doc, arrays = concat_network(np.random.default_rng(6), "int", in_shape=(2, 5, 5), widths=(3, 2))
-    check(doc, arrays, seed=6)
+@pytest.mark.parametrize("seed,kernels,fold", [
+    (6, (3, 3), None),
+    (7, (3, 1), {"a": {"pe": 1, "simd": 2}}),   # a slow 3×3 branch beside a fast 1×1 one
+    (8, (1, 3), {"b": {"pe": 2, "simd": 9}}),
+])
+def test_concat_branches_are_exact_and_timed(seed, kernels, fold):
+    doc, arrays = concat_network(np.random.default_rng(seed), "int", in_shape=(2, 5, 5), widths=(3, 2),
+                                 kernels=kernels, fold=fold)
+    est = check(doc, arrays, seed=seed)
+    print(f"join FIFO depths {est.accel.stages[2].join_fifo_depths}")
+
+
+@pytest.mark.parametrize("seed", [40, 41, 42, 43])
+def test_random_residual_blocks(seed):
+    """Random shapes, MAC kinds, multipliers, activations and foldings."""
+    from gen.plan import divisors
+
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    mac = str(rng.choice(["int", "xnor", "ternary", "and"]))
+    c, h, w = int(rng.choice([2, 3, 4])), int(rng.integers(3, 7)), int(rng.integers(3, 7))
+    mults = (int(rng.choice([1, 2, -1])), int(rng.choice([1, 3, -2])))
+    fold = {n: {"pe": int(rng.choice(divisors(c))), "simd": int(rng.choice(divisors(9 * c)))}
+            for n in ("b0c0", "b0c1") if rng.random() < 0.7}
+    style = str(rng.choice(["multithreshold", "requant"]))
+    print(mac, (c, h, w), mults, fold, style)
+    doc, arrays = residual_network(rng, mac, in_shape=(c, h, w), multipliers=mults, style=style, fold=fold,
+                                   gap=bool(rng.random() < 0.5))
+    check(doc, arrays, seed=seed)
 
 
 def _shallow(slack, monkeypatch):
