@@ -1,14 +1,20 @@
-"""The whole-network accelerator: a chain of dataflow blocks built from a network and a plan.
+"""The whole-network accelerator: the dataflow blocks of a network's graph, built from the
+network and a plan.
 
 ::
 
-    i_stream ─▶ [dwc] ─▶ layer 0 ─▶ fifo ─▶ [dwc] ─▶ layer 1 ─▶ fifo ─▶ … ─▶ o_stream
+    i_stream ─▶ [dwc] ─▶ layer 0 ─▶ fifo ─▶ fork ─┬─▶ [dwc] ─▶ conv ─▶ fifo ─▶ … ─▶ add ─▶ … ─▶ o_stream
+                                                  └─▶ [dwc] ─▶ skip FIFO ──────────▶┘
 
 Each layer's op (:mod:`gen.ops`) adds its blocks in stream order
 (:meth:`gen.ops.base.LayerOp.hardware`); the accelerator adds a FIFO after every layer whose op
-asks for one, and wires the chain. The blocks form one chain without forks, so back-pressure
-alone rules out deadlock; the FIFOs after compute layers hold two output vectors so that a
-layer can finish a vector while its consumer is still busy with the previous one.
+asks for one, a fork (:class:`hw.streams.Fork`) on every tensor read by several layers, and in
+front of every join (``add``, ``concat``) each input's width converter and, on an input that
+arrives early, a FIFO sized by the cycle model (:func:`gen.cycles.join_fifo_depths`). On a
+chain, back-pressure alone rules out deadlock; on a reconvergent pair of paths, the join FIFO
+does (when it is full, the long path has all the input its next output needs). The FIFOs after
+compute layers hold two output vectors so that a layer can finish a vector while its consumer
+is still busy with the previous one.
 """
 
 from __future__ import annotations
@@ -217,7 +223,8 @@ class Accelerator(wiring.Component):
 
     @property
     def blocks(self) -> tuple[tuple[str, wiring.Component], ...]:
-        """Every block, ``(name, component)``, in stream order."""
+        """Every block, ``(name, component)``, layer by layer in topological order (each layer's
+        in stream order)."""
         return tuple((n, b) for n, b, _ in self._blocks)
 
     def block_params(self, name: str) -> dict:
