@@ -76,3 +76,18 @@ def test_residual_cocotb_with_stalls_and_reset(residual, tmp_path):
     assert r.frames_dropped_by_reset >= 1 and r.frames == frames - r.frames_dropped_by_reset
     assert r.cycles_per_frame == est.interval == 324
     assert r.latency_cycles == est.latency == 418
+
+
+def test_compare_kinds_rebuilds_the_graph(residual):
+    """--compare-kinds: the same residual topology with every MAC kind loads, runs and plans."""
+    from gen.cmd_estimate import kind_variant
+    from gen.macs import mac_names
+    from gen.plan import plan_network
+
+    net = load_network(residual)
+    for kind in mac_names():
+        v = kind_variant(net, kind)
+        assert [(x.name, x.kind, x.inputs) for x in v.layers] == [(x.name, x.kind, x.inputs) for x in net.layers]
+        x = random_values(np.random.default_rng(0), v.input.dtype, (4, *v.input.shape))
+        assert golden.run(v, x).outputs.shape == (4, 5)
+        assert plan_network(v).interval == plan_network(net).interval

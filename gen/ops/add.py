@@ -148,5 +148,9 @@ class AddOp(LayerOp):
                 "out_width": str(node.out_dtype.code_width)}
 
     def variant(self, node, index, kind, wspec, aspec, rng, arrays, *, last_compute, activation):
-        raise NetworkError(f"layers[{index}]", "--compare-kinds does not rebuild add layers yet")
+        from .sums import variant_activation, variant_range
+
+        lo, hi = variant_range(aspec, 2, node.multipliers)
+        return {"type": "add", "name": node.name, "multipliers": list(node.multipliers),
+                "activation": variant_activation(rng, aspec, lo, hi, node.in_shape[0], arrays, f"t{index}")}
 

@@ -90,6 +90,13 @@ def _image(path, kind, shape):
         raise NetworkError(path, f"{kind} needs a C×H×W input, found shape {tuple(shape)}")
 
 
+def _variant_activation(node, count, index, aspec, rng, arrays) -> dict:
+    from .sums import variant_activation, variant_range
+
+    lo, hi = variant_range(aspec, count)
+    return variant_activation(rng, aspec, lo, hi, node.in_shape[0], arrays, f"t{index}")
+
+
 def _describe(node) -> dict:
     return {"acc_width": str(node.acc_range.width), "acc_range": str(node.acc_range),
             "out_width": str(node.out_dtype.code_width)}
@@ -162,7 +169,10 @@ class AvgPool2dOp(LayerOp):
         return _describe(node)
 
     def variant(self, node, index, kind, wspec, aspec, rng, arrays, *, last_compute, activation):
-        raise NetworkError(f"layers[{index}]", "--compare-kinds does not rebuild avgpool2d layers yet")
+        return {"type": "avgpool2d", "name": node.name, "kernel": list(node.kernel),
+                "stride": list(node.stride),
+                "activation": _variant_activation(node, node.kernel[0] * node.kernel[1], index, aspec, rng,
+                                                  arrays)}
 
 
 class GlobalAvgPoolOp(LayerOp):
@@ -215,4 +225,6 @@ class GlobalAvgPoolOp(LayerOp):
         return _describe(node)
 
     def variant(self, node, index, kind, wspec, aspec, rng, arrays, *, last_compute, activation):
-        raise NetworkError(f"layers[{index}]", "--compare-kinds does not rebuild globalavgpool layers yet")
+        n = node.in_shape[1] * node.in_shape[2]
+        return {"type": "globalavgpool", "name": node.name,
+                "activation": _variant_activation(node, n, index, aspec, rng, arrays)}

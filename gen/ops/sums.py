@@ -13,7 +13,7 @@ from ..ir import MultiThreshold, Requant, ValueRange
 from .compute import MAX_ACC_BITS, ActivationSpec, NoActivationSpec, activate, build_activation, frozen
 
 __all__ = ["ActivationSpec", "NoActivationSpec", "SumActivation", "sum_activation", "activation_stage",
-           "activate"]
+           "activate", "variant_activation", "variant_range"]
 
 
 class SumActivation:
@@ -54,3 +54,37 @@ def activation_stage(hw, act, *, channels: int, pe: int, acc_range) -> int:
         return 0
     hw.add("act", unit, lambda: area.activation_params(unit))
     return unit.latency
+
+
+def variant_range(aspec: dict, count: int, multipliers=None) -> tuple[int, int]:
+    """The range of a sum of ``count`` elements of the type ``aspec`` (a type dict), or of
+    ``m0·x0 + m1·x1`` with ``multipliers``: what a ``--compare-kinds`` variant's sum takes."""
+    from .. import schema
+
+    dt = schema.dtype_of("type", schema.TypeSpec(**aspec))
+    lo = hi = 0
+    for m in multipliers or (count,):
+        a, b = m * dt.min, m * dt.max
+        lo, hi = lo + min(a, b), hi + max(a, b)
+    return lo, hi
+
+
+def variant_activation(rng, aspec: dict, lo: int, hi: int, channels: int, arrays: dict, key: str) -> dict:
+    """An activation from sums in [lo, hi] to the type ``aspec`` for a ``--compare-kinds``
+    variant: a requant that maps the range onto the type, or thresholds inside the range."""
+    from .. import schema
+
+    dt = schema.dtype_of("type", schema.TypeSpec(**aspec))
+    if dt.encoding in ("uint", "int") and dt.bits > 2:
+        shift = max(0, max(1, hi - lo).bit_length() - dt.bits + 1)
+        return {"type": "requant", "multiplier": 1, "shift": shift, "rounding": "half-even",
+                "clip": [dt.min, dt.max]}
+    if dt.encoding == "bipolar":
+        n, extra = 1, {"bipolar": True}
+    elif dt.encoding == "onehot":
+        levels = [0] + [1 << e for e in range(dt.bits)]
+        n, extra = len(levels) - 1, {"levels": levels, "encoding": "onehot"}
+    else:
+        n, extra = dt.max - dt.min, ({"offset": dt.min} if dt.min else {})
+    arrays[key] = np.sort(rng.integers(lo, hi + 1, size=(channels, n)), axis=1)
+    return {"type": "multithreshold", "thresholds": key, **extra}
