@@ -35,7 +35,8 @@ from .macs import get_mac
 from .targets import family_names, get_family
 
 __all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "dwc_params", "fifo_params",
-           "swu_params", "pool_params", "argmax_params", "features",
+           "swu_params", "pool_params", "argmax_params", "fork_params", "add_params", "concat_params",
+           "sum_params", "activation_params", "features",
            "bram_count", "estimate", "fit_coefficients", "calibration_report", "load_coeffs",
            "register_bits"]
 
@@ -151,6 +152,41 @@ def pool_params(block) -> dict:
             "kernel": block.kernel[0], "kernel_w": block.kernel[1]}
 
 
+def fork_params(block) -> dict:
+    """The model's parameters of a :class:`hw.streams.Fork`."""
+    return {"block": "fork", "width": block.width, "count": block.count}
+
+
+def add_params(block) -> dict:
+    """The model's parameters of a :class:`hw.streams.AddJoin`."""
+    return {"block": "add", "elems": block.elems, "acc_lo": block.acc_range[0],
+            "acc_hi": block.acc_range[1], "multipliers": list(block.multipliers)}
+
+
+def concat_params(block) -> dict:
+    """The model's parameters of a :class:`hw.streams.ConcatJoin` (wires and a handshake)."""
+    return {"block": "concat", "widths": list(block.widths)}
+
+
+def sum_params(block) -> dict:
+    """The model's parameters of a :class:`hw.avgpool.WindowSum` or :class:`hw.avgpool.ChannelSum`."""
+    folds = getattr(block, "folds", 1)
+    return {"block": "sum", "elems": len(block.o_stream.payload) // block.acc_width,
+            "acc_lo": block.acc_range[0], "acc_hi": block.acc_range[1], "folds": folds}
+
+
+def activation_params(block) -> dict:
+    """The model's parameters of a stream activation unit (:class:`hw.activation.ThresholdUnit`,
+    :class:`hw.activation.RequantUnit`)."""
+    from hw.params import MultiThreshold
+
+    act = block.activation
+    kind = "threshold" if isinstance(act, MultiThreshold) else "requant"
+    return {"block": "act", "activation": kind, "pe": block.pe, "channels": block.channels,
+            "acc_lo": block.acc_range[0], "acc_hi": block.acc_range[1],
+            "thresholds": act.num_thresholds if kind == "threshold" else 0}
+
+
 def argmax_params(block) -> dict:
     """The model's parameters of a :class:`hw.argmax.Argmax`."""
     return {"block": "argmax", "width": block.dtype.code_width, "elems": block.elems,
@@ -239,6 +275,24 @@ def features(p: dict, family: str) -> dict[str, float]:
     elif b == "argmax":
         f["max"] = p["elems"] * (p["width"] + 1 + p["index_bits"])
         f["control"] = 2 + p["index_bits"]
+    elif b in ("add", "sum", "act"):
+        # not calibrated on their own yet: priced with the matrix-vector unit's accumulator,
+        # threshold and requantization coefficients (the same structures)
+        acc_w = bits_for_range(p["acc_lo"], p["acc_hi"])[0]
+        n = p.get("elems", p.get("pe", 1))
+        if b == "act":
+            if p["thresholds"]:
+                f["threshold"] = n * p["thresholds"] * (acc_w + 1)
+            else:
+                f["requant"] = n * acc_w * 4
+            nf = p["channels"] // p["pe"]
+            f["control"] = 1 + _clog2(nf)
+        else:
+            f["acc"] = n * acc_w * (2 if b == "add" else max(1, p["folds"]))
+            f["control"] = 1 + _clog2(p.get("folds", 1))
+        return f
+    elif b == "fork":
+        f["control"] = p["count"]
     if b != "mvu":   # each kind of block has its own coefficients
         f = {(k if k.startswith(b) else f"{b}_{k}"): v for k, v in f.items()}
     return f

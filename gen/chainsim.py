@@ -124,19 +124,22 @@ class _MVU:
                 self.sf += 1
 
 
+class NoChainModel(Exception):
+    """A block that :func:`chain_models` has no handshake model for."""
+
+
 def chain_models(accel) -> list:
     """The blocks of an :class:`gen.top.Accelerator`, input to output, as control models."""
-    from hw.argmax import Argmax
+    from hw.argmax import Argmax as ArgmaxUnit
     from hw.dwc import DataWidthConverter
     from hw.fifo import StreamFIFO
     from hw.mvu import MVU
-    from hw.pool import MaxPool2d
+    from hw.pool import MaxPool2d as MaxPoolUnit
     from hw.swu import SlidingWindow
 
     blocks = dict(accel.blocks)
-    net = accel.net
     models = []
-    for stage, layer in zip(accel.stages, net.layers, strict=True):
+    for stage in accel.stages:
         for name in stage.blocks:
             b = blocks[name]
             if isinstance(b, DataWidthConverter):
@@ -148,18 +151,18 @@ def chain_models(accel) -> list:
             elif isinstance(b, StreamFIFO):
                 models.append(_Fifo(b.depth))
             elif isinstance(b, SlidingWindow):
-                models.append(WindowTiming(b.in_shape, layer.kernel, layer.stride, layer.padding))
+                models.append(WindowTiming(b.in_shape, b.kernel, b.stride, b.padding))
             elif isinstance(b, MVU):
                 depth = b.latency - (b.synapse_folds - 1)
                 models.append(_MVU(b.neuron_folds, b.synapse_folds, depth,
                                    depth - 1 - b.activation_latency))
-            elif isinstance(b, MaxPool2d):
-                models.append(WindowTiming(layer.in_shape, layer.kernel, layer.stride))
-                models.append(_Count(layer.kernel[0] * layer.kernel[1]))
-            elif isinstance(b, Argmax):
+            elif isinstance(b, MaxPoolUnit):
+                models.append(WindowTiming(b.in_shape, b.kernel, b.stride))
+                models.append(_Count(b.kernel[0] * b.kernel[1]))
+            elif isinstance(b, ArgmaxUnit):
                 models.append(_Count(b.beats_per_frame))
-            else:  # pragma: no cover
-                raise TypeError(f"no cycle model for {type(b).__name__}")
+            else:
+                raise NoChainModel(f"no cycle-by-cycle model for {type(b).__name__}")
     return models
 
 
@@ -168,7 +171,10 @@ def steady_interval(accel, *, max_frames: int = 24) -> int:
     ready, no stalls. Runs until three consecutive frames take the same number of cycles."""
     if not accel.net.is_chain:   # forks and joins: the per-layer plan (no chain to run)
         return accel.plan.interval
-    models = chain_models(accel)
+    try:
+        models = chain_models(accel)
+    except NoChainModel:         # a block without a handshake model: the per-layer plan
+        return accel.plan.interval
     per = accel.out_beats_per_frame
     n = len(models)
     starts: list[int] = []

@@ -89,7 +89,8 @@ def _summary(con, est):
               + ("  (LUT sites: LUTs + carry and LUT-RAM cells that take LUT sites)"
                  if est.part.family != "ice40" else ""))
     con.print(f"[bold]memory[/bold]: weights {mem['weight_bits']:,} bits, activation and line "
-              f"buffers {mem['buffer_bits']:,} bits, FIFOs {mem['fifo_bits']:,} bits; the part has "
+              f"buffers {mem['buffer_bits']:,} bits, FIFOs {mem['fifo_bits']:,} bits"
+              f"{f' (skip paths {jb:,})' if (jb := mem['join_fifo_bits']) else ''}; the part has "
               f"{mem['bram_bits_available']:,} bits of block RAM")
     src = "nextpnr Fmax" if est.fmax_mhz else "the part's default clock"
     con.print(f"[bold]throughput[/bold]: {est.interval:,} cycles per frame, "
@@ -119,13 +120,17 @@ def kind_variant(net, kind: str, seed: int = 0):
     wspec, aspec = get_mac(kind).compare_types
     arrays = {}
     inp = {"shape": list(net.input.shape), **aspec}
-    doc = {"version": 1, "name": f"{net.name}-{kind}", "source": "nomul estimate --compare-kinds",
-           "input": inp, "layers": []}
+    graph = not net.is_chain
+    doc = {"version": 2 if graph else 1, "name": f"{net.name}-{kind}",
+           "source": "nomul estimate --compare-kinds", "input": inp, "layers": []}
     computes = [i for i, x in enumerate(net.layers) if op_for(x).foldable]
     for i, layer in enumerate(net.layers):
-        doc["layers"].append(op_for(layer).variant(
+        entry = op_for(layer).variant(
             layer, i, kind, wspec, aspec, rng, arrays, last_compute=bool(computes) and i == computes[-1],
-            activation=lambda node, key: _activation(rng, kind, aspec, node, arrays, key)))
+            activation=lambda node, key: _activation(rng, kind, aspec, node, arrays, key))
+        doc["layers"].append({**entry, "inputs": list(layer.inputs)} if graph else entry)
+    if graph:
+        doc["outputs"] = list(net.outputs)
     return network_from_dict(doc, arrays=arrays)
 
 

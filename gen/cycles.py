@@ -44,8 +44,9 @@ from hw.swu import live_rows
 from .ir import INPUT
 from .ops import op_for
 
-__all__ = ["FIFO_LATENCY", "LayerTiming", "first_frame_timing", "serial", "dwc_timing", "fifo_timing",
-           "mvu_timing", "window_timing", "groups_timing"]
+__all__ = ["FIFO_LATENCY", "JOIN_FIFO_SLACK", "LayerTiming", "first_frame_timing", "layer_timing",
+           "input_timing", "serial", "dwc_timing", "fifo_timing", "mvu_timing", "window_timing",
+           "groups_timing", "join_timing", "join_paths_timing", "join_fifo_depths", "join_occupancy"]
 
 #: Cycles from a beat entering a :class:`hw.fifo.StreamFIFO` to it being valid at its output.
 FIFO_LATENCY = 2
@@ -163,24 +164,96 @@ def groups_timing(t, count: int) -> np.ndarray:
     return a[count - 1::count] + 1
 
 
+def join_timing(ts, latency: int) -> np.ndarray:
+    """Output of a join that takes beat ``j`` of every input on the same cycle, once all are
+    valid, one pair per cycle, and sends it ``latency`` cycles later."""
+    return serial(np.maximum.reduce([np.asarray(t) for t in ts])) + latency
+
+
+def join_paths_timing(ts, ks, ke, fifo_depths) -> list[np.ndarray]:
+    """Each input of a join at the join: its width converter (``ks[j]`` to ``ke[j]`` elements
+    per beat), then its FIFO if it has one."""
+    out = []
+    for t, k, e, d in zip(ts, ks, ke, fifo_depths or (None,) * len(ts), strict=True):
+        t = dwc_timing(t, k, e)
+        out.append(fifo_timing(t) if d is not None else t)
+    return out
+
+
+#: Beats a join FIFO holds beyond the largest occupancy of the first frame.
+JOIN_FIFO_SLACK = 2
+
+
+def join_occupancy(arrive, taken) -> int:
+    """The most beats waiting in front of a join on one input: beats arrived by the cycle the
+    join takes beat ``b``, less the ``b`` taken before it, over every ``b``."""
+    arrive = np.asarray(arrive)
+    return int((np.searchsorted(np.sort(arrive), taken, side="right") - np.arange(len(taken))).max())
+
+
+def join_fifo_depths(ts, ks, ke) -> tuple[int | None, ...]:
+    """The FIFO depth on each input of a join (None: no FIFO), from the cycle model.
+
+    ``ts[j]`` are the cycles of input ``j``'s beats of frame 0 at the layer that makes it
+    (``ks[j]`` elements per beat, converted to ``ke[j]`` at the join) when the network input
+    arrives at the steady-state rate (:func:`input_timing` with ``paced``). An input whose
+    beats wait for the other's (the skip path of a residual block, beside the convolutions)
+    gets a FIFO of its largest occupancy plus :data:`JOIN_FIFO_SLACK`.
+
+    Why this is enough: the occupancy counts the beats the short path receives while the long
+    path turns the input it needs into its next output. The long path's need is a matter of
+    data (a convolution needs the rows of its window), so when the FIFO is full the long path
+    has all it needs and no stall pattern on the input or output can deadlock the design; and
+    at the steady-state rate the fork that feeds both paths never waits for the short one, so
+    the interval stays the slowest layer's (both checked in simulation, tests/test_graph_hw.py).
+    """
+    arrive = [dwc_timing(t, k, e) for t, k, e in zip(ts, ks, ke, strict=True)]
+    taken = serial(np.maximum.reduce(arrive))
+    waits = [join_occupancy(a, taken) > 1 for a in arrive]
+    at = [fifo_timing(a) if w else a for a, w in zip(arrive, waits, strict=True)]
+    taken = serial(np.maximum.reduce(at))
+    return tuple(join_occupancy(a, taken) + JOIN_FIFO_SLACK if w else None
+                 for a, w in zip(arrive, waits, strict=True))
+
+
+def input_timing(net, plan, *, paced: bool = False) -> np.ndarray:
+    """The input beats of frame 0: the driver offers one per cycle, or with ``paced`` at the
+    steady-state rate (the plan's interval spread evenly over the frame's beats)."""
+    n = math.prod(net.input.shape) // plan.input_elems
+    i = np.arange(n, dtype=np.int64)
+    return i * plan.interval // n if paced else i
+
+
+def layer_timing(layer, lp, stage, t: dict, k: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The output beats of frame 0 of one layer, given those of the tensors it reads (``t``,
+    ``k``: cycles and elements per beat by tensor): ``(at the layer, after its FIFO)``."""
+    op = op_for(layer)
+    if op.arity == 1:
+        src = layer.inputs[0]
+        out = op.timing(layer, lp, stage, t[src], k[src])
+    else:
+        ks = [k[s] for s in layer.inputs]
+        ts = join_paths_timing([t[s] for s in layer.inputs], ks, stage.join_elems, stage.join_fifo_depths)
+        out = op.timing(layer, lp, stage, ts, lp.in_elems)
+    return out, (fifo_timing(out) if stage.fifo_depth is not None else out)
+
+
 def first_frame_timing(accel) -> tuple[int, list[LayerTiming]]:
     """``(latency, per-layer timings)`` of an :class:`gen.top.Accelerator`, with no stalls.
 
     ``latency`` is the cycles from the first input beat accepted to the first output beat
     valid, as ``nomul sim`` measures it. Each layer's op maps the cycles of its input beats to
-    those of its output beats (:meth:`gen.ops.base.LayerOp.timing`), in topological order.
+    those of its output beats (:meth:`gen.ops.base.LayerOp.timing`), in topological order; a
+    fork passes beats on the cycle it gets them, and a join's inputs go through their width
+    converters and FIFOs first (:func:`layer_timing`).
     """
     net, plan = accel.net, accel.plan
-    n_in = math.prod(net.input.shape) // plan.input_elems
-    t = {INPUT: np.arange(n_in, dtype=np.int64)}   # the driver offers one beat per cycle
+    t = {INPUT: input_timing(net, plan)}
     k = {INPUT: plan.input_elems}
     timings = []
     for i, (layer, lp, stage) in enumerate(zip(net.layers, plan.layers, accel.stages, strict=True)):
-        src = layer.inputs[0]
-        ti = t[src]
-        out = op_for(layer).timing(layer, lp, stage, ti, k[src])
-        timings.append(LayerTiming(i, int(ti[0]), int(out[0]), int(out[-1])))
-        if stage.fifo_depth is not None:
-            out = fifo_timing(out)
-        t[layer.name], k[layer.name] = out, stage.out_elems
+        first_in = min(int(t[s][0]) for s in layer.inputs)
+        out, t[layer.name] = layer_timing(layer, lp, stage, t, k)
+        timings.append(LayerTiming(i, first_in, int(out[0]), int(out[-1])))
+        k[layer.name] = stage.out_elems
     return int(t[net.outputs[0]][0]), timings

@@ -103,6 +103,7 @@ class Estimate:
         return {"weight_bits": sum(x.weight_bits for x in self.layers),
                 "buffer_bits": sum(x.buffer_bits for x in self.layers),
                 "fifo_bits": sum(x.fifo_bits for x in self.layers),
+                "join_fifo_bits": self.accel.join_fifo_bits,   # of fifo_bits: the joins' inputs
                 "bram_bits_available": self.part.bram_total_bits}
 
     def fit(self) -> dict:

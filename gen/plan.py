@@ -16,7 +16,7 @@ matrix-vector unit), since they overlap; the network's interval is the largest o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import NetworkError
@@ -165,6 +165,13 @@ def _auto(i, layer, k_in, target, pe_fixed, simd_fixed, strict=True) -> tuple[in
     return best[1], best[2]
 
 
+def _k_in(layer, k: dict):
+    """The elements per beat a layer reads: one count, or a join's counts (one per input)."""
+    if op_for(layer).arity == 1:
+        return k[layer.inputs[0]]
+    return tuple(k[t] for t in layer.inputs)
+
+
 def _default_target(net: Network, input_elems: int) -> int:
     """At least the fixed cost of the unfoldable parts; about DEFAULT_LANES lanes in the largest
     layer."""
@@ -172,7 +179,7 @@ def _default_target(net: Network, input_elems: int) -> int:
     floor = 1
     k = {INPUT: input_elems}
     for layer in net.layers:
-        k_in = k[layer.inputs[0]]
+        k_in = _k_in(layer, k)
         if op_for(layer).foldable:
             work = max(work, math.ceil(layer.macs / DEFAULT_LANES))
             parts, k[layer.name] = layer_parts(layer, k_in, layer.mh, layer.mw)
@@ -257,9 +264,12 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
                     src += "+auto"
             lp = _layer_plan(i, layer, k[src_tensor], pe, simd, src)
         else:
-            if src_tensor not in k:
-                k[src_tensor] = input_elems = op.input_elems(layer, None)
-            lp = _layer_plan(i, layer, k[src_tensor], None, None, "fixed")
+            for t in layer.inputs:
+                if t not in k:
+                    k[t] = input_elems = op.input_elems(layer, None)
+            lp = _layer_plan(i, layer, _k_in(layer, k), None, None, "fixed")
+            if op.arity > 1:   # a join: its inputs converted to the elements per beat it takes
+                lp = replace(lp, in_elems=op.join_input_elems(layer, _k_in(layer, k))[0])
             if target_cycles is not None and lp.cycles > target_cycles:
                 raise NetworkError(f"layers[{i}]", f"cannot meet the target of {target_cycles:,} "
                                                    f"cycles per frame: {layer.kind} {layer.name} "

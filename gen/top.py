@@ -1,14 +1,20 @@
-"""The whole-network accelerator: a chain of dataflow blocks built from a network and a plan.
+"""The whole-network accelerator: the dataflow blocks of a network's graph, built from the
+network and a plan.
 
 ::
 
-    i_stream ─▶ [dwc] ─▶ layer 0 ─▶ fifo ─▶ [dwc] ─▶ layer 1 ─▶ fifo ─▶ … ─▶ o_stream
+    i_stream ─▶ [dwc] ─▶ layer 0 ─▶ fifo ─▶ fork ─┬─▶ [dwc] ─▶ conv ─▶ fifo ─▶ … ─▶ add ─▶ … ─▶ o_stream
+                                                  └─▶ [dwc] ─▶ skip FIFO ──────────▶┘
 
 Each layer's op (:mod:`gen.ops`) adds its blocks in stream order
 (:meth:`gen.ops.base.LayerOp.hardware`); the accelerator adds a FIFO after every layer whose op
-asks for one, and wires the chain. The blocks form one chain without forks, so back-pressure
-alone rules out deadlock; the FIFOs after compute layers hold two output vectors so that a
-layer can finish a vector while its consumer is still busy with the previous one.
+asks for one, a fork (:class:`hw.streams.Fork`) on every tensor read by several layers, and in
+front of every join (``add``, ``concat``) each input's width converter and, on an input that
+arrives early, a FIFO sized by the cycle model (:func:`gen.cycles.join_fifo_depths`). On a
+chain, back-pressure alone rules out deadlock; on a reconvergent pair of paths, the join FIFO
+does (when it is full, the long path has all the input its next output needs). The FIFOs after
+compute layers hold two output vectors so that a layer can finish a vector while its consumer
+is still busy with the previous one.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from hw.dtypes import DType, pack_words, unpack_words
 from hw.dwc import DataWidthConverter
 from hw.fifo import StreamFIFO
 from hw.pipeline import mark_used
+from hw.streams import Fork
 
 from . import area
+from . import cycles as cm
 from .errors import NetworkError
 from .ir import INPUT, Network
 from .ops import op_for
@@ -61,6 +69,10 @@ class StageInfo:
     acc_width: int | None
     weight_bits: int
     in_fifo_depth: int | None = None
+    #: A join's inputs: the depth of the FIFO on each (None: none), from the cycle model.
+    join_fifo_depths: tuple[int | None, ...] = ()
+    #: A join's inputs: the elements per beat each is converted to.
+    join_elems: tuple[int, ...] = ()
 
 
 def _stream_sig(width):
@@ -79,20 +91,53 @@ def mvu_factory_for(family: str | None):
     return factory
 
 
+#: The accelerator's own ports, as link ends (resolved when it is elaborated).
+_IN, _OUT = object(), object()
+
+
 class _Stage:
-    """The builder a layer op adds its blocks to (:meth:`gen.ops.base.LayerOp.hardware`)."""
+    """The builder a layer op adds its blocks to (:meth:`gen.ops.base.LayerOp.hardware`).
 
-    def __init__(self, index: int, *, add, factory, count):
+    Every block added reads the stream the previous one sends (``cursor``); a join block
+    (:meth:`join`) reads the streams of the layer's inputs, each brought to the join by the
+    accelerator."""
+
+    def __init__(self, index: int, *, add, link, factory, count):
         self._index, self._prefix = index, f"l{index}"
-        self._add_block, self._factory, self._count = add, factory, count
+        self._add_block, self._link, self._factory, self._count = add, link, factory, count
         self.blocks: list[str] = []
+        self.cursor = None          # the stream the next block reads
+        self.join_inputs: list = []  # the streams a join block reads
 
-    def add(self, suffix: str, block, params=None) -> str:
-        """Add ``block`` as ``l<i>_<suffix>``; ``params`` (a dict, or a function returning one)
-        are its area-model parameters (:mod:`gen.area`)."""
+    def _named(self, suffix, block, params):
         name = self._add_block(f"{self._prefix}_{suffix}", block, params)
         self.blocks.append(name)
         return name
+
+    def add(self, suffix: str, block, params=None) -> str:
+        """Add ``block`` as ``l<i>_<suffix>``, reading the stream of the block before it;
+        ``params`` (a dict, or a function returning one) are its area-model parameters
+        (:mod:`gen.area`)."""
+        name = self._named(suffix, block, params)
+        if self.cursor is not None:
+            self._link(self.cursor, block.i_stream)
+        self.cursor = block.o_stream
+        return name
+
+    def join(self, suffix: str, block, params=None) -> str:
+        """Add a join block, whose ``i_stream0``, ``i_stream1``, … read the layer's inputs."""
+        name = self._named(suffix, block, params)
+        for j, src in enumerate(self.join_inputs):
+            self._link(src, getattr(block, f"i_stream{j}"))
+        self.cursor = block.o_stream
+        return name
+
+    def fork(self, src, *, width: int, count: int) -> list:
+        """A :class:`hw.streams.Fork` of stream ``src`` to ``count`` readers; its outputs."""
+        block = Fork(width=width, count=count)
+        self._named(f"fork{self._count()}", block, lambda: area.fork_params(block))
+        self._link(src, block.i_stream)
+        return list(block.o_streams)
 
     def dwc(self, dt, k: int, to: int):
         """A width converter from ``k`` to ``to`` elements of type ``dt`` per beat (none if equal)."""
@@ -178,7 +223,8 @@ class Accelerator(wiring.Component):
 
     @property
     def blocks(self) -> tuple[tuple[str, wiring.Component], ...]:
-        """Every block, ``(name, component)``, in stream order."""
+        """Every block, ``(name, component)``, layer by layer in topological order (each layer's
+        in stream order)."""
         return tuple((n, b) for n, b, _ in self._blocks)
 
     def block_params(self, name: str) -> dict:
@@ -193,19 +239,21 @@ class Accelerator(wiring.Component):
         self._MustUse__used = True
 
     def require_chain(self):
-        """Raise a one-line error unless the network is a chain, the only graphs the
-        accelerator can wire today (forks and joins come with their stream blocks)."""
+        """Raise a one-line error naming the layer unless the accelerator can wire the network:
+        a DAG whose joins are ``add`` or ``concat`` layers, with one output that every layer
+        leads to (a tensor nobody reads would stall the stream that makes it). The name is kept
+        from when only chains were built."""
         net = self._net
-        if net.is_chain:
-            return
+        for extra in net.outputs[1:]:
+            self.mark_used()
+            raise NetworkError(f"layers[{net.index(extra)}]", f"the hardware generator builds one output "
+                                                              f"stream: {extra!r} is a second output "
+                                                              f"(outputs: {', '.join(net.outputs)})")
         for i, layer in enumerate(net.layers):
-            readers = net.consumers(layer.name)
-            if len(readers) > 1:
-                raise NetworkError(f"layers[{i}]", f"the hardware generator builds chains of layers only: "
-                                                   f"{layer.name!r} feeds {len(readers)} layers "
-                                                   f"({', '.join(net.layers[j].name for j in readers)})")
-        raise NetworkError("outputs", "the hardware generator builds chains of layers only: every "
-                                      "layer must read the one before it and the last be the output")
+            if not net.consumers(layer.name) and layer.name != net.outputs[0]:
+                self.mark_used()
+                raise NetworkError(f"layers[{i}]", f"{layer.name!r} is read by no layer and is not the "
+                                                   f"output: its stream would stall the accelerator")
 
     # -- construction --------------------------------------------------------------------------
     def _add(self, name, block, params=None):
@@ -213,14 +261,55 @@ class Accelerator(wiring.Component):
         self._blocks.append((name, block, params))
         return name
 
+    def _link(self, src, dst):
+        self._links.append((src, dst))
+
     def _build(self):
-        net = self._net
-        k = {INPUT: self._plan.input_elems}
+        net, plan = self._net, self._plan
+        self._links: list = []
+        readers = {INPUT: 0, **{layer.name: 0 for layer in net.layers}}
+        for layer in net.layers:
+            for t in layer.inputs:
+                readers[t] += 1
+        readers[net.outputs[0]] += 1
+        port = {INPUT: _IN}              # the stream of each tensor (before any fork)
+        free: dict[str, list] = {}       # a forked tensor's outputs not yet handed out
+        k = {INPUT: plan.input_elems}
         dts = {INPUT: net.input.dtype}
-        for i, (layer, lp) in enumerate(zip(net.layers, self._plan.layers, strict=True)):
-            src = layer.inputs[0]
-            stage = _Stage(i, add=self._add, factory=self._factory, count=lambda: len(self._blocks))
-            b = op_for(layer).hardware(layer, lp, k[src], dts[src], stage)
+        times = {INPUT: cm.input_timing(net, plan)}               # the cycle model, frame 0
+        paced = {INPUT: cm.input_timing(net, plan, paced=True)}   # at the steady-state rate
+
+        def take(tensor, stage):
+            """The stream one reader of ``tensor`` reads: the tensor's own, or a fork output."""
+            if readers[tensor] <= 1:
+                return port[tensor]
+            if tensor not in free:
+                free[tensor] = stage.fork(port[tensor], width=k[tensor] * dts[tensor].code_width,
+                                          count=readers[tensor])
+            return free[tensor].pop(0)
+
+        for i, (layer, lp) in enumerate(zip(net.layers, plan.layers, strict=True)):
+            op = op_for(layer)
+            stage = _Stage(i, add=self._add, link=self._link, factory=self._factory,
+                           count=lambda: len(self._blocks))
+            srcs = [take(t, stage) for t in layer.inputs]
+            depths, ke = (), ()
+            if op.arity == 1:
+                stage.cursor = srcs[0]
+                k_in, dt_in = k[layer.inputs[0]], dts[layer.inputs[0]]
+            else:
+                ks = [k[t] for t in layer.inputs]
+                ke = tuple(op.join_input_elems(layer, ks))
+                depths = cm.join_fifo_depths([paced[t] for t in layer.inputs], ks, ke)
+                for j, (t, src) in enumerate(zip(layer.inputs, srcs, strict=True)):
+                    stage.cursor = src
+                    stage.dwc(dts[t], k[t], ke[j])
+                    if depths[j] is not None:
+                        stage.fifo(f"jfifo{j}", width=ke[j] * dts[t].code_width, depth=depths[j])
+                    stage.join_inputs.append(stage.cursor)
+                stage.cursor = None
+                k_in, dt_in = lp.in_elems, tuple(dts[t] for t in layer.inputs)
+            b = op.hardware(layer, lp, k_in, dt_in, stage)
             fifo_depth = b.fifo_depth
             if fifo_depth is not None and net.consumers(layer.name):
                 stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=fifo_depth)
@@ -229,31 +318,43 @@ class Accelerator(wiring.Component):
             if b.out_dtype != layer.out_dtype:  # pragma: no cover
                 raise AssertionError("output type mismatch")
             k[layer.name], dts[layer.name] = b.out_elems, b.out_dtype
-            self._stages.append(StageInfo(i, layer.name, layer.kind, lp.in_elems, layer.in_dtype,
-                                          b.out_elems, b.out_dtype, b.out_beats, tuple(stage.blocks),
-                                          b.latency, fifo_depth, b.acc_width, b.weight_bits,
-                                          b.in_fifo_depth))
+            port[layer.name] = stage.cursor
+            info = StageInfo(i, layer.name, layer.kind, lp.in_elems, layer.in_dtype,
+                             b.out_elems, b.out_dtype, b.out_beats, tuple(stage.blocks),
+                             b.latency, fifo_depth, b.acc_width, b.weight_bits,
+                             b.in_fifo_depth, tuple(depths), ke)
+            self._stages.append(info)
+            times[layer.name] = cm.layer_timing(layer, lp, info, times, k)[1]
+            paced[layer.name] = cm.layer_timing(layer, lp, info, paced, k)[1]
         self._out = net.outputs[0]
+        if readers[self._out] == 1:   # else a layer reads it after it: refused by require_chain
+            self._link(port[self._out], _OUT)
+
+    @property
+    def join_fifo_bits(self) -> int:
+        """Bits of the FIFOs at the joins' inputs (the skip paths of residual blocks)."""
+        return sum(d * len(b.i_stream.payload) for n, b, _ in self._blocks
+                   if "_jfifo" in n and (d := b.depth))
 
     def elaborate(self, platform):
         self.require_chain()
         m = Module()
         for name, block, _ in self._blocks:
             m.submodules[name] = block
-        first, last_block = self._blocks[0][1], self._blocks[-1][1]
-        m.d.comb += [
-            first.i_stream.payload.eq(self.i_stream.payload.data),
-            first.i_stream.valid.eq(self.i_stream.valid),
-            self.i_stream.ready.eq(first.i_stream.ready),
-        ]
-        for (_, a, _), (_, b, _) in zip(self._blocks, self._blocks[1:], strict=False):
-            wiring.connect(m, a.o_stream, b.i_stream)
-        m.d.comb += [
-            self.o_stream.payload.data.eq(last_block.o_stream.payload),
-            self.o_stream.payload.last.eq(frame_last(m, self.o_stream, self.out_beats_per_frame)),
-            self.o_stream.valid.eq(last_block.o_stream.valid),
-            last_block.o_stream.ready.eq(self.o_stream.ready),
-        ]
+        for src, dst in self._links:
+            if src is _IN:
+                m.d.comb += [dst.payload.eq(self.i_stream.payload.data),
+                             dst.valid.eq(self.i_stream.valid),
+                             self.i_stream.ready.eq(dst.ready)]
+            elif dst is _OUT:
+                m.d.comb += [
+                    self.o_stream.payload.data.eq(src.payload),
+                    self.o_stream.payload.last.eq(frame_last(m, self.o_stream, self.out_beats_per_frame)),
+                    self.o_stream.valid.eq(src.valid),
+                    src.ready.eq(self.o_stream.ready),
+                ]
+            else:
+                wiring.connect(m, src, dst)
         return m
 
 

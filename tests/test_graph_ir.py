@@ -73,8 +73,8 @@ def test_gen_refuses_a_graph_with_one_line():
 
     doc, arrays = two_heads()
     net = network_from_dict(doc, arrays=arrays)
-    with pytest.raises(NetworkError, match=r"^layers\[0\]: the hardware generator builds chains of layers "
-                                           r"only: 'h' feeds 2 layers \(a, b\)$"):
+    with pytest.raises(NetworkError, match=r"^layers\[2\]: the hardware generator builds one output stream: "
+                                           r"'b' is a second output \(outputs: a, b\)$"):
         build(net)
 
 

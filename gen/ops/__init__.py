@@ -17,8 +17,11 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator
 
 from .. import schema
+from .add import AddOp
 from .argmax import ArgmaxOp
+from .avgpool import AvgPool2dOp, GlobalAvgPoolOp
 from .base import LayerOp
+from .concat import ConcatOp
 from .conv2d import Conv2dOp
 from .dense import DenseOp
 from .maxpool2d import MaxPool2dOp
@@ -26,6 +29,7 @@ from .maxpool2d import MaxPool2dOp
 __all__ = ["OPS", "op_for", "get_op", "LayerSpec", "NetworkSpec", "LayerOp"]
 
 OPS: dict[str, LayerOp] = {op.type: op for op in (DenseOp(), Conv2dOp(), MaxPool2dOp(), ArgmaxOp())}
+OPS.update({op.type: op for op in (AddOp(), ConcatOp(), AvgPool2dOp(), GlobalAvgPoolOp())})  # graphs
 
 
 def get_op(kind: str) -> LayerOp:

@@ -135,6 +135,14 @@ class LayerOp:
         """Elements per beat the layer wants when it reads the network input directly."""
         return 1
 
+    def join_input_elems(self, node, ks) -> tuple[int, ...]:
+        """A join (``arity`` > 1): the elements per beat each input is converted to before the
+        join block, given those its producers send (``ks``). :meth:`parts` then gets ``ks`` as
+        ``k_in``; :meth:`hardware` gets the first of these counts and a tuple of the inputs'
+        types, and adds its join block with ``hw.join``; :meth:`timing` gets the list of the
+        inputs' beat cycles at the join."""
+        raise NotImplementedError
+
     # -- hardware --------------------------------------------------------------------------------
     def hardware(self, node, lp, k_in: int, dt_in: DType, hw) -> StageBuild:
         """Add the layer's blocks to ``hw`` (:class:`gen.top.Accelerator`'s builder: ``hw.add``,
