@@ -114,7 +114,7 @@ class DepthwiseWindow(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        C, K, pe, simd, w = self._channels, self._k, self._pe, self._simd, self._width
+        C, pe, simd, w = self._channels, self._pe, self._simd, self._width
         CF, SF = self.channel_folds, self.kernel_folds
         pix = C * w
         depth, _ = self.memory_shape

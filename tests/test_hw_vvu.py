@@ -9,12 +9,12 @@ from amaranth.lib.wiring import In, Out
 
 from gen import macs
 from hw.dtypes import DType
+from hw.params import MultiThreshold, Requant
 from hw.vvu import VVU, DepthwiseWindow
 from sim import golden
 from sim.randnet import LANE_TYPES as TYPES
 from sim.randnet import random_activation, random_values
 from sim.streamsim import pack, stream_run, unpack
-from hw.params import MultiThreshold, Requant
 
 KINDS = list(TYPES)
 ACTS = ["none", "threshold", "requant"]
