@@ -32,6 +32,7 @@ tests compare the model with simulation (docs/estimate.md gives the measured acc
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -41,7 +42,8 @@ from .ir import INPUT
 from .ops import op_for
 
 __all__ = ["FIFO_LATENCY", "LayerTiming", "first_frame_timing", "serial", "dwc_timing", "fifo_timing",
-           "mvu_timing", "window_timing", "groups_timing", "depthwise_window_timing"]
+           "mvu_timing", "window_timing", "groups_timing", "depthwise_window_timing",
+           "window_interval"]
 
 #: Cycles from a beat entering a :class:`hw.fifo.StreamFIFO` to it being valid at its output.
 FIFO_LATENCY = 2
@@ -171,6 +173,62 @@ def depthwise_window_timing(t, *, kernel_elems: int, reads: int) -> np.ndarray:
         issue = start + reads - 1
         last_read.append(issue)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def window_interval(*, in_shape, kernel, stride, padding, frames: int = 4) -> int:
+    """Steady-state cycles per frame of a sliding-window unit whose input is always there and
+    whose output is always taken: ``OH·OW·kh·kw`` plus the cycles its reader waits at the start
+    of a frame for rows that the writer could not write while the reader was still on the last
+    rows of the frame before (the buffer holds ``kh + sh`` rows). The rules are those of
+    :func:`window_timing`, followed over ``frames`` frames in rows numbered across frames."""
+    c, h, w = in_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh = (h + 2 * ph - kh) // sh + 1
+    ow = (w + 2 * pw - kw) // sw + 1
+    R = kh + sh
+    written = []               # write cycle of each pixel, raster order across frames
+    row_done = []              # cycle of the reader's last beat of each output row, across frames
+    frame_done = []
+    g_need = [0]
+
+    def base(g):               # the top image row (across frames) of the reader's output row g
+        f, r = divmod(g, oh)
+        return f * h + r * sh - ph
+
+    def write_until(q):
+        while len(written) <= q:
+            p = len(written)
+            f, rem = divmod(p, h * w)
+            yv = f * h + rem // w
+            while base(g_need[0]) + R <= yv:
+                g_need[0] += 1
+            g = g_need[0]
+            gate = row_done[g - 1] + 1 if g > 0 else -(1 << 40)
+            if rem == h * w - 1 and f > 0:    # the writer is at most one frame ahead
+                gate = max(gate, frame_done[f - 1] + 1)
+            prev = written[-1] + 1 if written else 0
+            written.append(max(prev, gate))
+
+    go = -1
+    for f in range(frames):
+        for oy in range(oh):
+            for ox in range(ow):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        y, x = oy * sh - ph + ky, ox * sw - pw + kx
+                        ready = go + 1
+                        if 0 <= y < h and 0 <= x < w:
+                            p = f * h * w + y * w + x
+                            write_until(p)
+                            ready = max(ready, written[p] + 1)
+                        if oy == oh - 1 and ox == ow - 1 and ky == kh - 1 and kx == kw - 1:
+                            write_until((f + 1) * h * w - 1)
+                            ready = max(ready, written[-1] + 1)
+                        go = ready
+            row_done.append(go)
+        frame_done.append(go)
+    return frame_done[-1] - frame_done[-2]
 
 
 def groups_timing(t, count: int) -> np.ndarray:

@@ -207,3 +207,53 @@ def test_accelerator_exact_and_cycle_model(seed):
     np.testing.assert_array_equal(out, want)
     assert set(intervals) == {est.interval}, (intervals, est.plan.report())
     assert latency == est.latency
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_window_interval_matches_simulation(seed):
+    """gen.cycles.window_interval (the sliding window's steady state, used by conv2d and
+    dwconv2d in gen/plan.py) against the unit alone, input always offered, output always taken."""
+    from gen.cycles import window_interval
+    from hw.swu import SlidingWindow
+
+    seed = 300 + seed
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        k = tuple(int(v) for v in rng.integers(1, 5, size=2))
+        s = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        p = tuple(int(rng.integers(0, kk)) for kk in k)
+        h, w = (int(v) for v in rng.integers(max(k), 10, size=2))
+        dut = SlidingWindow(width=2, in_shape=(1, h, w), kernel=k, stride=s, padding=p)
+        frames = 4
+        src = StreamSource(dut.i_stream, [i % 4 for i in range(h * w * frames)])
+        n = dut.beats_per_frame
+        sink = StreamSink(dut.o_stream, n * frames)
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(src.testbench)
+        sim.add_testbench(sink.testbench)
+        sim.run()
+        ends = sink.transfer_cycles[n - 1::n]
+        assert set(np.diff(ends[1:]).tolist()) == {window_interval(in_shape=(1, h, w), kernel=k,
+                                                                   stride=s, padding=p)}
+
+
+def test_area_parameters():
+    """The VVU is priced with the MVU's lane features, built once per PE (its lanes share
+    nothing); the window buffer's memory and selects are counted."""
+    from gen import area
+
+    net, _, _ = dw_network(5, "and", 4, 6, 6, (3, 3), (1, 1), (1, 1))
+    est = estimate_network(net, fold={"dw": {"pe": 2, "simd": 3}}, count_registers=False)
+    lay = est.layers[0]
+    blocks = {b.block: b for b in lay.blocks}
+    assert {"swu", "dwwin", "vvu"} <= set(blocks)
+    p = blocks["vvu"].params
+    assert (p["mh"], p["mw"], p["pe"], p["simd"]) == (4, 9, 2, 3)
+    f = area.features(p, "xilinx")
+    assert f["popcount"] == 2 * 2 * 3        # popcount(a ∧ w⁺) and popcount(a) per PE
+    assert blocks["vvu"].lut > 0 and blocks["dwwin"].lut > 0
+    assert lay.weight_bits == 4 * 9 * 1
+    assert lay.buffer_bits >= 2 * 9 * 4 * 1  # the window buffer: two windows of C·K codes
+    assert blocks["dwwin"].lutram == 3        # ECP5: 6 words × 12 bits in TRELLIS_DPR16X4

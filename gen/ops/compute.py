@@ -238,9 +238,9 @@ def mvu_for(layer, *, pe=None, simd=None, matrix=None, ram_style=None, **kwargs)
                ram_style=ram_style if ram_style is not None else layer.ram_style, **kwargs)
 
 
-def mvu_area_params(block, *, kind: str = "mvu") -> dict:
+def mvu_area_params(block, *, unit: str = "mvu") -> dict:
     """The area model's parameters of a matrix-vector unit (:func:`gen.area.mvu_params`), or
-    with ``kind="vvu"`` of a vector-vector unit (:class:`hw.vvu.VVU`, which has the same
+    with ``unit="vvu"`` of a vector-vector unit (:class:`hw.vvu.VVU`, which has the same
     parameters)."""
     from .. import area
 
@@ -255,7 +255,7 @@ def mvu_area_params(block, *, kind: str = "mvu") -> dict:
                            w_shift=block.w_shift, out_bits=block.out_dtype.code_width,
                            w_live_bits=area.live_bits(block.weight_words(),
                                                       block.pe * block.simd * block.w_dtype.code_width),
-                           block=kind)
+                           block=unit)
 
 
 # -- the op ----------------------------------------------------------------------------------------

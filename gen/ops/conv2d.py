@@ -103,11 +103,15 @@ class Conv2dOp(ComputeOp):
         return acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
 
     def parts(self, node, k_in, pe=None, simd=None):
+        from .. import cycles as cm
+
         c, h, w = node.in_shape
         oc, oh, ow = node.out_shape
         kh, kw = node.kernel
         win = oh * ow * kh * kw
-        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", win),
+        swu = cm.window_interval(in_shape=node.in_shape, kernel=node.kernel, stride=node.stride,
+                                 padding=node.padding)
+        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", swu),
                 ("dwc-simd", dwc_cycles(win * c, c, simd)),
                 ("mvu", oh * ow * (oc // pe) * (node.mw // simd))], pe
 

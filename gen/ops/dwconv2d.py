@@ -96,12 +96,14 @@ class DwConv2dOp(Conv2dOp):
 
     # -- folding and cycles ------------------------------------------------------------------
     def parts(self, node, k_in, pe=None, simd=None):
+        from .. import cycles as cm
         from .base import dwc_cycles
 
         c, h, w = node.in_shape
         _, oh, ow = node.out_shape
-        win = oh * ow * node.mw
-        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", win),
+        swu = cm.window_interval(in_shape=node.in_shape, kernel=node.kernel, stride=node.stride,
+                                 padding=node.padding)   # oh·ow·kh·kw and the frame change
+        return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", swu),
                 ("vvu", oh * ow * (c // pe) * (node.mw // simd))], pe
 
     # -- hardware ----------------------------------------------------------------------------
@@ -132,7 +134,7 @@ class DwConv2dOp(Conv2dOp):
                       simd=simd, ram_style=node.ram_style, popcount_style=hw.popcount_style)
         except ValueError as e:
             raise NetworkError(f"layers[{lp.index}]", f"cannot build the vector-vector unit: {e}") from None
-        hw.add("vvu", vvu, lambda: mvu_area_params(vvu, kind="vvu"))
+        hw.add("vvu", vvu, lambda: mvu_area_params(vvu, unit="vvu"))
         _, oh, ow = node.out_shape
         return StageBuild(
             out_elems=pe, out_dtype=node.out_dtype, out_beats=oh * ow * c // pe,
