@@ -14,6 +14,7 @@ from gen.errors import NetworkError
 from gen.estimate import estimate_network
 from gen.load import network_from_dict
 from gen.top import decode_outputs, encode_frames
+from hw.dtypes import DType
 from sim import golden
 from sim.randnet import MAC_TYPES, random_values
 from sim.streamsim import StreamSink, StreamSource
@@ -21,10 +22,11 @@ from sim.streamsim import StreamSink, StreamSource
 KINDS = list(MAC_TYPES)
 
 
-def _dtype_of(spec):
-    from sim.randnet import _dtype  # noqa: PLC2701 - the type of a spec dict
-
-    return _dtype(spec)
+def _dtype_of(spec: dict) -> DType:
+    """The element type of a type spec dict of the file format."""
+    bits = spec.get("bits", {"bipolar": 1, "ternary": 2}.get(spec["encoding"]))
+    return DType(spec["encoding"], bits, narrow=spec.get("narrow", False),
+                 signed=spec.get("signed", False))
 
 
 def dw_layer(rng, mac, c, kernel, stride, padding, in_spec, arrays, *, act="threshold", key="dw",
@@ -121,6 +123,14 @@ def test_errors():
         network_from_dict(_doc(_layer(pe=3)), arrays={"w": ok})
     with pytest.raises(NetworkError, match=r"^layers\[0\]: dwconv2d needs a C×H×W input"):
         network_from_dict(_doc(_layer(), shape=(4,)), arrays={"w": ok})
+    masked = {"type": "conv2d", "mac": "int", "kernel": 1, "mask": "m",
+              "weights": {"key": "c", "encoding": "int", "bits": 4}}
+    doc = _doc(masked)
+    doc["layers"].append(_layer())
+    with pytest.raises(NetworkError, match=r"^layers\[0\]\.mask: a mask needs a dense or conv2d "
+                                           r"layer after it"):
+        network_from_dict(doc, arrays={"w": ok, "c": np.ones((4, 4, 1, 1), dtype=np.int64),
+                                       "m": np.array([1, 0, 1, 1])})
 
 
 # -- golden model --------------------------------------------------------------------------------

@@ -156,6 +156,3 @@ class DwConv2dOp(Conv2dOp):
             t = cm.depthwise_window_timing(t, kernel_elems=node.mw, reads=cf * sf)
         tail = stage.latency - (sf - 1)
         return cm.mvu_timing(cm.serial(t), nf=1, sf=sf, vectors=oh * ow * cf, tail=tail)
-
-    def manifest(self, node, lp, stage):
-        return {**super().manifest(node, lp, stage), "channels": node.mh}
