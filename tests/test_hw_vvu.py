@@ -140,3 +140,21 @@ def test_vvu_rejects_bad_folding():
         VVU(weights=np.ones((4, 9), dtype=np.int64), mac="xnor", w_dtype=DType.bipolar(),
             in_dtype=DType.bipolar(), activation=NoActivation(DType.int(5)), acc_range=(-9, 9),
             pe=2, simd=2)
+
+
+def test_narrow_accumulator_is_sign_extended():
+    """An accumulator range of [-1, 0] is a 1-bit signed accumulator and a 2-bit int output:
+    the code must be sign-extended (the MVU had the same fault before the VVU found it)."""
+    from hw.mvu import MVU
+    from hw.params import NoActivation
+
+    W = -np.ones((2, 1), dtype=np.int64)
+    kw = dict(weights=W, mac="and", w_dtype=DType.bipolar(), in_dtype=DType.uint(1),
+              activation=NoActivation(DType.int(2)), acc_range=(-1, 0))
+    X = np.array([0, 1, 1, 0, 1])
+    want = (X[:, None] * W[:, 0][None]).reshape(-1)
+    for dut, beats in ((MVU(**kw, pe=2), [int(v) for v in X]),            # one input, 2 rows
+                       (VVU(**kw, pe=2), [pack([v, v], 1) for v in X])):  # 2 channels, K = 1
+        got = stream_run(dut, beats, len(X), seed=1)
+        got = np.array([DType.int(2).decode(unpack(b, 2, 2)) for b in got]).reshape(-1)
+        np.testing.assert_array_equal(got, want)

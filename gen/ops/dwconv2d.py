@@ -7,7 +7,9 @@ In hardware: a width converter to whole pixels, the sliding-window unit
 (:class:`hw.swu.SlidingWindow`), the window reordered into channel folds
 (:class:`hw.vvu.DepthwiseWindow`, or a width converter to ``SIMD`` pixels per beat when ``PE``
 is all the channels) and the vector-vector unit (:class:`hw.vvu.VVU`): ``PE`` channels ×
-``SIMD`` kernel elements per cycle, ``(C/PE)·(kh·kw/SIMD)`` cycles per output pixel.
+``SIMD`` kernel elements per cycle, ``(C/PE)·(kh·kw/SIMD)`` cycles per output pixel. A 1×1
+kernel with stride 1 and no padding (a per-channel scale) needs no window: a width converter to
+``PE`` elements per beat feeds the vector-vector unit.
 
 Its channels are its input's: it takes no pruning mask of its own, and no masked input.
 """
@@ -101,6 +103,8 @@ class DwConv2dOp(Conv2dOp):
 
         c, h, w = node.in_shape
         _, oh, ow = node.out_shape
+        if self.pointwise(node):   # a per-channel scale: each pixel is its own window
+            return [("dwc", dwc_cycles(c * h * w, k_in, pe)), ("vvu", h * w * (c // pe))], pe
         swu = cm.window_interval(in_shape=node.in_shape, kernel=node.kernel, stride=node.stride,
                                  padding=node.padding)   # oh·ow·kh·kw and the frame change
         return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", swu),
@@ -115,17 +119,20 @@ class DwConv2dOp(Conv2dOp):
 
         c = node.in_shape[0]
         pe, simd = lp.pe, lp.simd
-        hw.dwc(dt_in, k_in, c)
-        swu = SlidingWindow(width=dt_in.code_width, in_shape=node.in_shape, kernel=node.kernel,
-                            stride=node.stride, padding=node.padding,
-                            pad_code=int(dt_in.encode(node.pad_value)))
-        hw.add("swu", swu, area.swu_params(swu))
-        if pe == c:    # the window's own order, SIMD pixels per beat
-            hw.dwc(dt_in, c, simd * c)
+        if self.pointwise(node):   # windows of one pixel: its channel folds are PE per beat
+            hw.dwc(dt_in, k_in, pe)
         else:
-            win = DepthwiseWindow(width=dt_in.code_width, channels=c, kernel_elems=node.mw,
-                                  pe=pe, simd=simd)
-            hw.add("dwwin", win, area.dwwin_params(win))
+            hw.dwc(dt_in, k_in, c)
+            swu = SlidingWindow(width=dt_in.code_width, in_shape=node.in_shape,
+                                kernel=node.kernel, stride=node.stride, padding=node.padding,
+                                pad_code=int(dt_in.encode(node.pad_value)))
+            hw.add("swu", swu, area.swu_params(swu))
+            if pe == c:    # the window's own order, SIMD pixels per beat
+                hw.dwc(dt_in, c, simd * c)
+            else:
+                win = DepthwiseWindow(width=dt_in.code_width, channels=c, kernel_elems=node.mw,
+                                      pe=pe, simd=simd)
+                hw.add("dwwin", win, area.dwwin_params(win))
         try:
             vvu = VVU(weights=node.matrix, mac=node.mac, w_dtype=node.w_dtype,
                       w_shift=node.w_shift, in_dtype=node.in_dtype, bias=node.bias,
@@ -147,6 +154,10 @@ class DwConv2dOp(Conv2dOp):
         c = node.in_shape[0]
         _, oh, ow = node.out_shape
         cf, sf = c // lp.pe, node.mw // lp.simd
+        tail = stage.latency - (sf - 1)
+        if self.pointwise(node):
+            t = cm.dwc_timing(t, k_in, lp.pe)
+            return cm.mvu_timing(cm.serial(t), nf=1, sf=1, vectors=oh * ow * cf, tail=tail)
         t = cm.dwc_timing(t, k_in, c)
         t = cm.window_timing(t, in_shape=node.in_shape, kernel=node.kernel, stride=node.stride,
                              padding=node.padding)
@@ -154,5 +165,4 @@ class DwConv2dOp(Conv2dOp):
             t = cm.dwc_timing(t, c, lp.simd * c)
         else:
             t = cm.depthwise_window_timing(t, kernel_elems=node.mw, reads=cf * sf)
-        tail = stage.latency - (sf - 1)
         return cm.mvu_timing(cm.serial(t), nf=1, sf=sf, vectors=oh * ow * cf, tail=tail)
