@@ -35,7 +35,7 @@ from .macs import get_mac
 from .targets import family_names, get_family
 
 __all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "dwc_params", "fifo_params",
-           "swu_params", "pool_params", "argmax_params", "fork_params", "add_params", "concat_params",
+           "swu_params", "dwwin_params", "pool_params", "argmax_params", "fork_params", "add_params", "concat_params",
            "sum_params", "activation_params", "features",
            "bram_count", "estimate", "fit_coefficients", "calibration_report", "load_coeffs",
            "register_bits"]
@@ -111,21 +111,29 @@ def live_bits(words, width: int) -> int:
 
 def mvu_params(*, kind, w_dtype, a_dtype, pe, simd, mh, mw, acc_lo, acc_hi, thresholds=0,
                activation="none", ram_style=None, depth=1, w_shift=0, out_bits=0,
-               w_live_bits=None) -> dict:
+               w_live_bits=None, block="mvu") -> dict:
     """The parameters of a matrix-vector unit that the model reads (plain data, JSON-able).
-    ``w_live_bits``: the weight memory's bit columns that vary (default: all)."""
+    ``w_live_bits``: the weight memory's bit columns that vary (default: all). ``block="vvu"``:
+    a vector-vector unit (``mh`` its channels, ``mw`` its kernel elements), whose PE lanes
+    each read their own channel: they share nothing (no input buffer either)."""
     from hw.lanes import lane_term_range
 
     tlo, thi = lane_term_range(kind, w_dtype, a_dtype, w_shift)
     mk = get_mac(kind)
     shift_bits = mk.shift_bits(w_dtype, a_dtype) if mk.shift_bits else 0
-    return {"shift_bits": shift_bits, "block": "mvu", "kind": kind, "w_bits": w_dtype.code_width,
+    return {"shift_bits": shift_bits, "block": block, "kind": kind, "w_bits": w_dtype.code_width,
             "a_bits": a_dtype.code_width, "a_max_abs": max(abs(a_dtype.min), abs(a_dtype.max)),
             "term_bits": signed_width(tlo, thi), "pe": pe, "simd": simd, "mh": mh, "mw": mw,
             "acc_lo": int(acc_lo), "acc_hi": int(acc_hi), "thresholds": int(thresholds),
             "activation": activation, "ram_style": ram_style, "depth": depth,
             "out_bits": out_bits,
             "w_live_bits": pe * simd * w_dtype.code_width if w_live_bits is None else w_live_bits}
+
+
+def dwwin_params(block) -> dict:
+    """The model's parameters of a :class:`hw.vvu.DepthwiseWindow`."""
+    return {"block": "dwwin", "width": block.width, "channels": block.channels,
+            "kernel_elems": block.kernel_elems, "pe": block.pe, "simd": block.simd}
 
 
 def dwc_params(block) -> dict:
@@ -197,13 +205,16 @@ def argmax_params(block) -> dict:
 def _memories(p: dict, family: str):
     """``(bram, lutram, bits in flip-flops, LUTs of ROMs in logic)`` of a block's memories."""
     mems = []  # (depth, width, style)
-    if p["block"] == "mvu":
+    if p["block"] in ("mvu", "vvu"):
         nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
         # Yosys drops the bit columns of a ROM that are the same in every word
         width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
         mems.append((nf * sf, width, p.get("ram_style"), "rom"))
-        if nf > 1:
+        if nf > 1 and p["block"] == "mvu":
             mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
+    elif p["block"] == "dwwin":    # two windows of K/SIMD words of SIMD pixels
+        mems.append((2 * p["kernel_elems"] // p["simd"], p["simd"] * p["channels"] * p["width"],
+                     None, "ram"))
     elif p["block"] == "fifo" and p["depth"] > 1:
         mems.append((p["depth"] - 1, p["width"], None, "ram"))
     elif p["block"] in ("swu", "pool"):
@@ -232,11 +243,14 @@ def features(p: dict, family: str) -> dict[str, float]:
     """Structural features of a block (what the LUT and carry coefficients multiply)."""
     f: dict[str, float] = {}
     b = p["block"]
-    if b == "mvu":
+    if b in ("mvu", "vvu"):
         pe, simd, kind = p["pe"], p["simd"], p["kind"]
         acc_w = bits_for_range(p["acc_lo"], p["acc_hi"])[0]
         nf, sf = p["mh"] // pe, p["mw"] // simd
-        f.update(get_mac(kind).area_features(p))
+        if b == "mvu":
+            f.update(get_mac(kind).area_features(p))
+        else:   # PE lanes of one PE each: what an MVU's lanes share is built PE times
+            f.update({k: pe * v for k, v in get_mac(kind).area_features({**p, "pe": 1}).items()})
         f["acc"] = pe * acc_w
         if p.get("thresholds"):
             f["threshold"] = pe * p["thresholds"] * (acc_w + 1)
@@ -293,7 +307,17 @@ def features(p: dict, family: str) -> dict[str, float]:
         return f
     elif b == "fork":
         f["control"] = p["count"]
-    if b != "mvu":   # each kind of block has its own coefficients
+    elif b == "dwwin":
+        # priced with the width converter's coefficients: SIMD word selects of PE of C
+        # channels (the converter's split multiplexer) and its counters
+        cf = p["channels"] // p["pe"]
+        f = {"dwc_split": p["width"] * p["simd"] * p["channels"] * _clog2(cf),
+             "dwc_control": 4 + 2 * _clog2(p["kernel_elems"]) + _clog2(cf)}
+        _, _, ff_bits, _ = _memories(p, family)
+        if ff_bits:
+            f["mem_ff_read"] = ff_bits
+        return {k: v for k, v in f.items() if v}
+    if b not in ("mvu", "vvu"):   # each kind of block has its own coefficients
         f = {(k if k.startswith(b) else f"{b}_{k}"): v for k, v in f.items()}
     return f
 
@@ -383,10 +407,11 @@ def _read_register_bits(p: dict, family: str) -> int:
         bits = (p["depth"] - 1) * p["width"]
         return 0 if family == "ice40" and _auto_bram(family, "ram", p["depth"] - 1, bits) else p["width"]
     bits = 0
-    if p["block"] == "mvu":
+    if p["block"] in ("mvu", "vvu"):
         nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
         ibuf = p["simd"] * p["a_bits"]
-        if nf > 1 and p["a_bits"] > 1 and not (family == "ice40" and _auto_bram(family, "ram", sf, sf * ibuf)):
+        if (p["block"] == "mvu" and nf > 1 and p["a_bits"] > 1
+                and not (family == "ice40" and _auto_bram(family, "ram", sf, sf * ibuf))):
             bits += ibuf                        # (unless the buffer is in iCE40 block RAM)
         width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
         style = p.get("ram_style")

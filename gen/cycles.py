@@ -24,6 +24,10 @@ beats to those of its output beats with its own timing rules:
   input buffer in the others); a fold's output is valid ``read stages (2 with the weight
   register, else 1) + lane latency + 1 + activation latency`` cycles after its last beat is
   issued (:attr:`hw.mvu.MVU.latency` for the first);
+* depthwise window buffer: a window is read, one beat per cycle, from the cycle after its
+  last pixel is written, into a half of the buffer that the window two before has left;
+* vector-vector unit: as a matrix-vector unit with one channel fold per vector (every beat
+  comes from its stream);
 * max-pool window and argmax: the cycle after the window's / frame's last beat.
 
 Back-pressure inside the chain is not modelled (every consumer is assumed ready when a beat
@@ -46,7 +50,8 @@ from .ops import op_for
 
 __all__ = ["FIFO_LATENCY", "JOIN_FIFO_SLACK", "LayerTiming", "first_frame_timing", "layer_timing",
            "input_timing", "serial", "dwc_timing", "fifo_timing", "mvu_timing", "window_timing",
-           "groups_timing", "join_timing", "join_paths_timing", "join_fifo_depths", "join_occupancy"]
+           "groups_timing", "join_timing", "join_paths_timing", "join_fifo_depths", "join_occupancy",
+           "depthwise_window_timing"]
 
 #: Cycles from a beat entering a :class:`hw.fifo.StreamFIFO` to it being valid at its output.
 FIFO_LATENCY = 2
@@ -156,6 +161,27 @@ def window_timing(t, *, in_shape, kernel, stride, padding, rows_gate=True) -> np
                     out.append(go + 1)
         row_done.append(go)
     return np.array(out, dtype=np.int64)
+
+
+def depthwise_window_timing(t, *, kernel_elems: int, reads: int) -> np.ndarray:
+    """Output beats of a :class:`hw.vvu.DepthwiseWindow` (``reads`` per window of
+    ``kernel_elems`` input beats): a window is read, one beat per cycle, from the cycle after
+    its last pixel is written; a window's pixels are written once the window two before it
+    (the same half of the buffer) has been read."""
+    tl = np.asarray(t).tolist()
+    n = len(tl) // kernel_elems
+    out = np.empty(n * reads, dtype=np.int64)
+    last_read = []                  # cycle of each window's last read
+    wrote = issue = -(1 << 40)
+    for win in range(n):
+        free = last_read[win - 2] + 1 if win >= 2 else -(1 << 40)
+        for j in range(kernel_elems):
+            wrote = max(tl[win * kernel_elems + j], wrote + 1, free)
+        start = max(wrote + 1, issue + 1)
+        out[win * reads:(win + 1) * reads] = start + 1 + np.arange(reads)
+        issue = start + reads - 1
+        last_read.append(issue)
+    return out
 
 
 def groups_timing(t, count: int) -> np.ndarray:

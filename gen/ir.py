@@ -196,7 +196,8 @@ class Network:
 INPUT = "input"
 
 
-_NODES = {"Dense": "dense", "Conv2d": "conv2d", "MaxPool2d": "maxpool2d", "Argmax": "argmax"}
+_NODES = {"Dense": "dense", "Conv2d": "conv2d", "DwConv2d": "dwconv2d", "MaxPool2d": "maxpool2d",
+          "Argmax": "argmax"}
 
 
 def __getattr__(name):

@@ -341,6 +341,7 @@ def _build(spec, arrays: _Arrays) -> Network:
                 src = names.index(t)
                 raise NetworkError(f"layers[{src}].mask", "a mask needs a dense or conv2d layer after it")
         ctx = BuildContext(i, names[i], f"layers[{i}]", ins, arrays, mask_allowed=mask_ok(names[i]),
+                           input_readers=tuple(len(consumers.get(t, ())) for t in inputs[i]),
                            is_last=not consumers.get(names[i]) and names[i] in outputs)
         node, info = op.build(ls, ctx)
         layers.append(dataclasses.replace(node, inputs=inputs[i]))

@@ -139,6 +139,11 @@ class _Stage:
         self._link(src, block.i_stream)
         return list(block.o_streams)
 
+    @property
+    def popcount_style(self) -> str:
+        """The popcount style of the target family (for blocks other than the MVU)."""
+        return getattr(self._factory, "popcount_style", "gpc6")
+
     def dwc(self, dt, k: int, to: int):
         """A width converter from ``k`` to ``to`` elements of type ``dt`` per beat (none if equal)."""
         if k != to:

@@ -15,7 +15,7 @@ the consumer does (:class:`hw.pipeline.StallPipeline`).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -228,6 +228,21 @@ class MVU(wiring.Component):
         """Accumulator start per channel: the bias plus the lanes' constant offsets."""
         return self._bias + result_offset * self.synapse_folds
 
+    def _acc_codes(self, m, accs) -> list:
+        """The accumulators as output codes (no activation): two's complement codes of the
+        output type's width, sign-extended where the accumulator is narrower (a range of
+        [-1, 0] has a 1-bit accumulator and a 2-bit int output)."""
+        cw = self.out_dtype.code_width
+        codes = []
+        for p, a in enumerate(accs):
+            if len(a) < cw:
+                wide = Signal(signed(cw) if self._acc_shape.signed else unsigned(cw),
+                              name=f"acc_code{p}")
+                m.d.comb += wide.eq(a)
+                a = wide
+            codes.append(a[:cw])
+        return codes
+
     def elaborate(self, platform):
         m = Module()
         pipe = StallPipeline("mvu")
@@ -319,8 +334,7 @@ class MVU(wiring.Component):
         if self._act_unit is not None:
             codes = self._act_unit.build(m, pipe, accs, nf3)
         else:
-            cw = self.out_dtype.code_width
-            codes = [a[:cw] for a in accs]
+            codes = self._acc_codes(m, accs)
         m.d.comb += self.o_stream.payload.eq(Cat(*codes))
 
         # -- valid chain: issue, stage 1 (and the weight register), lanes, accumulators (only

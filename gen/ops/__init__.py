@@ -24,11 +24,13 @@ from .base import LayerOp
 from .concat import ConcatOp
 from .conv2d import Conv2dOp
 from .dense import DenseOp
+from .dwconv2d import DwConv2dOp
 from .maxpool2d import MaxPool2dOp
 
 __all__ = ["OPS", "op_for", "get_op", "LayerSpec", "NetworkSpec", "LayerOp"]
 
-OPS: dict[str, LayerOp] = {op.type: op for op in (DenseOp(), Conv2dOp(), MaxPool2dOp(), ArgmaxOp())}
+OPS: dict[str, LayerOp] = {op.type: op for op in (DenseOp(), Conv2dOp(), DwConv2dOp(), MaxPool2dOp(),
+                                                   ArgmaxOp())}
 OPS.update({op.type: op for op in (AddOp(), ConcatOp(), AvgPool2dOp(), GlobalAvgPoolOp())})  # graphs
 
 

@@ -70,6 +70,7 @@ class BuildContext:
     arrays: object                 # gen.load._Arrays
     mask_allowed: bool
     is_last: bool
+    input_readers: tuple[int, ...] = ()   # how many layers read each input tensor
 
     @property
     def input(self) -> TensorInfo:

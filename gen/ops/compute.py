@@ -238,8 +238,10 @@ def mvu_for(layer, *, pe=None, simd=None, matrix=None, ram_style=None, **kwargs)
                ram_style=ram_style if ram_style is not None else layer.ram_style, **kwargs)
 
 
-def mvu_area_params(block) -> dict:
-    """The area model's parameters of a matrix-vector unit (:func:`gen.area.mvu_params`)."""
+def mvu_area_params(block, *, unit: str = "mvu") -> dict:
+    """The area model's parameters of a matrix-vector unit (:func:`gen.area.mvu_params`), or
+    with ``unit="vvu"`` of a vector-vector unit (:class:`hw.vvu.VVU`, which has the same
+    parameters)."""
     from .. import area
 
     act = block.activation
@@ -252,7 +254,8 @@ def mvu_area_params(block) -> dict:
                            activation=kind, ram_style=block.ram_style, depth=block.depth,
                            w_shift=block.w_shift, out_bits=block.out_dtype.code_width,
                            w_live_bits=area.live_bits(block.weight_words(),
-                                                      block.pe * block.simd * block.w_dtype.code_width))
+                                                      block.pe * block.simd * block.w_dtype.code_width),
+                           block=unit)
 
 
 # -- the op ----------------------------------------------------------------------------------------
@@ -273,6 +276,10 @@ class ComputeOp(LayerOp):
         raise NotImplementedError
 
     def _pad_value(self, spec, ctx) -> dict:
+        return {}
+
+    def _node_extra(self, spec, ctx, extra) -> dict:
+        """More fields of the node, from its geometry ``extra`` and its context."""
         return {}
 
     def build(self, spec, ctx):
@@ -318,6 +325,7 @@ class ComputeOp(LayerOp):
         bias = None if bias is None else frozen(bias)
         oc = w.shape[0]
         extra.update(self._pad_value(spec, ctx))
+        extra.update(self._node_extra(spec, ctx, extra))
         out_shape = (oc, *spatial)
         amin, amax = macs.acc_bounds(spec.mac, w.reshape(oc, -1), rng.lo, rng.hi, spec.weights.shift, bias)
         need = max(int(np.abs(amin).max()), int(np.abs(amax).max())).bit_length() + 1

@@ -3,7 +3,8 @@ stride, padding with a stated padding value).
 
 In hardware: a width converter to whole pixels, a sliding-window unit (:class:`hw.swu.SlidingWindow`),
 a width converter to SIMD elements per beat, and a matrix-vector unit with the weights in
-(kh, kw, c) window order.
+(kh, kw, c) window order. A pointwise convolution (1×1, stride 1, no padding) needs no window:
+a width converter to SIMD elements per beat feeds the matrix-vector unit directly.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Conv2d(Compute):
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     pad_value: int = 0
+    direct: bool = False   # a pointwise conv built without a sliding window (see Conv2dOp.pointwise)
     kind: str = field(default="conv2d", init=False)
 
     @property
@@ -108,9 +110,26 @@ class Conv2dOp(ComputeOp):
                        bound=self.bound(node))
         return acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
 
+    @staticmethod
+    def pointwise(node) -> bool:
+        """A 1×1 convolution with stride 1 and no padding, whose input no other layer reads: a
+        dense layer on every pixel, built without a sliding window (its windows are its input
+        pixels). Beside another reader of its input (behind a fork) the window is kept: its line
+        buffer is what lets the fork run ahead of the slower branch, as the cycle model assumes."""
+        return node.direct
+
+    def _node_extra(self, spec, ctx, extra):
+        one = extra["kernel"] == (1, 1) and extra["stride"] == (1, 1) and extra["padding"] == (0, 0)
+        return {"direct": one and ctx.input_readers[:1] == (1,)}
+
     def parts(self, node, k_in, pe=None, simd=None):
         from hw.swu import swu_cycles
 
+        if self.pointwise(node):
+            c, h, w = node.in_shape
+            oc = node.out_shape[0]
+            return [("dwc", dwc_cycles(c * h * w, k_in, simd)),
+                    ("mvu", h * w * (oc // pe) * (c // simd))], pe
         c, h, w = node.in_shape
         oc, oh, ow = node.out_shape
         kh, kw = node.kernel
@@ -131,6 +150,9 @@ class Conv2dOp(ComputeOp):
 
         from .. import area
 
+        if self.pointwise(node):
+            hw.dwc(dt_in, k_in, lp.simd)
+            return self.mvu_stage(node, lp, dt_in, hw)
         c = node.in_shape[0]
         hw.dwc(dt_in, k_in, c)
         swu = SlidingWindow(width=dt_in.code_width, in_shape=node.in_shape, kernel=node.kernel,
@@ -143,6 +165,8 @@ class Conv2dOp(ComputeOp):
     def timing(self, node, lp, stage, t, k_in):
         from .. import cycles as cm
 
+        if self.pointwise(node):
+            return self.mvu_timing(node, lp, stage, cm.dwc_timing(t, k_in, lp.simd))
         c = node.in_shape[0]
         t = cm.dwc_timing(t, k_in, c)
         t = cm.window_timing(t, in_shape=node.in_shape, kernel=node.kernel, stride=node.stride,
