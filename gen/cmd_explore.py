@@ -4,9 +4,7 @@ Dask distributed (:mod:`gen.explore`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import numpy as np
 
 from .errors import NetworkError
 
-__all__ = ["add_parser", "run", "explore", "write_results", "open_client"]
+__all__ = ["add_parser", "run", "explore", "write_results"]
 
 
 def add_parser(subparsers):
@@ -48,44 +46,6 @@ def add_parser(subparsers):
     p.add_argument("-o", "--out", default="explore", metavar="DIR", help="output folder (default explore)")
     p.set_defaults(func=run)
     return p
-
-
-@contextlib.contextmanager
-def open_client(scheduler: str | None, workers: int | None = None):
-    """A Dask client of the scheduler at ``scheduler``, else of a new local cluster (processes,
-    one thread each, ``workers`` of them, by default one per core); closed on exit."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:  # pragma: no cover - a dependency
-        raise NetworkError("--scheduler", "Dask distributed is not installed "
-                                          "(pip install 'dask[distributed]')") from None
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=10)
-        except (OSError, TimeoutError) as e:
-            raise NetworkError("--scheduler", f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise NetworkError("--workers", f"expected a positive integer, found {n}")
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1", silence_logs=40) as cluster, Client(cluster) as client:
-        yield client
-
-
-def _progress_bar(description: str):
-    """A rich progress bar of tasks done / total (on stderr; quiet when it is not a terminal)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    con = Console(stderr=True)
-    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=con, transient=False, disable=not con.is_terminal)
-    return bar
 
 
 def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None, min_fps=None,
@@ -246,6 +206,7 @@ def write_results(out_dir, doc: dict) -> list[Path]:
 
 def run(args) -> int:
     from . import explore as ex
+    from .engine import open_client, progress_bar
     from .estimate import _part
 
     _part(args.target)  # before starting or joining a cluster
@@ -260,7 +221,7 @@ def run(args) -> int:
     def say(msg):
         print(msg, file=sys.stderr)
 
-    bar = _progress_bar("pricing layer variants")
+    bar = progress_bar("pricing layer variants")
     with open_client(args.scheduler, args.workers) as client, bar:
         task = bar.add_task("tasks", total=None)
 
