@@ -20,7 +20,7 @@ from .errors import NetworkError
 __all__ = ["main", "build_parser", "load_inputs"]
 
 # Commands defined in their own modules (module name, relative to this package).
-_MODULES: list[str] = ["cmd_gen", "cmd_import", "cmd_quantize", "cmd_sim", "cmd_estimate", "cmd_explore"]
+_MODULES: list[str] = ["cmd_gen", "cmd_import", "cmd_quantize", "cmd_sim", "cmd_estimate", "cmd_explore", "cmd_report"]
 
 
 def _console():

@@ -180,15 +180,16 @@ def pareto_plot(doc: dict) -> bytes:
     return pareto_png(series, title=f"{', '.join(n['name'] for n in doc['networks'])} on {doc['target']}")
 
 
-def explore_html(doc: dict, png: bytes) -> str:
+def explore_html(doc: dict, png: bytes | None) -> str:
     from .plots import data_uri, template_env
 
-    return template_env().get_template("explore.html.j2").render(doc=doc, plot=data_uri(png))
+    return template_env().get_template("explore.html.j2").render(doc=doc, plot=data_uri(png) if png else None)
 
 
 def write_results(out_dir, doc: dict) -> list[Path]:
-    """explore.json, pareto.png and explore.html in ``out_dir``."""
+    """explore.json, pareto.png (when matplotlib is installed) and explore.html in ``out_dir``."""
     from .netfile import atomic_write_bytes
+    from .plots import available
 
     out = Path(out_dir)
     try:
@@ -196,9 +197,11 @@ def write_results(out_dir, doc: dict) -> list[Path]:
     except OSError as e:
         raise NetworkError("-o", f"cannot create folder {out}: {e.strerror}") from None
     clean = {k: v for k, v in doc.items() if not k.startswith("_")}
-    png = pareto_plot(clean)
-    files = {"explore.json": (json.dumps(clean, indent=1) + "\n").encode(), "pareto.png": png,
-             "explore.html": explore_html(clean, png).encode()}
+    png = pareto_plot(clean) if available() else None
+    files = {"explore.json": (json.dumps(clean, indent=1) + "\n").encode()}
+    if png is not None:
+        files["pareto.png"] = png
+    files["explore.html"] = explore_html(clean, png).encode()
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     return [out / n for n in files]

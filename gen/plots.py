@@ -6,7 +6,14 @@ from __future__ import annotations
 import base64
 import io
 
-__all__ = ["figure", "png_bytes", "data_uri", "pareto_png", "kinds_png", "template_env"]
+__all__ = ["available", "figure", "png_bytes", "data_uri", "pareto_png", "kinds_png", "template_env"]
+
+
+def available() -> bool:
+    """Whether matplotlib is installed (the plots need it; the pages and tables do not)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _mpl():
@@ -68,16 +75,27 @@ def pareto_png(series: list[dict], *, title: str, xlabel: str = "LUT sites",
 def kinds_png(rows: list[dict], *, title: str) -> bytes:
     """Weight compression against the speed-up at equal LUTs, one point per MAC kind (rows of
     :func:`gen.cmd_estimate.compare_kinds`)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     fig, ax = figure(6.0, 4.0)
+    placed: list[tuple[float, float]] = []
     for r in rows:
-        ax.scatter([r["compression"]], [r["speedup_equal_luts"]], s=30)
-        ax.annotate(r["kind"], (r["compression"], r["speedup_equal_luts"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=9)
+        x, y = r["compression"], r["speedup_equal_luts"]
+        ax.scatter([x], [y], s=30)
+        near = sum(1 for px, py in placed if abs(px / x - 1) < 0.08 and abs(py / y - 1) < 0.15)
+        placed.append((x, y))
+        ax.annotate(r["kind"], (x, y), textcoords="offset points", xytext=(6, 3 - 11 * near), fontsize=9)
     lo = min([1.0] + [r["compression"] for r in rows])
     hi = max([1.0] + [r["compression"] for r in rows])
     ax.plot([lo, hi], [lo, hi], linestyle="--", color="grey", linewidth=1, label="speed-up = compression")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    fmt = FuncFormatter(lambda v, _: f"{v:g}×")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xticks([v for v in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0) if v <= hi * 1.5])
+    ax.margins(0.12)
     ax.set_xlabel("weight compression vs int8 (×)")
     ax.set_ylabel("speed-up at equal LUT sites vs int8 (×)")
     ax.set_title(title)
