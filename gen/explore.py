@@ -37,6 +37,7 @@ import json
 import math
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -429,8 +430,6 @@ def run_tasks(calls: list, *, client=None, cache: Cache, progress=None) -> tuple
             if progress:
                 progress(done, total)
     elif todo:
-        import uuid
-
         from distributed import as_completed
 
         # a key of its own per sweep: Dask may still be forgetting a key released by the last one
@@ -490,6 +489,10 @@ def _space(blob, net, folds, priced: dict) -> NetSpace:
     return NetSpace(blob, net, folds, tables, np.array(fold_ids, dtype=np.int64), idx, styles)
 
 
+def _same_blob(blob: NetBlob) -> NetBlob:
+    return blob
+
+
 def sweep(paths, *, target: str, client=None, cache_dir=None, max_interval: int | None = None,
           progress=None) -> Sweep:
     """Price every candidate of the networks ``paths`` on part ``target``.
@@ -517,9 +520,11 @@ def sweep(paths, *, target: str, client=None, cache_dir=None, max_interval: int 
                           (b, *k, part.family, versions, None if cache_dir is None else str(cache_dir))))
             where.append((bi, k))
     if client is not None and calls:
-        # one copy of each network on the cluster, not one per task
-        scattered = {b.hash: client.scatter(b, broadcast=False, hash=False) for b in blobs}
-        calls = [(k, fn, (scattered[a[0].hash], *a[1:])) for k, fn, a in calls]
+        # One copy of each network in the task graph, not one per task: a task that returns it
+        # (not scattered data, which dies with the worker that holds it: a task is run again).
+        shared = {b.hash: client.submit(_same_blob, b, key=f"nomul-net-{b.hash[:32]}-{uuid.uuid4().hex[:8]}",
+                                        retries=3) for b in blobs}
+        calls = [(k, fn, (shared[a[0].hash], *a[1:])) for k, fn, a in calls]
     results, stats = run_tasks(calls, client=client, cache=cache, progress=progress)
     priced: list[dict] = [{} for _ in blobs]
     for (bi, k), r in zip(where, results, strict=True):

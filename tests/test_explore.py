@@ -99,13 +99,16 @@ def test_distributed_sweep_equals_local(local, nets, cluster, tmp_path):
 
 def test_killed_worker_loses_nothing(local, nets, cluster):
     _, client = cluster
-    pids = sorted(client.run(os.getpid).values())
+    pids = client.run(os.getpid)          # worker address → process id
     killed = []
 
     def progress(done, total):
-        if done == 2 and not killed:   # a worker dies with tasks still to run
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
+        if done == 2 and not killed:
+            # a worker dies with tasks still to run: the one holding a network, the worst case
+            held = [a for k, addrs in client.who_has().items() if "nomul-net" in str(k) for a in addrs]
+            victim = held[0] if held else sorted(pids)[0]
+            os.kill(pids[victim], signal.SIGKILL)
+            killed.append(victim)
 
     dist = ex.sweep([nets["dense"], nets["conv"]], target="ecp5-25k", client=client, progress=progress)
     assert killed
