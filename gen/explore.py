@@ -608,7 +608,10 @@ def verify_task(blob: NetBlob, fold: dict, styles: dict, target: str, versions: 
     if hit is not None:
         return hit
     est = estimate_network(network_variant(load_blob(blob), styles), target=target, fold=fold)
-    with tempfile.TemporaryDirectory(prefix="nomul-verify-") as d:
+    # beside the cache (or here), as `nomul estimate --synth` does: not an absolute /tmp path
+    base = Path(cache_dir) if cache_dir is not None else Path.cwd()
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".nomul-verify-", dir=base) as d:
         synthesize_estimate(est, d)
     res = {"model": {r: est.total(r) for r in RESOURCES} | {"lut_sites": est.lut_sites},
            "yosys": {k: int(v) for k, v in est.synth.items() if k in (*RESOURCES, "lut_sites")}}

@@ -164,3 +164,16 @@ def test_cli_errors(nets, capsys):
     assert err.count("\n") == 1 and "ecp5-25k" in err and "xc7a100t" in err
     assert main(["explore", "missing.yaml"]) == 2
     assert "network file not found: missing.yaml" in capsys.readouterr().err
+
+
+def test_spread_and_model_error():
+    from gen.cmd_explore import _model_error, _spread
+
+    assert _spread([5, 6, 7, 8, 9], 2) == [5, 9]
+    assert _spread([5, 6, 7, 8, 9], 3) == [5, 7, 9]
+    assert _spread([5, 6], 4) == [5, 6] and _spread([5], 0) == []
+    e = _model_error([{"model": {"lut_sites": 110}, "yosys": {"lut_sites": 100}},
+                      {"model": {"lut_sites": 80}, "yosys": {"lut_sites": 100}}])
+    assert e["per_design"] == [0.1, -0.2] and e["lut_sites_max_abs"] == 0.2
+    assert abs(e["lut_sites_mean_abs"] - 0.15) < 1e-12
+    assert _model_error([]) is None
