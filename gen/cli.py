@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -20,15 +21,23 @@ from .interrupts import Interrupted, signals_as_exceptions
 
 __all__ = ["main", "build_parser", "load_inputs"]
 
+#: Console width when output is not a terminal and COLUMNS is not set.
+WIDE_COLUMNS = 1000
+
 # Commands defined in their own modules (module name, relative to this package).
-_MODULES: list[str] = ["cmd_gen", "cmd_import", "cmd_quantize", "cmd_sim", "cmd_estimate"]
+_MODULES: list[str] = ["cmd_gen", "cmd_import", "cmd_quantize", "cmd_sim", "cmd_estimate", "cmd_explore", "cmd_report"]
 
 
 def _console():
     from rich.console import Console
 
-    # A pipe or a file gets a wide table rather than one cut at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    # A terminal gets its width; a pipe or a file the width COLUMNS says, else one wide enough
+    # that no table is cut (numbers lost in logs).
+    width = None
+    if not sys.stdout.isatty():
+        cols = os.environ.get("COLUMNS", "")
+        width = int(cols) if cols.isdigit() and int(cols) > 0 else WIDE_COLUMNS
+    return Console(highlight=False, width=width)
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -203,6 +212,15 @@ def cmd_golden(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nomul")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -210,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multiplier-free neural network accelerators for FPGAs: validate a quantized "
                     "network, run its integer golden model, generate bit-exact RTL, simulate it "
                     "and estimate its cost.")
+    p.add_argument("--version", action="version", version=f"nomul {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     c = sub.add_parser("check", help="validate a network file and print its layers, widths and MACs",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import NetworkError
 from .macs import get_mac, mac_names
+from .targets import PARTS
 
 __all__ = ["add_parser", "run", "compare_kinds", "kind_variant"]
 
@@ -24,8 +25,7 @@ def add_parser(subparsers):
                     "with nextpnr and reports the Fmax it reaches.")
     p.add_argument("network", help="network description (.yaml; arrays in the .npz beside it)")
     p.add_argument("--target", default="ecp5-25k", metavar="PART",
-                   help="ecp5-25k, ecp5-85k, ice40-up5k, xc7a35t (or another part of gen/targets.py; "
-                        "default ecp5-25k)")
+                   help=f"FPGA part: {', '.join(PARTS)} (default ecp5-25k)")
     p.add_argument("--fold", metavar="FILE|auto", help="folding, as for `nomul gen`")
     p.add_argument("--target-cycles", type=int, metavar="N",
                    help="cycles per frame for automatically folded layers, as for `nomul gen`")

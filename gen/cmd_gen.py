@@ -64,6 +64,10 @@ def _input_files(path: Path, fold) -> list[Path]:
     return files
 
 
+def _beats(n: int) -> str:
+    return f"{n:,} beat{'' if n == 1 else 's'}"
+
+
 def run(args) -> int:
     from .boards import build_bitstream, get_board
     from .emit import build, write_outputs
@@ -96,9 +100,9 @@ def run(args) -> int:
     print(g.plan.report())
     m = g.manifest
     print(f"wrote {args.out}/: {m['top']['module']} ({m['top']['verilog']}), manifest.json, tb.v, "
-          f"Makefile{', board/' if board else ''}; input {m['input']['beats_per_frame']} beats of "
+          f"Makefile{', board/' if board else ''}, report.html; input {_beats(m['input']['beats_per_frame'])} of "
           f"{m['input']['elements_per_beat']}×{m['input']['dtype']['name']}, output "
-          f"{m['output']['beats_per_frame']} beats of {m['output']['elements_per_beat']}×"
+          f"{_beats(m['output']['beats_per_frame'])} of {m['output']['elements_per_beat']}×"
           f"{m['output']['dtype']['name']} per frame")
     sys.stdout.flush()
     return 0

