@@ -35,8 +35,8 @@ from .macs import get_mac
 from .targets import family_names, get_family
 
 __all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "dwc_params", "fifo_params",
-           "swu_params", "dwwin_params", "pool_params", "argmax_params", "fork_params", "add_params", "concat_params",
-           "sum_params", "activation_params", "features",
+           "swu_params", "dwwin_params", "pool_params", "argmax_params", "memory_bits", "fork_params",
+           "add_params", "concat_params", "sum_params", "activation_params", "features",
            "bram_count", "estimate", "fit_coefficients", "calibration_report", "load_coeffs",
            "register_bits"]
 
@@ -199,6 +199,26 @@ def argmax_params(block) -> dict:
     """The model's parameters of a :class:`hw.argmax.Argmax`."""
     return {"block": "argmax", "width": block.dtype.code_width, "elems": block.elems,
             "index_bits": block.index_dtype.code_width}
+
+
+def memory_bits(p: dict) -> tuple[int, int, int]:
+    """``(weight bits, buffer bits, FIFO bits)`` a block holds: weights of a matrix- or
+    vector-vector unit; the MVU's input buffer, sliding-window line buffers and the depthwise
+    window's double buffer; FIFOs."""
+    b = p["block"]
+    if b in ("mvu", "vvu"):
+        nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
+        buf = sf * p["simd"] * p["a_bits"] if nf > 1 and b == "mvu" else 0
+        return p["mh"] * p["mw"] * p["w_bits"], buf, 0
+    if b == "dwwin":
+        return 0, 2 * p["kernel_elems"] * p["channels"] * p["width"], 0
+    if b in ("swu", "pool"):
+        c, _, w = p["in_shape"]
+        rows = p.get("rows", 2 * p["kernel"])
+        return 0, rows * (1 << max(1, (w - 1).bit_length())) * c * p["width"], 0
+    if b == "fifo":
+        return 0, 0, p["width"] * p["depth"]
+    return 0, 0, 0
 
 
 # -- features --------------------------------------------------------------------------------

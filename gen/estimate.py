@@ -193,18 +193,8 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
             p = accel.block_params(bname)
             ffb = area.register_bits(comp) if count_registers else None
             bl.append(area.estimate(p, part.family, coeffs=coeffs, ff_bits=ffb, name=bname))
-            if p["block"] in ("mvu", "vvu"):
-                nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
-                wbits += p["mh"] * p["mw"] * p["w_bits"]
-                bbits += sf * p["simd"] * p["a_bits"] if nf > 1 and p["block"] == "mvu" else 0
-            elif p["block"] == "dwwin":
-                bbits += 2 * p["kernel_elems"] * p["channels"] * p["width"]
-            elif p["block"] in ("swu", "pool"):
-                c, _, w = p["in_shape"]
-                rows = p.get("rows", 2 * p["kernel"])
-                bbits += rows * (1 << max(1, (w - 1).bit_length())) * c * p["width"]
-            elif p["block"] == "fifo":
-                fbits += p["width"] * p["depth"]
+            w, b, f = area.memory_bits(p)
+            wbits, bbits, fbits = wbits + w, bbits + b, fbits + f
         layers.append(LayerEstimate(lp.index, lp.name, lp.kind, getattr(layer, "mac", None),
                                     layer.macs, lp.pe, lp.simd, lp.cycles, tm.latency,
                                     tm.first_out, bl, wbits, bbits, fbits))
