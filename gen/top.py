@@ -314,7 +314,11 @@ class Accelerator(wiring.Component):
                     stage.join_inputs.append(stage.cursor)
                 stage.cursor = None
                 k_in, dt_in = lp.in_elems, tuple(dts[t] for t in layer.inputs)
-            b = op.hardware(layer, lp, k_in, dt_in, stage)
+            try:
+                b = op.hardware(layer, lp, k_in, dt_in, stage)
+            except ValueError as e:   # a block refusing its parameters: one line naming the layer
+                msg = str(e)
+                raise NetworkError(f"layers[{i}]", f"cannot build its hardware: {msg[:1].lower()}{msg[1:]}") from None
             fifo_depth = b.fifo_depth
             if fifo_depth is not None and net.consumers(layer.name):
                 stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=fifo_depth)

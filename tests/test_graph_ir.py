@@ -177,3 +177,20 @@ def test_kind_for_is_the_cheapest_kind_that_takes_the_types(w, a, kind):
         assert check_types(kind, w, a) is None
     for other in PREFERENCE[:PREFERENCE.index(kind) if kind else len(PREFERENCE)]:
         assert check_types(other, w, a) is not None
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "dwconv2d"])
+def test_padding_not_smaller_than_the_kernel_is_one_line(kind):
+    """The golden model computes it; the sliding window cannot build a window of padding alone:
+    gen says so in one line naming the layer."""
+    from gen.emit import build
+
+    oc = 1 if kind == "dwconv2d" else 2
+    doc = {"version": 1, "input": {"shape": [1, 5, 5], "encoding": "uint", "bits": 2},
+           "layers": [{"type": kind, "mac": "int", "weights": {"key": "w", "encoding": "int", "bits": 2},
+                       "kernel": 2, "padding": [1, 2]}]}
+    net = network_from_dict(doc, arrays={"w": np.ones((oc, 1, 2, 2), dtype=np.int64)})
+    golden.run(net, np.zeros((1, 1, 5, 5), dtype=np.int64))
+    with pytest.raises(NetworkError, match=r"^layers\[0\]: cannot build its hardware: padding \(1, 2\) must "
+                                           r"be smaller than the kernel \(2, 2\)$"):
+        build(net)
