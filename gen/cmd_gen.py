@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 from .errors import NetworkError
+from .netfile import network_digest
 from .targets import family_names
 
 __all__ = ["add_parser", "run"]
@@ -48,14 +48,6 @@ def add_parser(subparsers):
     return p
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256(path.read_bytes())
-    npz = path.with_suffix(".npz")
-    if npz.is_file():
-        h.update(npz.read_bytes())
-    return h.hexdigest()
-
-
 def _input_files(path: Path, fold) -> list[Path]:
     """The files ``gen`` reads, which its output folder must not hold."""
     files = [path, path.with_suffix(".npz")]
@@ -88,7 +80,7 @@ def run(args) -> int:
         raise NetworkError("--frames", f"expected a positive integer, found {args.frames}")
     board = get_board(args.board) if args.board else None
     g = build(net, fold=fold, target_cycles=args.target_cycles, board=board, net_file=path.name,
-              net_digest=_digest(path), frames=args.frames, check_fit=not args.force,
+              net_digest=network_digest(path), frames=args.frames, check_fit=not args.force,
               family=args.family)
     after = None
     if args.bitstream:

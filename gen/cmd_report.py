@@ -3,10 +3,10 @@ estimate, co-simulation and exploration results (:mod:`gen.report`)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from .errors import NetworkError
+from .netfile import network_digest
 
 __all__ = ["add_parser", "run"]
 
@@ -34,14 +34,6 @@ def add_parser(subparsers):
     return p
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256(path.read_bytes())
-    npz = path.with_suffix(".npz")
-    if npz.is_file():
-        h.update(npz.read_bytes())
-    return h.hexdigest()
-
-
 def _find_network(d: Path, manifest: dict, given: str | None) -> Path | None:
     if given:
         p = Path(given)
@@ -54,7 +46,7 @@ def _find_network(d: Path, manifest: dict, given: str | None) -> Path | None:
         return None
     for base in (d.parent, Path.cwd()):
         p = base / name
-        if p.is_file() and _digest(p) == sha:
+        if p.is_file() and network_digest(p) == sha:
             return p
     return None
 

@@ -17,9 +17,20 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-__all__ = ["save_npz", "write_network", "atomic_write_bytes", "npz_bytes"]
+__all__ = ["save_npz", "write_network", "atomic_write_bytes", "npz_bytes", "network_digest"]
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def network_digest(path) -> str:
+    """SHA-256 of a network file and the ``.npz`` beside it (what a manifest records as the
+    network's ``sha256``)."""
+    path = Path(path)
+    h = hashlib.sha256(path.read_bytes())
+    npz = path.with_suffix(".npz")
+    if npz.is_file():
+        h.update(npz.read_bytes())
+    return h.hexdigest()
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
