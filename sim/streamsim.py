@@ -24,7 +24,7 @@ from amaranth.sim import Simulator
 
 from hw.dtypes import pack_words, unpack_words
 
-__all__ = ["StreamSource", "StreamSink", "pack", "unpack", "stream_run"]
+__all__ = ["StreamSource", "StreamSink", "pack", "unpack", "stream_run", "measure_accelerator"]
 
 
 def _target(payload):
@@ -185,3 +185,29 @@ def stream_run(dut, beats, n_out, *, seed, gap=0.3, stall=0.3, field=None, timeo
     sim.add_testbench(sink)
     sim.run()
     return got
+
+
+def measure_accelerator(accel, x) -> tuple[int, int, np.ndarray]:
+    """Run frames ``x`` through a :class:`gen.top.Accelerator` in Amaranth's simulator with no
+    gaps or stalls: ``(latency, interval, outputs)``. The interval must be the same between every
+    two frames after the first (asserted); outputs are decoded to the golden model's layout."""
+    from gen.top import decode_outputs, encode_frames
+
+    frames = len(x)
+    n_in = accel.in_beats_per_frame
+    w = len(accel.i_stream.payload.data)
+    beats = [d | (int(j % n_in == n_in - 1) << w) for j, d in enumerate(encode_frames(accel, x))]
+    src = StreamSource(accel.i_stream, beats)
+    per = accel.out_beats_per_frame
+    sink = StreamSink(accel.o_stream, frames * per)
+    sim = Simulator(accel)
+    sim.add_clock(1e-8)
+    sim.add_testbench(src.testbench)
+    sim.add_testbench(sink.testbench)
+    sim.run()
+    starts = sink.transfer_cycles[::per]
+    intervals = set(np.diff(starts[1:]).tolist())
+    assert len(intervals) == 1, f"no steady state: frame starts {starts}"
+    wo = len(accel.o_stream.payload.data)
+    got = decode_outputs(accel, [b & ((1 << wo) - 1) for b in sink.beats], frames)
+    return sink.valid_cycles[0] - src.accept_cycles[0], intervals.pop(), got

@@ -23,13 +23,12 @@ from gen.estimate import estimate_network
 from gen.ir import Conv2d, Dense, MaxPool2d
 from gen.load import network_from_dict
 from gen.plan import divisors, plan_network
-from gen.top import decode_outputs, encode_frames
 from hw.dtypes import DType
 from hw.swu import SlidingWindow, swu_cycles
 from sim import golden
 from sim.golden import im2col
 from sim.randnet import MAC_TYPES, random_network, random_values
-from sim.streamsim import StreamSink, StreamSource, pack, unpack
+from sim.streamsim import StreamSink, StreamSource, measure_accelerator, pack, unpack
 
 KINDS = tuple(MAC_TYPES)
 FAST_SEEDS = range(48)
@@ -113,26 +112,10 @@ def describe(net, fold) -> str:
 def measure(accel, frames: int = 4) -> tuple[int, int]:
     """``(latency, interval)`` in Amaranth's simulator with no stalls; the interval must be the
     same between every two frames after the first, and the outputs the golden model's."""
-    net = accel.net
-    x = random_values(np.random.default_rng(0), net.input.dtype, (frames, *net.input.shape))
-    n_in = accel.in_beats_per_frame
-    w = len(accel.i_stream.payload.data)
-    beats = [d | (int(j % n_in == n_in - 1) << w) for j, d in enumerate(encode_frames(accel, x))]
-    src = StreamSource(accel.i_stream, beats)
-    per = accel.out_beats_per_frame
-    sink = StreamSink(accel.o_stream, frames * per)
-    sim = Simulator(accel)
-    sim.add_clock(1e-8)
-    sim.add_testbench(src.testbench)
-    sim.add_testbench(sink.testbench)
-    sim.run()
-    starts = sink.transfer_cycles[::per]
-    intervals = set(np.diff(starts[1:]).tolist())
-    assert len(intervals) == 1, f"no steady state: frame starts {starts}"
-    wo = len(accel.o_stream.payload.data)
-    got = decode_outputs(accel, [b & ((1 << wo) - 1) for b in sink.beats], frames)
-    np.testing.assert_array_equal(got, golden.run(net, x).outputs)
-    return sink.valid_cycles[0] - src.accept_cycles[0], intervals.pop()
+    x = random_values(np.random.default_rng(0), accel.net.input.dtype, (frames, *accel.net.input.shape))
+    latency, interval, got = measure_accelerator(accel, x)
+    np.testing.assert_array_equal(got, golden.run(accel.net, x).outputs)
+    return latency, interval
 
 
 def check_case(seed: int, max_cycles: int = 600):

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from gen.estimate import estimate_network
 from gen.load import network_from_dict
-from gen.top import encode_frames
 from sim.randnet import random_network, random_values
-from sim.streamsim import StreamSink, StreamSource
+from sim.streamsim import measure_accelerator
 
 _TWO = {"layer0": {"pe": 2, "simd": 3}, "layer1": {"pe": 2, "simd": 2}}
 
@@ -44,23 +42,9 @@ def network(case):
 
 def measure(accel, frames: int = 4) -> tuple[int, int]:
     """``(latency, interval)`` of an accelerator in Amaranth's simulator, no stalls."""
-    net = accel.net
-    x = random_values(np.random.default_rng(0), net.input.dtype, (frames, *net.input.shape))
-    n_in = accel.in_beats_per_frame
-    w = len(accel.i_stream.payload.data)
-    beats = [d | (int(j % n_in == n_in - 1) << w) for j, d in enumerate(encode_frames(accel, x))]
-    src = StreamSource(accel.i_stream, beats)
-    per = accel.out_beats_per_frame
-    sink = StreamSink(accel.o_stream, frames * per)
-    sim = Simulator(accel)
-    sim.add_clock(1e-8)
-    sim.add_testbench(src.testbench)
-    sim.add_testbench(sink.testbench)
-    sim.run()
-    starts = sink.transfer_cycles[::per]
-    intervals = set(np.diff(starts[1:]).tolist())
-    assert len(intervals) == 1, f"no steady state: frame starts {starts}"
-    return sink.valid_cycles[0] - src.accept_cycles[0], intervals.pop()
+    x = random_values(np.random.default_rng(0), accel.net.input.dtype, (frames, *accel.net.input.shape))
+    latency, interval, _ = measure_accelerator(accel, x)
+    return latency, interval
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
