@@ -26,12 +26,87 @@ from .lanes import Lane
 from .params import MultiThreshold, NoActivation, Requant
 from .pipeline import StallPipeline, mark_used
 
-__all__ = ["MVU", "RAM_STYLES"]
+__all__ = ["MVU", "FoldedUnit", "RAM_STYLES"]
 
 RAM_STYLES = ("block", "distributed", "logic")
 
 
-class MVU(wiring.Component):
+class FoldedUnit(wiring.Component):
+    """What the matrix-vector unit (:class:`MVU`) and the vector-vector unit
+    (:class:`hw.vvu.VVU`) share: their parameters and checks, a lane whose datapath they build
+    per PE, the activation unit, and the accumulators' output codes."""
+
+    def _setup(self, *, weights, mac, w_dtype, in_dtype, activation, acc_range, pe, simd, w_shift,
+               bias, ram_style, depth, onehot_mode, popcount_style, weight_register,
+               threshold_mode, names) -> None:
+        """Check and keep the parameters (``names``: the weight matrix's shape and its row and
+        column names for the messages)."""
+        shape_name, rows, cols = names
+        w = np.array(weights, dtype=np.int64)
+        if w.ndim != 2 or w.size == 0:
+            raise ValueError(f"Weights must be a non-empty {shape_name} matrix, not shape {w.shape}")
+        mh, mw = w.shape
+        if not isinstance(pe, int) or pe < 1 or mh % pe:
+            raise ValueError(f"PE must be a positive divisor of {rows} = {mh}, not {pe!r}")
+        if not isinstance(simd, int) or simd < 1 or mw % simd:
+            raise ValueError(f"SIMD must be a positive divisor of {cols} = {mw}, not {simd!r}")
+        if not w_dtype.contains(w).all():
+            raise ValueError(f"Weights must be {w_dtype} values")
+        if ram_style is not None and ram_style not in RAM_STYLES:
+            raise ValueError(f"RAM style must be block, distributed or logic, not {ram_style!r}")
+        if not isinstance(activation, (MultiThreshold, Requant, NoActivation)):
+            raise TypeError(f"Activation must be a MultiThreshold, Requant or NoActivation, "
+                            f"not {type(activation).__name__}")
+        if threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"Threshold mode must be auto, parallel or search, "
+                             f"not {threshold_mode!r}")
+        b = np.zeros(mh, dtype=np.int64) if bias is None else np.array(bias, dtype=np.int64)
+        if b.shape != (mh,):
+            raise ValueError(f"Bias must have shape ({mh},), not {b.shape}")
+        lo, hi = int(acc_range[0]), int(acc_range[1])
+        if lo > hi:
+            raise ValueError(f"Accumulator range must not be empty, not [{lo}, {hi}]")
+        self._lane = Lane(kind=mac, simd=simd, w_dtype=w_dtype, a_dtype=in_dtype,
+                          w_shift=w_shift, depth=depth, onehot_mode=onehot_mode,
+                          popcount_style=popcount_style)
+        mark_used(self._lane)  # it lends its datapath; it is not a submodule
+        self._weights = w
+        self._weights.flags.writeable = False
+        self._bias = b
+        self._mac, self._w_dtype, self._w_shift, self._in_dtype = mac, w_dtype, w_shift, in_dtype
+        self._activation = activation
+        self._acc_range = (lo, hi)
+        self._acc_shape = acc_shape((lo, hi))
+        self._pe, self._simd, self._ram_style, self._depth = pe, simd, ram_style, depth
+        self._weight_register = bool(weight_register)
+        if isinstance(activation, MultiThreshold):
+            self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
+                                           acc_range=(lo, hi), threshold_mode=threshold_mode)
+        elif isinstance(activation, Requant):
+            self._act_unit = RequantUnit(activation=activation, channels=mh, pe=pe,
+                                         acc_range=(lo, hi))
+        else:
+            self._act_unit = None
+        if self._act_unit is not None:
+            mark_used(self._act_unit)
+
+    def _acc_codes(self, m, accs) -> list:
+        """The accumulators as output codes (no activation): two's complement codes of the
+        output type's width, sign-extended where the accumulator is narrower (a range of
+        [-1, 0] has a 1-bit accumulator and a 2-bit int output)."""
+        cw = self.out_dtype.code_width
+        codes = []
+        for p, a in enumerate(accs):
+            if len(a) < cw:
+                wide = Signal(signed(cw) if self._acc_shape.signed else unsigned(cw),
+                              name=f"acc_code{p}")
+                m.d.comb += wide.eq(a)
+                a = wide
+            codes.append(a[:cw])
+        return codes
+
+
+class MVU(FoldedUnit):
     """Matrix-vector unit: ``MH`` output channels × ``MW`` inputs, folded ``pe`` × ``simd``.
 
     Parameters
@@ -97,53 +172,11 @@ class MVU(wiring.Component):
                  popcount_style: str = "gpc6", weight_register: bool = True,
                  threshold_mode: str = "auto"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
-        w = np.array(weights, dtype=np.int64)
-        if w.ndim != 2 or w.size == 0:
-            raise ValueError(f"Weights must be a non-empty (MH, MW) matrix, not shape {w.shape}")
-        mh, mw = w.shape
-        if not isinstance(pe, int) or pe < 1 or mh % pe:
-            raise ValueError(f"PE must be a positive divisor of MH = {mh}, not {pe!r}")
-        if not isinstance(simd, int) or simd < 1 or mw % simd:
-            raise ValueError(f"SIMD must be a positive divisor of MW = {mw}, not {simd!r}")
-        if not w_dtype.contains(w).all():
-            raise ValueError(f"Weights must be {w_dtype} values")
-        if ram_style is not None and ram_style not in RAM_STYLES:
-            raise ValueError(f"RAM style must be block, distributed or logic, not {ram_style!r}")
-        if not isinstance(activation, (MultiThreshold, Requant, NoActivation)):
-            raise TypeError(f"Activation must be a MultiThreshold, Requant or NoActivation, "
-                            f"not {type(activation).__name__}")
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(f"Threshold mode must be auto, parallel or search, "
-                             f"not {threshold_mode!r}")
-        b = np.zeros(mh, dtype=np.int64) if bias is None else np.array(bias, dtype=np.int64)
-        if b.shape != (mh,):
-            raise ValueError(f"Bias must have shape ({mh},), not {b.shape}")
-        lo, hi = int(acc_range[0]), int(acc_range[1])
-        if lo > hi:
-            raise ValueError(f"Accumulator range must not be empty, not [{lo}, {hi}]")
-        self._lane = Lane(kind=mac, simd=simd, w_dtype=w_dtype, a_dtype=in_dtype,
-                          w_shift=w_shift, depth=depth, onehot_mode=onehot_mode,
-                          popcount_style=popcount_style)
-        mark_used(self._lane)  # it lends its datapath; it is not a submodule
-        self._weights = w
-        self._weights.flags.writeable = False
-        self._bias = b
-        self._mac, self._w_dtype, self._w_shift, self._in_dtype = mac, w_dtype, w_shift, in_dtype
-        self._activation = activation
-        self._acc_range = (lo, hi)
-        self._acc_shape = acc_shape((lo, hi))
-        self._pe, self._simd, self._ram_style, self._depth = pe, simd, ram_style, depth
-        self._weight_register = bool(weight_register)
-        if isinstance(activation, MultiThreshold):
-            self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
-                                           acc_range=(lo, hi), threshold_mode=threshold_mode)
-        elif isinstance(activation, Requant):
-            self._act_unit = RequantUnit(activation=activation, channels=mh, pe=pe,
-                                         acc_range=(lo, hi))
-        else:
-            self._act_unit = None
-        if self._act_unit is not None:
-            mark_used(self._act_unit)
+        self._setup(weights=weights, mac=mac, w_dtype=w_dtype, in_dtype=in_dtype,
+                    activation=activation, acc_range=acc_range, pe=pe, simd=simd, w_shift=w_shift,
+                    bias=bias, ram_style=ram_style, depth=depth, onehot_mode=onehot_mode,
+                    popcount_style=popcount_style, weight_register=weight_register,
+                    threshold_mode=threshold_mode, names=("(MH, MW)", "MH", "MW"))
         self._MustUse__silence = False
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(simd * in_dtype.code_width))),
@@ -227,21 +260,6 @@ class MVU(wiring.Component):
     def _init_values(self, result_offset: int) -> np.ndarray:
         """Accumulator start per channel: the bias plus the lanes' constant offsets."""
         return self._bias + result_offset * self.synapse_folds
-
-    def _acc_codes(self, m, accs) -> list:
-        """The accumulators as output codes (no activation): two's complement codes of the
-        output type's width, sign-extended where the accumulator is narrower (a range of
-        [-1, 0] has a 1-bit accumulator and a 2-bit int output)."""
-        cw = self.out_dtype.code_width
-        codes = []
-        for p, a in enumerate(accs):
-            if len(a) < cw:
-                wide = Signal(signed(cw) if self._acc_shape.signed else unsigned(cw),
-                              name=f"acc_code{p}")
-                m.d.comb += wide.eq(a)
-                a = wide
-            codes.append(a[:cw])
-        return codes
 
     def elaborate(self, platform):
         m = Module()

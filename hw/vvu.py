@@ -26,18 +26,15 @@ output image, as from a matrix-vector unit.
 
 from __future__ import annotations
 
-import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .activation import THRESHOLD_MODES, RequantUnit, ThresholdUnit, acc_shape, fold_table
+from .activation import fold_table
 from .dtypes import DType, pack_words
-from .lanes import Lane
-from .mvu import RAM_STYLES
-from .params import MultiThreshold, NoActivation, Requant
-from .pipeline import StallPipeline, mark_used
+from .mvu import FoldedUnit
+from .pipeline import StallPipeline
 
 __all__ = ["VVU", "DepthwiseWindow"]
 
@@ -171,7 +168,7 @@ class DepthwiseWindow(wiring.Component):
         return m
 
 
-class VVU(wiring.Component):
+class VVU(FoldedUnit):
     """Vector-vector unit: ``C`` channels, each a dot product of ``K`` elements with its own
     weights, folded ``pe`` channels × ``simd`` elements per cycle.
 
@@ -210,53 +207,11 @@ class VVU(wiring.Component):
                  popcount_style: str = "gpc6", weight_register: bool = True,
                  threshold_mode: str = "auto"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
-        w = np.array(weights, dtype=np.int64)
-        if w.ndim != 2 or w.size == 0:
-            raise ValueError(f"Weights must be a non-empty (C, K) matrix, not shape {w.shape}")
-        ch, k = w.shape
-        if not isinstance(pe, int) or pe < 1 or ch % pe:
-            raise ValueError(f"PE must be a positive divisor of C = {ch}, not {pe!r}")
-        if not isinstance(simd, int) or simd < 1 or k % simd:
-            raise ValueError(f"SIMD must be a positive divisor of K = {k}, not {simd!r}")
-        if not w_dtype.contains(w).all():
-            raise ValueError(f"Weights must be {w_dtype} values")
-        if ram_style is not None and ram_style not in RAM_STYLES:
-            raise ValueError(f"RAM style must be block, distributed or logic, not {ram_style!r}")
-        if not isinstance(activation, (MultiThreshold, Requant, NoActivation)):
-            raise TypeError(f"Activation must be a MultiThreshold, Requant or NoActivation, "
-                            f"not {type(activation).__name__}")
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(f"Threshold mode must be auto, parallel or search, "
-                             f"not {threshold_mode!r}")
-        b = np.zeros(ch, dtype=np.int64) if bias is None else np.array(bias, dtype=np.int64)
-        if b.shape != (ch,):
-            raise ValueError(f"Bias must have shape ({ch},), not {b.shape}")
-        lo, hi = int(acc_range[0]), int(acc_range[1])
-        if lo > hi:
-            raise ValueError(f"Accumulator range must not be empty, not [{lo}, {hi}]")
-        self._lane = Lane(kind=mac, simd=simd, w_dtype=w_dtype, a_dtype=in_dtype,
-                          w_shift=w_shift, depth=depth, onehot_mode=onehot_mode,
-                          popcount_style=popcount_style)
-        mark_used(self._lane)  # it lends its datapath; it is not a submodule
-        self._weights = w
-        self._weights.flags.writeable = False
-        self._bias = b
-        self._mac, self._w_dtype, self._w_shift, self._in_dtype = mac, w_dtype, w_shift, in_dtype
-        self._activation = activation
-        self._acc_range = (lo, hi)
-        self._acc_shape = acc_shape((lo, hi))
-        self._pe, self._simd, self._ram_style, self._depth = pe, simd, ram_style, depth
-        self._weight_register = bool(weight_register)
-        if isinstance(activation, MultiThreshold):
-            self._act_unit = ThresholdUnit(activation=activation, channels=ch, pe=pe,
-                                           acc_range=(lo, hi), threshold_mode=threshold_mode)
-        elif isinstance(activation, Requant):
-            self._act_unit = RequantUnit(activation=activation, channels=ch, pe=pe,
-                                         acc_range=(lo, hi))
-        else:
-            self._act_unit = None
-        if self._act_unit is not None:
-            mark_used(self._act_unit)
+        self._setup(weights=weights, mac=mac, w_dtype=w_dtype, in_dtype=in_dtype,
+                    activation=activation, acc_range=acc_range, pe=pe, simd=simd, w_shift=w_shift,
+                    bias=bias, ram_style=ram_style, depth=depth, onehot_mode=onehot_mode,
+                    popcount_style=popcount_style, weight_register=weight_register,
+                    threshold_mode=threshold_mode, names=("(C, K)", "C", "K"))
         self._MustUse__silence = False
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(simd * pe * in_dtype.code_width))),
@@ -324,21 +279,6 @@ class VVU(wiring.Component):
         codes = self._w_dtype.encode(self._weights)
         blocks = codes.reshape(cf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(cf * sf, pe * simd)
         return pack_words(blocks, self._w_dtype.code_width)
-
-    def _acc_codes(self, m, accs) -> list:
-        """The accumulators as output codes (no activation): two's complement codes of the
-        output type's width, sign-extended where the accumulator is narrower (a range of
-        [-1, 0] has a 1-bit accumulator and a 2-bit int output)."""
-        cw = self.out_dtype.code_width
-        codes = []
-        for p, a in enumerate(accs):
-            if len(a) < cw:
-                wide = Signal(signed(cw) if self._acc_shape.signed else unsigned(cw),
-                              name=f"acc_code{p}")
-                m.d.comb += wide.eq(a)
-                a = wide
-            codes.append(a[:cw])
-        return codes
 
     def elaborate(self, platform):
         m = Module()
