@@ -141,6 +141,12 @@ def dwc_params(block) -> dict:
     return {"block": "dwc", "width": block.width, "i_elems": block.i_elems, "o_elems": block.o_elems}
 
 
+def pad_params(block) -> dict:
+    """The model's parameters of a :class:`hw.pad.VectorPad` or :class:`hw.pad.VectorTrim`."""
+    return {"block": "pad", "width": block.width, "i_elems": block.elems,
+            "o_elems": block.elems * block.ratio}
+
+
 def fifo_params(block) -> dict:
     """The model's parameters of a :class:`hw.fifo.StreamFIFO`."""
     return {"block": "fifo", "width": len(block.i_stream.payload), "depth": block.depth}
@@ -327,6 +333,11 @@ def features(p: dict, family: str) -> dict[str, float]:
         return f
     elif b == "fork":
         f["control"] = p["count"]
+    elif b == "pad":
+        # not calibrated on its own: a width converter's gather stage (write enables of the
+        # parts, a part counter) and a beat counter, priced with its coefficients
+        r = p["o_elems"] // p["i_elems"]
+        return {"dwc_gather": p["width"] * p["o_elems"], "dwc_control": 2 + 2 * _clog2(r)}
     elif b == "dwwin":
         # priced with the width converter's coefficients: SIMD word selects of PE of C
         # channels (the converter's split multiplexer) and its counters

@@ -10,7 +10,7 @@ exact in every geometry, :func:`steady_interval` runs the chain of blocks that
 :class:`gen.top.Accelerator` builds cycle by cycle, each block reduced to its control state and
 the rules of its ``valid``/``ready`` signals (mirroring ``elaborate`` of :mod:`hw.dwc`,
 :mod:`hw.fifo` (:class:`amaranth.lib.fifo.SyncFIFOBuffered`), :mod:`hw.mvu`, :mod:`hw.pool` and
-:mod:`hw.argmax`; the sliding window's is :class:`hw.swu.WindowTiming`), with the input always
+:mod:`hw.argmax`, :mod:`hw.pad`; the sliding window's is :class:`hw.swu.WindowTiming`), with the input always
 valid and the output always ready, until three frames in a row take the same number of cycles.
 
 Every block's ``o_valid`` is a register, so one cycle is: valids from the state, readies from the
@@ -65,6 +65,24 @@ class _Count:
             self.n += 1
             if self.n == self.count:
                 self.n, self.full = 0, 1
+
+
+class _Counts(_Count):
+    """A gather stage of varying part counts (:class:`hw.pad.PadGather`)."""
+
+    def __init__(self, counts):
+        super().__init__(counts[0])
+        self.counts, self.j = list(counts), 0
+
+    def step(self, i_valid, i_ready, o_ready):
+        if self.full and o_ready:
+            self.full = 0
+        if i_valid and i_ready:
+            self.n += 1
+            if self.n == self.count:
+                self.n, self.full = 0, 1
+                self.j = (self.j + 1) % len(self.counts)
+                self.count = self.counts[self.j]
 
 
 class _Fifo:
@@ -134,6 +152,7 @@ def chain_models(accel) -> list:
     from hw.dwc import DataWidthConverter
     from hw.fifo import StreamFIFO
     from hw.mvu import MVU
+    from hw.pad import PadGather, VectorTrim
     from hw.pool import MaxPool2d as MaxPoolUnit
     from hw.swu import SlidingWindow
 
@@ -159,6 +178,10 @@ def chain_models(accel) -> list:
             elif isinstance(b, MaxPoolUnit):
                 models.append(WindowTiming(b.in_shape, b.kernel, b.stride))
                 models.append(_Count(b.kernel[0] * b.kernel[1]))
+            elif isinstance(b, PadGather):
+                models.append(_Counts(b.counts))
+            elif isinstance(b, VectorTrim):
+                models.append(_Count(b.ratio))
             elif isinstance(b, ArgmaxUnit):
                 models.append(_Count(b.beats_per_frame))
             else:

@@ -49,7 +49,7 @@ from .ir import INPUT
 from .ops import op_for
 
 __all__ = ["FIFO_LATENCY", "JOIN_FIFO_SLACK", "LayerTiming", "first_frame_timing", "layer_timing",
-           "input_timing", "serial", "dwc_timing", "fifo_timing", "mvu_timing", "window_timing",
+           "input_timing", "serial", "dwc_timing", "gather_timing", "fifo_timing", "mvu_timing", "window_timing",
            "groups_timing", "join_timing", "join_paths_timing", "join_fifo_depths", "join_occupancy",
            "depthwise_window_timing"]
 
@@ -99,6 +99,18 @@ def dwc_timing(t, i_elems: int, o_elems: int) -> np.ndarray:
         a = serial(t)
         t = a[r - 1::r] + 1
     return t
+
+
+def gather_timing(t, counts) -> np.ndarray:
+    """Output beats of a gather stage that makes each output beat of ``counts[j]`` input beats
+    (cycling through ``counts``; :class:`hw.pad.PadGather`, :class:`hw.pad.VectorTrim`): valid
+    the cycle after its last part, the parts taken one per cycle."""
+    a = serial(t)
+    ends = np.cumsum(counts) - 1
+    per = int(ends[-1]) + 1
+    vectors = len(a) // per
+    idx = (np.arange(vectors)[:, None] * per + ends[None, :]).ravel()
+    return a[idx] + 1
 
 
 def fifo_timing(t) -> np.ndarray:

@@ -140,7 +140,8 @@ def _layer_plan(i, layer, k_in, pe, simd, source) -> LayerPlan:
 
 
 def _check_divides(i, layer, field, v):
-    check_folding(f"layers[{i}]", field, v, layer.mh, layer.mw)
+    check_folding(f"layers[{i}]", field, v, layer.mh, layer.mw,
+                  pads=getattr(op_for(layer), "pads_folding", False))
 
 
 def _auto(i, layer, k_in, target, pe_fixed, simd_fixed, strict=True) -> tuple[int, int]:

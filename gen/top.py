@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from hw.dtypes import DType, pack_words, unpack_words
 from hw.dwc import DataWidthConverter
 from hw.fifo import StreamFIFO
+from hw.pad import PadGather, VectorTrim
 from hw.pipeline import mark_used
 from hw.streams import Fork
 
@@ -149,6 +150,17 @@ class _Stage:
         if k != to:
             block = DataWidthConverter(width=dt.code_width, i_elems=k, o_elems=to)
             self.add(f"dwc{self._count()}", block, lambda: area.dwc_params(block))
+
+    def pad_gather(self, dt, elems: int, *, ratio: int, parts: int):
+        """A :class:`hw.pad.PadGather`: vectors of ``parts`` beats of ``elems`` elements into
+        beats of ``ratio · elems``, the last one completed with zero codes."""
+        block = PadGather(width=dt.code_width, elems=elems, ratio=ratio, parts=parts)
+        self.add(f"pad{self._count()}", block, lambda: area.pad_params(block))
+
+    def trim(self, dt, elems: int, *, ratio: int, keep: int):
+        """A :class:`hw.pad.VectorTrim`: ``ratio`` beats of ``elems`` into one of ``keep``."""
+        block = VectorTrim(width=dt.code_width, elems=elems, ratio=ratio, keep=keep)
+        self.add(f"trim{self._count()}", block, lambda: area.pad_params(block))
 
     def fifo(self, suffix: str, *, width: int, depth: int):
         block = StreamFIFO(width=width, depth=depth)

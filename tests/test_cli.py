@@ -101,11 +101,11 @@ def test_gen_creates_missing_parents_and_cleans_up_on_failure(net_file, tmp_path
     assert main(["gen", str(net_file), "-o", str(out)]) == 0
     assert (out / "manifest.json").is_file() and (out / "nomul_top.v").is_file()
     fold = tmp_path / "fold.yaml"
-    fold.write_text("layer0: {pe: 5}\n")  # 5 does not divide the first layer's channels
+    fold.write_text("layer0: {pe: 0}\n")
     bad = tmp_path / "c" / "d" / "accel"
     r = run_cli("gen", net_file, "-o", bad, "--fold", fold)
     assert r.returncode == 2, r.stderr
-    assert r.stderr.startswith("nomul: error: layers[0].pe: 5 does not divide"), r.stderr
+    assert r.stderr.startswith("nomul: error: fold.layer0.pe: expected a positive integer"), r.stderr
     assert not (tmp_path / "c").exists()
 
 

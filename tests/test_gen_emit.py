@@ -130,11 +130,11 @@ def test_failure_leaves_output(tmp_path):
     doc, arrays = mlp(widths=(64, 10), n_in=16)
     path = write_network(tmp_path / "net.yaml", doc, arrays)
     fold = tmp_path / "fold.yaml"
-    fold.write_text("layer0: {pe: 3, simd: 4}\n")
+    fold.write_text("layer0: {pe: 129, simd: 4}\n")
     r = subprocess.run([sys.executable, "-m", "gen.cli", "gen", str(path), "-o", str(out), "--fold",
                         str(fold), "--overwrite"], capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr == "nomul: error: layers[0].pe: 3 does not divide the 64 output channels\n"
+    assert r.stderr == "nomul: error: layers[0].pe: expected at most 128 (twice the 64 output channels), found 129\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
@@ -149,8 +149,9 @@ def test_failure_leaves_output(tmp_path):
 
 # -- folding ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fold,message", [
-    ({"layer0": {"pe": 3}}, r"^layers\[0\]\.pe: 3 does not divide the 64 output channels$"),
-    ({"layer1": {"simd": 5}}, r"^layers\[1\]\.simd: 5 does not divide the 64 inputs per dot product$"),
+    ({"layer0": {"pe": 129}}, r"^layers\[0\]\.pe: expected at most 128 \(twice the 64 output channels\), found 129$"),
+    ({"layer1": {"simd": 129}},
+     r"^layers\[1\]\.simd: expected at most 128 \(twice the 64 inputs per dot product\), found 129$"),
     ({"nope": {"pe": 1}}, r"^fold\.nope: unknown layer \(layers: layer0, layer1, layer2, layer3, layer4\)$"),
     ({"layer4": {"pe": 1}}, r"^fold\.layer4: a argmax layer has no folding$"),
     ({"layer0": {"pes": 1}}, r"^fold\.layer0\.pes: unknown key \(expected pe or simd\)$"),
@@ -165,8 +166,8 @@ def test_bad_fold(fold, message):
 
 def test_bad_fold_in_network_file():
     doc, arrays = mlp(widths=(64, 10), n_in=16)
-    doc["layers"][0]["pe"] = 5
-    with pytest.raises(NetworkError, match=r"^layers\[0\]\.pe: 5 does not divide the 64 output channels$"):
+    doc["layers"][0]["pe"] = 200
+    with pytest.raises(NetworkError, match=r"^layers\[0\]\.pe: expected at most 128 \(twice the 64 output"):
         network_from_dict(doc, arrays=arrays)
 
 

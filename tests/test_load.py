@@ -304,12 +304,14 @@ ARRAYS = [
     ("shift on xnor", _set(["layers", 0, "weights", "shift"], 1),
      r"^layers\[0\]\.weights\.shift: only adder layers take a weight shift$"),
     # folding
-    ("pe", _set(["layers", 0, "pe"], 3), r"^layers\[0\]\.pe: 3 does not divide the 4 output channels$"),
-    ("simd", _set(["layers", 0, "simd"], 3),
-     r"^layers\[0\]\.simd: 3 does not divide the 8 inputs per dot product$"),
+    # (a PE or SIMD that does not divide is padded: tests/test_fold_padding.py)
+    ("pe", _set(["layers", 0, "pe"], 9),
+     r"^layers\[0\]\.pe: expected at most 8 \(twice the 4 output channels\), found 9$"),
+    ("simd", _set(["layers", 0, "simd"], 17),
+     r"^layers\[0\]\.simd: expected at most 16 \(twice the 8 inputs per dot product\), found 17$"),
     ("pe after mask", _both(_set(["layers", 0, "mask"], "k"), _arr("k", np.array([1, 1, 1, 0])),
-                            _set(["layers", 0, "pe"], 2)),
-     r"^layers\[0\]\.pe: 2 does not divide the 3 output channels$"),
+                            _set(["layers", 0, "pe"], 7)),
+     r"^layers\[0\]\.pe: expected at most 6 \(twice the 3 output channels\), found 7$"),
     # accumulator size
     ("bias too big", _arr("b0", np.array([0, 0, 0, 2**50])),
      r"^layers\[0\]\.bias: bias magnitude above 2\^40: 1125899906842624$"),

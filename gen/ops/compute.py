@@ -5,6 +5,7 @@ which add their geometry (the weight matrix's layout, the sliding window)."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 import numpy as np
@@ -17,7 +18,8 @@ from ..errors import NetworkError
 from ..ir import MultiThreshold, NoActivation, Requant, ValueRange
 from .base import LayerOp, StageBuild, TensorInfo
 
-__all__ = ["ComputeOp", "ComputeSpec", "MAX_ABS_BIAS", "MAX_ACC_BITS", "MAX_OUT_BITS", "mvu_for"]
+__all__ = ["ComputeOp", "ComputeSpec", "MAX_ABS_BIAS", "MAX_ACC_BITS", "MAX_OUT_BITS", "fold_padding", "mvu_for",
+           "padded_unit"]
 
 MAX_ABS_BIAS = 1 << 40
 MAX_ACC_BITS = 62
@@ -216,12 +218,59 @@ def activate(act, acc: np.ndarray) -> np.ndarray:
     return acc
 
 
-def check_folding(path: str, field: str, v: int, mh: int, mw: int):
-    """A PE must divide the output channels (``mh``), a SIMD the dot-product length (``mw``)."""
+def check_folding(path: str, field: str, v: int, mh: int, mw: int, *, pads: bool = False):
+    """A PE must divide the output channels (``mh``), a SIMD the dot-product length (``mw``),
+    unless the layer pads its folding (``pads``: :func:`padded_unit`); either way it may be at
+    most twice that number."""
     n = mh if field == "pe" else mw
-    if n % v:
-        what = "output channels" if field == "pe" else "inputs per dot product"
+    what = "output channels" if field == "pe" else "inputs per dot product"
+    if n % v and not pads:
         raise NetworkError(f"{path}.{field}", f"{v} does not divide the {n} {what}")
+    if v > 2 * n:   # padding beyond the layer's own size is only waste
+        raise NetworkError(f"{path}.{field}", f"expected at most {2 * n} (twice the {n} {what}), found {v}")
+
+
+def fold_padding(n: int, v: int) -> int:
+    """Elements a fold of ``v`` adds to ``n`` (0 when ``v`` divides ``n``)."""
+    return -n % v
+
+
+def padded_unit(node, pe: int, simd: int, matrix: np.ndarray):
+    """A compute layer for a matrix-vector unit folded by a PE and SIMD that need not divide
+    its matrix: ``(node, matrix)``, both padded to multiples of PE rows and SIMD columns.
+
+    Padding columns hold the weight of code 0 and meet inputs of code 0 (what
+    :class:`hw.pad.VectorPad` sends); their constant contribution ``C`` to every dot product is
+    taken off the bias, so the accumulators end on the layer's own values (partial sums wrap
+    modulo the accumulator width, the final value fits). Padding rows are that weight too, with
+    the activation of the last channel; :class:`hw.pad.VectorTrim` drops their outputs. A layer
+    that PE and SIMD divide comes back unchanged."""
+    import dataclasses
+
+    mh, mw = matrix.shape
+    ph, pw = fold_padding(mh, pe), fold_padding(mw, simd)
+    if not ph and not pw:
+        return node, matrix
+    w0 = int(node.w_dtype.decode(np.zeros(1, dtype=np.int64))[0])
+    x0 = int(node.in_dtype.decode(np.zeros(1, dtype=np.int64))[0])
+    m = np.full((mh + ph, mw + pw), w0, dtype=np.int64)
+    m[:mh, :mw] = matrix
+    c = int(macs.dot(node.mac, np.full((1, pw), x0), np.full((1, pw), w0), shift=node.w_shift)[0, 0]) if pw else 0
+    bias = np.zeros(mh, dtype=np.int64) if node.bias is None else np.asarray(node.bias, dtype=np.int64)
+    bias = np.concatenate([bias, np.repeat(bias[-1:], ph)]) - c
+
+    def rows(a):
+        a = np.asarray(a)
+        return a if a.shape[0] == 1 else np.concatenate([a, np.repeat(a[-1:], ph, axis=0)])
+
+    act = node.activation
+    if isinstance(act, MultiThreshold):
+        act = dataclasses.replace(act, thresholds=rows(act.thresholds))
+    elif isinstance(act, Requant):
+        act = dataclasses.replace(act, multiplier=rows(act.multiplier))
+    padded = dataclasses.replace(node, weights=m, bias=bias if (c or node.bias is not None) else None,
+                                 activation=act, acc_lo=rows(node.acc_lo), acc_hi=rows(node.acc_hi))
+    return padded, m
 
 
 def mvu_for(layer, *, pe=None, simd=None, matrix=None, ram_style=None, **kwargs):
@@ -265,6 +314,9 @@ class ComputeOp(LayerOp):
 
     foldable = True
     takes_masked_input = True
+    #: PE and SIMD need not divide the layer: :meth:`simd_input` pads the input vectors,
+    #: :meth:`mvu_stage` the unit, and trims its outputs.
+    pads_folding = True
 
     # geometry, by the subclasses -------------------------------------------------------------
     def _weights_and_shape(self, spec, ctx, w):
@@ -340,7 +392,7 @@ class ComputeOp(LayerOp):
             out_range = ValueRange(int(amin.min()), int(amax.max()))
         for fld, v in (("pe", spec.pe), ("simd", spec.simd)):
             if v is not None:
-                check_folding(path, fld, v, oc, w.reshape(oc, -1).shape[1])
+                check_folding(path, fld, v, oc, w.reshape(oc, -1).shape[1], pads=self.pads_folding)
         node = self.node(
             name=ctx.name, mac=spec.mac, weights=w, w_dtype=wdt, w_shift=spec.weights.shift, bias=bias,
             activation=act, in_shape=tuple(inp.shape), out_shape=out_shape, in_dtype=dt, in_range=rng,
@@ -384,8 +436,10 @@ class ComputeOp(LayerOp):
         return 1
 
     def mvu_stage(self, node, lp, dt, hw) -> StageBuild:
-        """The MVU, with a FIFO of one vector in front of it when it has several channel folds."""
-        nf, sf = node.mh // lp.pe, node.mw // lp.simd
+        """The MVU, with a FIFO of one vector in front of it when it has several channel folds,
+        and the trim of its padding outputs when PE does not divide the output channels."""
+        unit, matrix = padded_unit(node, lp.pe, lp.simd, self.hw_matrix(node))
+        nf, sf = unit.mh // lp.pe, unit.mw // lp.simd
         in_fifo_depth = None
         if nf > 1:
             # The MVU takes a vector's beats only during its first channel fold and reads them
@@ -394,21 +448,70 @@ class ComputeOp(LayerOp):
             # those folds) and serves the next first fold at one beat per cycle.
             in_fifo_depth = sf + 2
             hw.fifo("ififo", width=lp.simd * dt.code_width, depth=in_fifo_depth)
-        mvu = hw.mvu(node, pe=lp.pe, simd=lp.simd, matrix=self.hw_matrix(node))
+        mvu = hw.mvu(unit, pe=lp.pe, simd=lp.simd, matrix=matrix)
+        out_elems, out_beats = lp.pe, self.vectors(node) * nf
+        if unit.mh != node.mh:   # one beat of the MH real outputs per vector
+            hw.trim(node.out_dtype, lp.pe, ratio=nf, keep=node.mh)
+            out_elems, out_beats = node.mh, self.vectors(node)
         return StageBuild(
-            out_elems=lp.pe, out_dtype=node.out_dtype, out_beats=self.vectors(node) * node.mh // lp.pe,
-            fifo_depth=min(FIFO_MAX_DEPTH, max(4, 2 * (node.mh // lp.pe))), latency=mvu.latency,
-            acc_width=mvu.acc_width, weight_bits=node.mh * node.mw * node.w_dtype.code_width,
+            out_elems=out_elems, out_dtype=node.out_dtype, out_beats=out_beats,
+            fifo_depth=min(FIFO_MAX_DEPTH, max(4, 2 * nf)), latency=mvu.latency,
+            acc_width=mvu.acc_width, weight_bits=unit.mh * unit.mw * node.w_dtype.code_width,
             in_fifo_depth=in_fifo_depth)
+
+    def simd_input(self, node, simd: int, k: int, dt, hw):
+        """Bring the stream of input vectors from ``k`` elements per beat to SIMD; when SIMD does
+        not divide the vector, through beats of a size that divides both and a
+        :class:`hw.pad.PadGather` that completes each vector's last beat with zero codes."""
+        if not fold_padding(node.mw, simd):
+            hw.dwc(dt, k, simd)
+            return
+        g = math.gcd(node.mw, simd)
+        hw.dwc(dt, k, g)
+        hw.pad_gather(dt, g, ratio=simd // g, parts=node.mw // g)
+
+    def simd_parts(self, node, simd: int, k: int, name: str = "dwc") -> list:
+        """Cycles per frame of :meth:`simd_input`."""
+        from .base import dwc_cycles
+
+        v = self.vectors(node)
+        if not fold_padding(node.mw, simd):
+            return [(name, dwc_cycles(v * node.mw, k, simd))]
+        g = math.gcd(node.mw, simd)
+        return [(name, dwc_cycles(v * node.mw, k, g)), ("pad", v * node.mw // g)]
+
+    def simd_timing(self, node, simd: int, k: int, t):
+        """Beats of :meth:`simd_input` (frame 0)."""
+        from hw.pad import pad_gather_counts
+
+        from .. import cycles as cm
+
+        if not fold_padding(node.mw, simd):
+            return cm.dwc_timing(t, k, simd)
+        g = math.gcd(node.mw, simd)
+        return cm.gather_timing(cm.dwc_timing(t, k, g), pad_gather_counts(node.mw // g, simd // g))
+
+    def mvu_parts(self, node, pe: int, simd: int) -> tuple[list, int]:
+        """``(parts, out_elems)``: the cycles per frame of the MVU and, when PE does not divide
+        the output channels, of the trim of its padding outputs."""
+        v = self.vectors(node)
+        nf, sf = -(-node.mh // pe), -(-node.mw // simd)
+        parts = [("mvu", v * nf * sf)]
+        if not fold_padding(node.mh, pe):
+            return parts, pe
+        return parts + [("trim", v * nf)], node.mh
 
     def mvu_timing(self, node, lp, stage, t):
         from .. import cycles as cm
 
-        nf, sf = node.mh // lp.pe, node.mw // lp.simd
+        nf, sf = -(-node.mh // lp.pe), -(-node.mw // lp.simd)
         tail = stage.latency - (sf - 1)        # MVU.latency = SF - 1 + tail
         if stage.in_fifo_depth:                # a FIFO in front of a folded MVU
             t = cm.fifo_timing(t)
-        return cm.mvu_timing(cm.serial(t), nf=nf, sf=sf, vectors=self.vectors(node), tail=tail)
+        t = cm.mvu_timing(cm.serial(t), nf=nf, sf=sf, vectors=self.vectors(node), tail=tail)
+        if fold_padding(node.mh, lp.pe):
+            t = cm.gather_timing(t, [nf])
+        return t
 
     # reports -----------------------------------------------------------------------------------
     def manifest(self, node, lp, stage) -> dict:

@@ -125,19 +125,13 @@ class Conv2dOp(ComputeOp):
     def parts(self, node, k_in, pe=None, simd=None):
         from hw.swu import swu_cycles
 
+        mvu, out = self.mvu_parts(node, pe, simd)
         if self.pointwise(node):
-            c, h, w = node.in_shape
-            oc = node.out_shape[0]
-            return [("dwc", dwc_cycles(c * h * w, k_in, simd)),
-                    ("mvu", h * w * (oc // pe) * (c // simd))], pe
+            return [*self.simd_parts(node, simd, k_in), *mvu], out
         c, h, w = node.in_shape
-        oc, oh, ow = node.out_shape
-        kh, kw = node.kernel
-        win = oh * ow * kh * kw
         swu = swu_cycles(node.in_shape, node.kernel, node.stride, node.padding)
         return [("dwc", dwc_cycles(c * h * w, k_in, c)), ("swu-in", h * w), ("swu", swu),
-                ("dwc-simd", dwc_cycles(win * c, c, simd)),
-                ("mvu", oh * ow * (oc // pe) * (node.mw // simd))], pe
+                *self.simd_parts(node, simd, c, "dwc-simd"), *mvu], out
 
     def vectors(self, node):
         return node.out_shape[1] * node.out_shape[2]
@@ -151,7 +145,7 @@ class Conv2dOp(ComputeOp):
         from .. import area
 
         if self.pointwise(node):
-            hw.dwc(dt_in, k_in, lp.simd)
+            self.simd_input(node, lp.simd, k_in, dt_in, hw)
             return self.mvu_stage(node, lp, dt_in, hw)
         c = node.in_shape[0]
         hw.dwc(dt_in, k_in, c)
@@ -159,20 +153,19 @@ class Conv2dOp(ComputeOp):
                             stride=node.stride, padding=node.padding,
                             pad_code=int(dt_in.encode(node.pad_value)))
         hw.add("swu", swu, area.swu_params(swu))
-        hw.dwc(dt_in, c, lp.simd)
+        self.simd_input(node, lp.simd, c, dt_in, hw)
         return self.mvu_stage(node, lp, dt_in, hw)
 
     def timing(self, node, lp, stage, t, k_in):
         from .. import cycles as cm
 
         if self.pointwise(node):
-            return self.mvu_timing(node, lp, stage, cm.dwc_timing(t, k_in, lp.simd))
+            return self.mvu_timing(node, lp, stage, self.simd_timing(node, lp.simd, k_in, t))
         c = node.in_shape[0]
         t = cm.dwc_timing(t, k_in, c)
         t = cm.window_timing(t, in_shape=node.in_shape, kernel=node.kernel, stride=node.stride,
                              padding=node.padding)
-        t = cm.dwc_timing(t, c, lp.simd)
-        return self.mvu_timing(node, lp, stage, t)
+        return self.mvu_timing(node, lp, stage, self.simd_timing(node, lp.simd, c, t))
 
     def manifest(self, node, lp, stage):
         return {**super().manifest(node, lp, stage), "kernel": list(node.kernel),

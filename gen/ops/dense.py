@@ -60,21 +60,19 @@ class DenseOp(ComputeOp):
                         bound=self.bound(node))
 
     def parts(self, node, k_in, pe=None, simd=None):
-        from .base import dwc_cycles
-
-        return [("dwc", dwc_cycles(node.mw, k_in, simd)), ("mvu", (node.mh // pe) * (node.mw // simd))], pe
+        mvu, out = self.mvu_parts(node, pe, simd)
+        return [*self.simd_parts(node, simd, k_in), *mvu], out
 
     def input_elems(self, node, simd):
-        return simd or 1
+        # a SIMD that does not divide the inputs: beats of the pad's size (it divides them)
+        return math.gcd(node.mw, simd) if simd else 1
 
     def hw_matrix(self, node):
         return hwc_columns(node.matrix, node.in_shape) if len(node.in_shape) == 3 else node.matrix
 
     def hardware(self, node, lp, k_in, dt_in, hw):
-        hw.dwc(dt_in, k_in, lp.simd)
+        self.simd_input(node, lp.simd, k_in, dt_in, hw)
         return self.mvu_stage(node, lp, dt_in, hw)
 
     def timing(self, node, lp, stage, t, k_in):
-        from .. import cycles as cm
-
-        return self.mvu_timing(node, lp, stage, cm.dwc_timing(t, k_in, lp.simd))
+        return self.mvu_timing(node, lp, stage, self.simd_timing(node, lp.simd, k_in, t))

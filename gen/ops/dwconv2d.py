@@ -62,6 +62,7 @@ class DwConv2dOp(Conv2dOp):
     spec = DwConv2dSpec
     node = DwConv2d
     takes_masked_input = False
+    pads_folding = False   # its vector-vector unit needs PE and SIMD that divide
 
     def build(self, spec, ctx):
         if spec.mask is not None:
