@@ -109,6 +109,8 @@ PARTS = {p.name: p for p in (
     Part("ice40-hx8k", "ice40", "hx8k", "ct256", 7_680, 7_680, 32, 4_096, 0, 50.0),
     Part("xc7a35t", "xilinx", "xc7a35ticsg324-1L", "csg324", 20_800, 41_600, 100, 18_432, 90, 100.0),
     Part("xc7a100t", "xilinx", "xc7a100tcsg324-1", "csg324", 63_400, 126_800, 270, 18_432, 240, 100.0),
+    # the Zynq-7020 of the Pynq-Z1/Z2, where BNN-PYNQ and finn-examples publish their builds
+    Part("xc7z020", "xilinx", "xc7z020clg400-1", "clg400", 53_200, 106_400, 280, 18_432, 220, 100.0),
 )}
 
 
