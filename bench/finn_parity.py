@@ -220,8 +220,9 @@ def section(res: dict) -> str:
         published = f"{p['lut']:,} / {p['ff']:,} / {p['bram36']}" if p else "–"
         ratio = _pct(m["lut_sites"], p["lut"]) if p else "–"
         exact = f"yes, {x['frames']:,} frames" if x.get("bit_exact") else "–"
+        theirs = format(e["bnn_pynq_cycles"], ",") if e["bnn_pynq_cycles"] else "–"
         lines.append(f"| {name} | {exact} | {acc} | {m['interval']:,} ({m.get('plan_interval', m['interval']):,}) | "
-                     f"{format(e['bnn_pynq_cycles'], ',') if e['bnn_pynq_cycles'] else '–'} | {m['lut_sites']:,} | {m['ff']:,} | {m['bram36']:g} | "
+                     f"{theirs} | {m['lut_sites']:,} | {m['ff']:,} | {m['bram36']:g} | "
                      f"{published} | {ratio} |")
     f = pub["cnv_w1a1_finn"]
     cnv = res["networks"]["cnv_w1a1"]["model"]
