@@ -293,8 +293,9 @@ def _graph(spec) -> tuple[list[str], list[tuple[str, ...]], tuple[str, ...]]:
                     raise NetworkError(f"layers[{i}].inputs[{j}]", f"{t!r} is made by layers[{where[t]}], "
                                                                    f"which must come before this layer")
         op = OPS[ls.type]
-        if len(ins) != op.arity:
-            raise NetworkError(f"layers[{i}].inputs", f"a {ls.type} layer takes {op.arity} input"
+        if len(ins) < op.arity if op.variadic else len(ins) != op.arity:
+            n = f"{op.arity} or more" if op.variadic else str(op.arity)
+            raise NetworkError(f"layers[{i}].inputs", f"a {ls.type} layer takes {n} input"
                                                       f"{'s' if op.arity != 1 else ''}, not {len(ins)}")
         inputs.append(ins)
     if spec.outputs is None:

@@ -182,18 +182,18 @@ def _as_shape(value, shape):
 
 
 class ConcatJoin(wiring.Component):
-    """Two streams in lock-step into one: each output beat is the first stream's beat in the
-    low bits and the second's above it.
+    """Two or more streams in lock-step into one: each output beat is the first stream's beat in
+    the low bits, the second's above it, and so on.
 
     Parameters
     ----------
-    widths : (int, int)
-        Payload bits of the two inputs.
+    widths : tuple of int
+        Payload bits of the inputs (at least two).
 
     Members
     -------
-    i_stream0, i_stream1 : In(stream.Signature(unsigned(widths[k])))
-    o_stream : Out(stream.Signature(unsigned(widths[0] + widths[1])))
+    i_stream0, i_stream1, … : In(stream.Signature(unsigned(widths[k])))
+    o_stream : Out(stream.Signature(unsigned(sum(widths))))
     """
 
     latency = 0
@@ -201,26 +201,23 @@ class ConcatJoin(wiring.Component):
     def __init__(self, *, widths):
         widths = tuple(widths)
         with refused(self):
-            if len(widths) != 2:
-                raise ValueError(f"Concat takes two inputs, not {len(widths)}")
+            if len(widths) < 2:
+                raise ValueError(f"Concat takes two or more inputs, not {len(widths)}")
             for w in widths:
                 _positive("Width", w)
         self._widths = widths
-        super().__init__({
-            "i_stream0": In(stream.Signature(unsigned(widths[0]))),
-            "i_stream1": In(stream.Signature(unsigned(widths[1]))),
-            "o_stream": Out(stream.Signature(unsigned(sum(widths)))),
-        })
+        ports = {f"i_stream{k}": In(stream.Signature(unsigned(w))) for k, w in enumerate(widths)}
+        super().__init__({**ports, "o_stream": Out(stream.Signature(unsigned(sum(widths))))})
 
     widths = property(lambda self: self._widths)
 
     def elaborate(self, platform):
         m = Module()
-        a, b, o = self.i_stream0, self.i_stream1, self.o_stream
-        m.d.comb += [
-            o.payload.eq(Cat(a.payload, b.payload)),
-            o.valid.eq(a.valid & b.valid),
-            a.ready.eq(o.ready & b.valid),
-            b.ready.eq(o.ready & a.valid),
-        ]
+        ins = [getattr(self, f"i_stream{k}") for k in range(len(self._widths))]
+        o = self.o_stream
+        m.d.comb += [o.payload.eq(Cat(*(i.payload for i in ins))),
+                     o.valid.eq(Cat(*(i.valid for i in ins)).all())]
+        for k, i in enumerate(ins):   # each input is taken when every other one is valid too
+            others = [x.valid for j, x in enumerate(ins) if j != k]
+            m.d.comb += i.ready.eq(o.ready & Cat(*others).all())
         return m

@@ -92,27 +92,29 @@ def residual_network(rng: np.random.Generator, mac: str = "int", *, in_shape=(4,
 
 def concat_network(rng: np.random.Generator, mac: str = "int", *, in_shape=(2, 5, 5), widths=(3, 2),
                    kernels=(3, 3), classes: int = 4, fold: dict | None = None) -> tuple[dict, dict]:
-    """Two convolutions of the input (``a`` and ``b``, kernels ``kernels``, "same" padding)
-    joined by ``concat``, then a dense layer."""
+    """Convolutions of the input (``a``, ``b``, ``c``, …: one per entry of ``widths`` and
+    ``kernels``, "same" padding) joined by ``concat``, then a dense layer."""
+    names = "abcdefgh"[:len(widths)]
     doc_a, arrays = random_network(rng, [mac, mac], conv=True, in_shape=list(in_shape),
                                    widths=[widths[0], classes], kernel=kernels[0], padding=kernels[0] // 2)
-    doc_b, arrays_b = random_network(rng, [mac, mac], conv=True, in_shape=list(in_shape),
-                                     widths=[widths[1], classes], kernel=kernels[1],
-                                     padding=kernels[1] // 2)
-    a = dict(doc_a["layers"][0], name="a", inputs=["input"])
-    b = dict(doc_b["layers"][0], name="b", inputs=["input"])
-    for key in list(arrays_b):
-        arrays[f"{key}b"] = arrays_b[key]
-    b["weights"] = dict(b["weights"], key=b["weights"]["key"] + "b")
-    if "bias" in b:
-        b["bias"] = b["bias"] + "b"
-    if b["activation"].get("thresholds"):
-        b["activation"] = dict(b["activation"], thresholds=b["activation"]["thresholds"] + "b")
-    cat = {"type": "concat", "name": "cat", "inputs": ["a", "b"]}
+    branches = [dict(doc_a["layers"][0], name="a", inputs=["input"])]
+    for name, width, k in zip(names[1:], widths[1:], kernels[1:], strict=True):
+        doc_b, arrays_b = random_network(rng, [mac, mac], conv=True, in_shape=list(in_shape),
+                                         widths=[width, classes], kernel=k, padding=k // 2)
+        b = dict(doc_b["layers"][0], name=name, inputs=["input"])
+        for key in list(arrays_b):
+            arrays[f"{key}{name}"] = arrays_b[key]
+        b["weights"] = dict(b["weights"], key=b["weights"]["key"] + name)
+        if "bias" in b:
+            b["bias"] = b["bias"] + name
+        if b["activation"].get("thresholds"):
+            b["activation"] = dict(b["activation"], thresholds=b["activation"]["thresholds"] + name)
+        branches.append(b)
+    cat = {"type": "concat", "name": "cat", "inputs": list(names)}
     fc = dict(doc_a["layers"][-1], name="fc", inputs=["cat"])
     c, h, w = sum(widths), in_shape[1], in_shape[2]
     arrays[fc["weights"]["key"]] = random_weights(rng, MAC_TYPES[mac][0], (classes, c * h * w))
-    layers = [a, b, cat, fc]
+    layers = [*branches, cat, fc]
     for layer in layers:
         if fold and layer["name"] in fold:
             layer.update(fold[layer["name"]])

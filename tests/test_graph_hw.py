@@ -105,6 +105,21 @@ def test_concat_branches_are_exact_and_timed(seed, kernels, fold):
     print(f"join FIFO depths {est.accel.stages[2].join_fifo_depths}")
 
 
+@pytest.mark.parametrize("seed,kernels,fold", [
+    (9, (3, 1, 3), {"c": {"pe": 1, "simd": 3}}),
+    (10, (1, 3, 1, 1), None),
+])
+def test_concat_of_more_branches(seed, kernels, fold):
+    """Three and four branches joined by one concat: exact, with the cycle model's timing."""
+    widths = (3, 2, 1, 2)[:len(kernels)]
+    doc, arrays = concat_network(np.random.default_rng(seed), "int", in_shape=(2, 4, 4), widths=widths,
+                                 kernels=kernels, fold=fold)
+    est = check(doc, arrays, seed=seed)
+    depths = est.accel.stages[len(kernels)].join_fifo_depths
+    print(f"join FIFO depths {depths}")
+    assert len(depths) == len(kernels)
+
+
 @pytest.mark.parametrize("seed", [40, 41, 42, 43])
 def test_random_residual_blocks(seed):
     """Random shapes, MAC kinds, multipliers, activations and foldings."""

@@ -108,6 +108,18 @@ def test_concat_join_is_exact_with_stalls(seed):
     assert sinks[0].beats == [x | (y << 6) for x, y in zip(a, b, strict=True)]
 
 
+@pytest.mark.parametrize("seed", [16, 17])
+def test_concat_join_of_three_is_exact_with_stalls(seed):
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    ins = [rng.integers(0, 1 << w, 30).tolist() for w in (2, 5, 3)]
+    dut = ConcatJoin(widths=(2, 5, 3))
+    gaps = rng.uniform(0, 0.6, 3)
+    sinks = run(dut, [(getattr(dut, f"i_stream{k}"), ins[k], gaps[k]) for k in range(3)],
+                [(dut.o_stream, 30, 0.4)])
+    assert sinks[0].beats == [x | (y << 2) | (z << 7) for x, y, z in zip(*ins, strict=True)]
+
+
 @pytest.mark.parametrize("seed", [8, 9])
 def test_window_sum_is_exact(seed):
     print(f"seed={seed}")

@@ -108,6 +108,8 @@ class LayerOp:
     takes_masked_input: bool = False
     #: The number of inputs the layer takes.
     arity: int = 1
+    #: The layer takes ``arity`` or more inputs (concat), not exactly ``arity``.
+    variadic: bool = False
     #: Its output is a class index (a classifier's last layer: accuracy can be measured).
     emits_index: bool = False
 

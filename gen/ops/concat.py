@@ -1,12 +1,11 @@
-"""The ``concat`` layer: two tensors joined along channels.
+"""The ``concat`` layer: two or more tensors joined along channels.
 
-The inputs have the same spatial size (two C×H×W images with the same H and W, or two
-vectors, which count as one pixel each) and the same element type, so that a pixel of the
-output is the first input's pixel followed by the second's, code for code.
+The inputs have the same spatial size (C×H×W images with the same H and W, or vectors, which
+count as one pixel each) and the same element type, so that a pixel of the output is the first
+input's pixel followed by the second's and so on, code for code.
 
 In hardware: each input is converted to whole pixels per beat (its channels), and
-:class:`hw.streams.ConcatJoin` joins the two streams in lock-step, one pixel per beat (no
-latency).
+:class:`hw.streams.ConcatJoin` joins the streams in lock-step, one pixel per beat (no latency).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ class ConcatSpec(schema.LayerSpecBase):
 @dataclass(frozen=True)
 class Concat:
     name: str
-    in_shapes: tuple[tuple[int, ...], tuple[int, ...]]
+    in_shapes: tuple[tuple[int, ...], ...]
     out_shape: tuple[int, ...]
     in_dtype: DType
     out_range: ValueRange
@@ -60,19 +59,21 @@ class ConcatOp(LayerOp):
     spec = ConcatSpec
     node = Concat
     arity = 2
+    variadic = True
 
     def build(self, spec, ctx):
         path = ctx.path
-        a, b = ctx.inputs
-        if len(a.shape) != len(b.shape) or a.shape[1:] != b.shape[1:]:
-            raise NetworkError(f"{path}.inputs", f"concat needs inputs of the same spatial size, found "
-                                                 f"{tuple(a.shape)} and {tuple(b.shape)}")
-        if a.dtype != b.dtype:
-            raise NetworkError(f"{path}.inputs", f"concat needs inputs of the same element type, found "
-                                                 f"{a.dtype} and {b.dtype}")
-        out = (a.shape[0] + b.shape[0], *a.shape[1:])
-        rng = ValueRange(min(a.range.lo, b.range.lo), max(a.range.hi, b.range.hi))
-        node = Concat(ctx.name, (tuple(a.shape), tuple(b.shape)), out, a.dtype, rng)
+        a = ctx.inputs[0]
+        for b in ctx.inputs[1:]:
+            if len(a.shape) != len(b.shape) or a.shape[1:] != b.shape[1:]:
+                raise NetworkError(f"{path}.inputs", f"concat needs inputs of the same spatial size, found "
+                                                     f"{tuple(a.shape)} and {tuple(b.shape)}")
+            if a.dtype != b.dtype:
+                raise NetworkError(f"{path}.inputs", f"concat needs inputs of the same element type, found "
+                                                     f"{a.dtype} and {b.dtype}")
+        out = (sum(x.shape[0] for x in ctx.inputs), *a.shape[1:])
+        rng = ValueRange(min(x.range.lo for x in ctx.inputs), max(x.range.hi for x in ctx.inputs))
+        node = Concat(ctx.name, tuple(tuple(x.shape) for x in ctx.inputs), out, a.dtype, rng)
         return node, TensorInfo(out, a.dtype, rng, out[0])
 
     def golden(self, node, xs):
@@ -82,10 +83,10 @@ class ConcatOp(LayerOp):
         return tuple(s[0] for s in node.in_shapes)
 
     def parts(self, node, k_in, pe=None, simd=None):
-        c0, c1 = (s[0] for s in node.in_shapes)
         p = node.pixels
-        return [("dwc0", dwc_cycles(c0 * p, k_in[0], c0)), ("dwc1", dwc_cycles(c1 * p, k_in[1], c1)),
-                ("concat", p)], c0 + c1
+        cs = [s[0] for s in node.in_shapes]
+        return [*((f"dwc{j}", dwc_cycles(c * p, k, c)) for j, (c, k) in enumerate(zip(cs, k_in, strict=True))),
+                ("concat", p)], sum(cs)
 
     def hardware(self, node, lp, k_in, dt_in, hw):
         from hw.streams import ConcatJoin
