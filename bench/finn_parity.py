@@ -129,11 +129,18 @@ def cosim(path: Path, frames: int, build: Path) -> dict:
                        capture_output=True, text=True, cwd=ROOT)
     res = {"frames": frames, "exit": r.returncode, "seconds": round(time.perf_counter() - t, 1)}
     if out.is_file():
-        doc = json.loads(out.read_text())
-        res.update({k: doc[k] for k in ("mismatches", "interval", "latency") if k in doc})
+        res.update(sim_result(out))
     else:
         res["error"] = (r.stderr or r.stdout).strip().splitlines()[-1:]
     return res
+
+
+def sim_result(path) -> dict:
+    """The figures of a ``nomul sim --json`` result."""
+    doc = json.loads(Path(path).read_text())
+    keys = ("frames", "mismatches", "frames_lost", "cycles_per_frame", "expected_cycles_per_frame",
+            "latency_cycles")
+    return {k: doc[k] for k in keys if k in doc}
 
 
 def tfc_fold() -> dict:
@@ -182,7 +189,10 @@ def run(args) -> dict:
         if args.synth:
             print(f"{name}: Yosys synth_xilinx", flush=True)
             entry["yosys"] = synth_figures(est, build / name)
-        if args.cosim and doc is not None:
+        if name in args.sim_result:
+            entry["cosim"] = {"exit": 0, "seconds": None, **sim_result(args.sim_result[name]),
+                              "from": "nomul sim --sim verilator --json (--sim-result)"}
+        elif args.cosim and doc is not None:
             path = write_network(build / f"{name}.yaml", doc, arrays)
             print(f"{name}: Verilator co-simulation of {args.cosim} frames", flush=True)
             entry["cosim"] = cosim(path, args.cosim, build)
@@ -234,8 +244,12 @@ def section(res: dict) -> str:
             lines.append(f"- {name}, Yosys synth_xilinx per block: {json.dumps(y)}")
         if "cosim" in e:
             c = e["cosim"]
-            lines.append(f"- {name}, Verilator co-simulation of {c['frames']} random frames with stalls: "
-                         f"exit {c['exit']}, mismatches {c.get('mismatches', '?')}, {c['seconds']} s")
+            took = f", {c['seconds']} s" if c.get("seconds") else ""
+            lines.append(f"- {name}, Verilator co-simulation (`nomul sim --sim verilator`, random stalls 0.2) of "
+                         f"{c['frames']} random frames: {c.get('mismatches', '?')} mismatches, "
+                         f"{c.get('cycles_per_frame', '?')} cycles per frame (plan "
+                         f"{c.get('expected_cycles_per_frame', '?')}), latency {c.get('latency_cycles', '?')} "
+                         f"cycles{took}")
     lines += ["", "Not like for like: BNN-PYNQ's and FINN's figures include their AXI/DMA shell and "
               "run-time writable weight and threshold memories (nomul's weights are ROMs, which Vivado would "
               "also map to BRAM or LUTs); they are Vivado post-synthesis (or post-route) counts, nomul's the "
@@ -249,9 +263,12 @@ def main(argv=None) -> int:
     ap.add_argument("--synth", action="store_true", help="synthesize every block with Yosys synth_xilinx")
     ap.add_argument("--cosim", type=int, default=0, metavar="N",
                     help="co-simulate N random frames of LFC and CNV in Verilator")
+    ap.add_argument("--sim-result", action="append", default=[], metavar="NAME=FILE",
+                    help="include an earlier `nomul sim --json` result of network NAME (e.g. lfc_w1a1)")
     ap.add_argument("--build-dir", metavar="DIR", help="keep build files here (default: a temporary folder)")
     ap.add_argument("--no-write", action="store_true", help="print, do not write results or docs")
     args = ap.parse_args(argv)
+    args.sim_result = dict(x.split("=", 1) for x in args.sim_result)
     res = run(args)
     if not args.no_write:
         RESULTS.write_text(json.dumps(res, indent=1, default=str) + "\n")
