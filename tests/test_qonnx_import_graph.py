@@ -249,6 +249,28 @@ def test_average_pool_exact(pool, k):
     assert doc["version"] == 1   # still a chain
 
 
+@pytest.mark.parametrize("scale, k", [(0.0123, 2), (0.3, 3)])
+def test_trunc_avg_pool_at_any_scale(scale, k):
+    """Trunc rounds ``x / scale`` before truncating, so the pooling layer is exact at scales
+    whose window sums are not exact in float32: the layer's levels are qonnx's."""
+    rng = np.random.default_rng(17)
+    print("seed", 17)
+    g = Graph()
+    a = _act(g, _conv(g, g.quant("x", 1 / 16, 4, False), rng, 1, 4), scale, bn=4, rng=rng)
+    n, bits = k * k, 4 + int(np.ceil(np.log2(k * k)))
+    s = g.node("Mul", [g.node("AveragePool", [a], kernel_shape=[k, k], strides=[k, k]), g.const(float(n))])
+    p = g.node("Trunc", [s, g.const(scale), g.const(0.0), g.const(float(bits)),
+                         g.const(scale * 2 ** (bits - 4)), g.const(4.0)], domain=Q, rounding_mode="FLOOR", signed=0)
+    model = _model(g, [1, 1, 8, 8], g.node("Flatten", [p], axis=1), None, qonnx_opset=2)
+    x, _ = _images(DIGITS, 300)
+    doc, arrays = import_qonnx(model)
+    _, res = _golden(doc, arrays, x)
+    meta = doc["metadata"]["output"]
+    ref = run_qonnx(model, x).reshape(len(x), -1)
+    np.testing.assert_array_equal(res.outputs.reshape(len(x), -1),
+                                  np.round((ref - meta["offset"][0]) / meta["scale"][0]).astype(np.int64))
+
+
 def _gap_trunc(rng):
     g = Graph()
     xq = g.quant("x", 1 / 16, 4, False)
