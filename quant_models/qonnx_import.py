@@ -412,7 +412,7 @@ class _Importer:
                 raise NetworkError(where, f"unsupported op {op}: tensor {n!r} feeds {readers} "
                                           f"nodes, and only a quantized tensor can (this is "
                                           f"{self._what(st)})")
-            if isinstance(st, _Int) and st.pad is not None and op != "Conv":
+            if isinstance(st, _Int) and st.pad is not None and op not in ("Conv", "Pad"):
                 raise NetworkError(where, f"unsupported op {op} after Pad (a Pad folds only into "
                                           f"the padding of the Conv after it)")
         if len(dyn) > 1 and op not in ("Add", "Concat"):
@@ -1399,8 +1399,8 @@ class _Importer:
         # a bias (and input offset) on the accumulator's grid becomes an integer bias
         with np.errstate(divide="ignore", invalid="ignore"):
             bias = _on_grid(acc.offset / acc.slope)
-        if bias is not None and not bias.any():
-            bias = None
+        if bias is not None and not bias.any() or acc.sums is not None:
+            bias = None  # a sum layer has no bias: its offset stays in metadata.output
         k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None, bias=bias)
         lo, hi = self._acc_range(acc)
         offset = acc.offset.copy()

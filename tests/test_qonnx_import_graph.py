@@ -79,8 +79,9 @@ def _check(model, x, labels=None, *, scale=None, argmax=False):
         np.testing.assert_array_equal(res.top1, ref[:, 0].astype(np.int64))
         return doc, arrays, net
     meta = doc["metadata"]["output"]
-    out = res.outputs.reshape(len(x), -1)
-    f = out * np.asarray(meta["scale"]) + np.asarray(meta["offset"])
+    c = len(meta["scale"])
+    out = res.outputs.reshape(len(x), c, -1)
+    f = (out * np.asarray(meta["scale"])[:, None] + np.asarray(meta["offset"])[:, None]).reshape(len(x), -1)
     np.testing.assert_array_equal(f, ref)
     np.testing.assert_array_equal(np.argmax(f, axis=1), np.argmax(ref, axis=1))
     if labels is not None:
@@ -138,6 +139,22 @@ def test_residual_cnn_with_two_grids(grids):
     doc, arrays, net = _check(_residual_cnn(rng, grids=grids), x, labels)
     assert [t for t, _ in _kinds(doc)] == ["conv2d", "conv2d", "add", "globalavgpool", "dense"]
     assert doc["layers"][2]["multipliers"] == [1, 2]
+
+
+def test_add_at_the_output():
+    """An add with no quantizer after it ends the graph: its integer sum is the output, and
+    metadata.output its grid (0.125 / 1 for multipliers [1, 2]) and the two offsets."""
+    rng = np.random.default_rng(8)
+    print("seed", 8)
+    g = Graph()
+    xq = g.quant("x", 1 / 16, 4, False)
+    a = _act(g, _conv(g, xq, rng, 1, 3), 0.25)
+    b = g.quant(_conv(g, a, rng, 3, 3), 0.125, 4, True, zp=-2.0)   # offset 0.25
+    out = g.node("Add", [b, a])
+    x, _ = _images(DIGITS, 300)
+    doc, arrays, _ = _check(g.model([1, 1, 8, 8], out, None), x)
+    assert doc["layers"][-1]["type"] == "add" and doc["metadata"]["output"]["scale"] == [0.125] * 3
+    assert doc["metadata"]["output"]["offset"] == [0.25] * 3
 
 
 def test_add_on_grids_without_a_common_integer_grid_is_refused():
