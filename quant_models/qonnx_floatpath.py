@@ -56,6 +56,7 @@ class FloatPath:
                         self.consts[name] = np.asarray(consts[name])
         opsets = {o.domain: o.version for o in model.model.opset_import}
         self.opset = opsets.get("", opsets.get("ai.onnx", 11))
+        self.opsets = opsets  # a custom op runs in its domain's version, as execute_onnx runs it
         self._sessions = {}
 
     @property
@@ -94,7 +95,7 @@ class FloatPath:
                 if n and n not in ctx:
                     ctx[n] = prev
             if is_custom_op(node.domain, node.op_type):
-                getCustomOp(node).execute_node(ctx, self.model.graph)
+                getCustomOp(node, self.opsets.get(node.domain, 1)).execute_node(ctx, self.model.graph)
             else:
                 sess = self._session(i, node, ctx)
                 feeds = {n: np.asarray(ctx[n]) for n in dict.fromkeys(node.input) if n}

@@ -62,6 +62,8 @@ class _Int:
     hi: int
     scale: float
     offset: np.ndarray     # broadcastable to shape
+    layer: str = "input"   # the network tensor it is: "input" or the name of the layer making it
+    pad: tuple | None = None  # (PH, PW, value) of a Pad that the next Conv folds into its padding
 
 
 @dataclass
@@ -89,10 +91,14 @@ class _Acc:
     offset: np.ndarray = None  # (C,) analytic value at acc = 0 (valid while ``affine``)
     affine: bool = True
     d2s: tuple | None = None   # (blocksize, mode) of a DepthToSpace that the host applies
+    sums: tuple | None = None  # (lo, hi) per channel: an integer sum (add, pooling), no weights
+    inputs: tuple = ()         # the network tensors a sum layer reads
+    value: object = None       # sum layers: acc (float64) -> float32 value at ``start``
+    check: object = None       # sum layers: check(thresholds, level_of_value) after the search
 
     @property
     def channels(self) -> int:
-        return self.weights.shape[0]
+        return self.shape[0]
 
 
 @dataclass
@@ -301,6 +307,8 @@ class _Importer:
         self.argmax = argmax
         self.env: dict[str, object] = {}
         self.layers: list[dict] = []
+        self.inputs_of: dict[str, list[str]] = {}  # layer name -> the network tensors it reads
+        self.out_layer: str | None = None          # the network's output tensor
         self.arrays: dict[str, np.ndarray] = {}
         self.input_doc: dict | None = None
         self.output_meta: dict | None = None
@@ -362,17 +370,17 @@ class _Importer:
                                                         f"{name!r} has {bad} values")
 
     def _check_linear(self):
+        """Count the readers of every computed tensor: a quantized tensor may feed several
+        nodes (fan-out, a residual block's skip path); anything else only one (checked as
+        each node is met, when the tensor's state is known)."""
         g = self.model.graph
-        uses: dict[str, list[int]] = {}
+        self.uses: dict[str, list[int]] = {}
         for i, node in enumerate(g.node):
-            for t in node.input:
+            for t in dict.fromkeys(node.input):
                 if t and self.model.get_initializer(t) is None:
-                    uses.setdefault(t, []).append(i)
-        for t, idx in uses.items():
-            if len(idx) > 1:
-                j = idx[1]
-                raise NetworkError(_where(j, g.node[j]), f"unsupported op {g.node[j].op_type}: tensor "
-                                   f"{t!r} feeds {len(idx)} nodes (only linear chains are supported)")
+                    self.uses.setdefault(t, []).append(i)
+        for vi in g.output:
+            self.uses.setdefault(vi.name, []).append(len(g.node))
 
     def _const(self, name: str):
         """The constant value of a tensor (an array or quantized weights), or None."""
@@ -397,9 +405,19 @@ class _Importer:
             if fv is not None:
                 self.folded[node.output[0]] = np.asarray(fv)
             return
-        if len(dyn) > 1:
+        for n in dyn:
+            st = self.env[n]
+            readers = len(self.uses.get(n, ()))
+            if readers > 1 and not isinstance(st, (_Int, np.ndarray, _Weights)):
+                raise NetworkError(where, f"unsupported op {op}: tensor {n!r} feeds {readers} "
+                                          f"nodes, and only a quantized tensor can (this is "
+                                          f"{self._what(st)})")
+            if isinstance(st, _Int) and st.pad is not None and op not in ("Conv", "Pad"):
+                raise NetworkError(where, f"unsupported op {op} after Pad (a Pad folds only into "
+                                          f"the padding of the Conv after it)")
+        if len(dyn) > 1 and op not in ("Add", "Concat"):
             raise NetworkError(where, f"unsupported op {op}: more than one computed input "
-                                      f"(residual or branching graphs are not supported)")
+                                      f"(only Add and Concat join two tensors)")
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise NetworkError(where, f"unsupported op {op}")
@@ -624,8 +642,35 @@ class _Importer:
 
     _op_Mul = _affine
     _op_Div = _affine
-    _op_Add = _affine
     _op_Sub = _affine
+
+    def _op_Add(self, i, node, where):
+        if all(self._const(n) is None for n in node.input[:2]):
+            from .qonnx_graph import residual_add
+
+            residual_add(self, i, node, where)
+        else:
+            self._affine(i, node, where)
+
+    def _op_Concat(self, i, node, where):
+        from .qonnx_graph import concat
+
+        concat(self, i, node, where)
+
+    def _op_AveragePool(self, i, node, where):
+        from .qonnx_graph import average_pool
+
+        average_pool(self, i, node, where, is_global=False)
+
+    def _op_GlobalAveragePool(self, i, node, where):
+        from .qonnx_graph import average_pool
+
+        average_pool(self, i, node, where, is_global=True)
+
+    def _op_Pad(self, i, node, where):
+        from .qonnx_graph import pad
+
+        pad(self, i, node, where)
 
     def _op_DepthToSpace(self, i, node, where):
         """The sub-pixel shuffle of the last layer's outputs (ESPCN): a permutation that commutes
@@ -747,7 +792,7 @@ class _Importer:
                    layer: dict, shape: tuple, bias, where) -> None:
         c = wmat.shape[0]
         off = np.asarray(src.offset, dtype=np.float64)
-        if layer["type"] == "conv2d":
+        if layer["type"] in ("conv2d", "dwconv2d"):
             if off.size != 1:
                 raise NetworkError(where, "unsupported op Conv: an input offset that varies per "
                                           "element")
@@ -821,13 +866,19 @@ class _Importer:
         if wv is None:
             raise NetworkError(where, "unsupported op Conv: the weights are not constant")
         w = self._weights_of(wv, where, "Conv")
-        if a.get("group", 1) != 1:
-            raise NetworkError(where, f"unsupported op Conv: group {a['group']} (only 1)")
+        group = int(a.get("group", 1))
+        if group != 1:
+            from .qonnx_graph import grouped_weights
+
+            w, depthwise = grouped_weights(w, group, src, where)
+        else:
+            depthwise = False
         if any(d != 1 for d in a.get("dilations", [1, 1])):
             raise NetworkError(where, "unsupported op Conv: dilation")
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             raise NetworkError(where, "unsupported op Conv: auto_pad")
-        if len(src.shape) != 3 or w.q.ndim != 4 or w.q.shape[1] != src.shape[0]:
+        if len(src.shape) != 3 or w.q.ndim != 4 or \
+                w.q.shape[1] != (1 if depthwise else src.shape[0]):
             raise NetworkError(where, f"unsupported op Conv: input {src.shape} with weights {w.q.shape}")
         kh, kw = w.q.shape[2:]
         sh, sw = a.get("strides", [1, 1])
@@ -835,9 +886,13 @@ class _Importer:
         if pads[0] != pads[2] or pads[1] != pads[3]:
             raise NetworkError(where, f"unsupported op Conv: asymmetric padding {pads}")
         ph, pw = pads[0], pads[1]
-        layer = {"type": "conv2d", "name": node.name or f"Conv_{i}", "kernel": [kh, kw],
-                 "stride": [sh, sw], "padding": [ph, pw]}
-        if ph or pw:
+        layer = {"type": "dwconv2d" if depthwise else "conv2d", "name": node.name or f"Conv_{i}",
+                 "kernel": [kh, kw], "stride": [sh, sw], "padding": [ph, pw]}
+        if src.pad is not None:
+            from .qonnx_graph import fold_pad
+
+            src, ph, pw = fold_pad(src, layer, ph, pw, where)
+        elif ph or pw:
             off = float(np.asarray(src.offset).reshape(-1)[0])
             qpad = -off / src.scale
             if abs(qpad - round(qpad)) > 1e-9 or not src.dtype.contains(round(qpad)) or \
@@ -909,10 +964,32 @@ class _Importer:
             return _Quantizer(np.arange(qoff, qoff + n + 1), osc, ob - qoff * osc, act,
                               lambda y: np.rint((np.asarray(y, dtype=np.float64) - ob) / osc) + qoff,
                               DType.for_range(qoff, qoff + n), tb)
+        if op == "Trunc":
+            # Brevitas' TruncIntQuant (TruncAvgPool2d): round(x / scale + zp), divided by a power
+            # of two, rounded (FLOOR by default); v1 keeps the input scale, v2 has its own
+            s = _scalar(self._const(node.input[1]), "the Trunc scale", where)
+            z = _scalar(self._const(node.input[2]), "the Trunc zero point", where)
+            if s <= 0 or z != round(z):
+                raise NetworkError(where, f"unsupported op Trunc: scale {s:g}, zero point {z:g}")
+            if len(node.input) >= 6:
+                os_ = _scalar(self._const(node.input[4]), "the Trunc output scale", where)
+                if os_ <= 0:
+                    raise NetworkError(where, f"unsupported op Trunc: output scale {os_:g}")
+                zq = z / 2.0 ** np.round(np.log2(os_ / s))
+            else:
+                os_, zq = s, z
+            mode = a.get("rounding_mode", b"FLOOR")
+            mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+            return _Quantizer(None, os_, -zq * os_, {},
+                              lambda y: np.rint(np.asarray(y, dtype=np.float64) / os_ + zq),
+                              None, rounding=mode)
         raise AssertionError(op)  # pragma: no cover
 
     def _quantize(self, i, node, where):
         st = self.env[node.input[0]]
+        if node.op_type == "Trunc" and not isinstance(st, _Acc):
+            raise NetworkError(where, f"unsupported op Trunc on {self._what(st)} (only after a sum: "
+                                      f"AveragePool, GlobalAveragePool, a layer)")
         if isinstance(st, _Acc):
             self.env[node.output[0]] = self._materialize(st, node, where)
         elif isinstance(st, _FloatIn):
@@ -925,6 +1002,7 @@ class _Importer:
     _op_BipolarQuant = _quantize
     _op_MultiThreshold = _quantize
     _op_Sign = _quantize
+    _op_Trunc = _quantize
 
     def _input_quantizer(self, st: _FloatIn, node, where) -> _Int:
         q = self._quantizer(node, where, st.shape)
@@ -1086,6 +1164,16 @@ class _Importer:
     def _emit(self, acc: _Acc, sign: np.ndarray, act: dict | None, thresholds=None,
               bias=None) -> int:
         k = len(self.layers)
+        if acc.sums is not None:  # add, avgpool2d, globalavgpool: an activation, no weights
+            layer = dict(acc.layer)
+            if act is None:
+                layer["activation"] = {"type": "none"}
+            else:
+                self.arrays[f"t{k}"] = thresholds
+                layer["activation"] = {"type": "multithreshold", "thresholds": f"t{k}", **act}
+            self.layers.append(layer)
+            self.inputs_of[layer["name"]] = list(acc.inputs)
+            return k
         wmat = acc.weights * sign.reshape(-1, *([1] * (acc.weights.ndim - 1)))
         wdt = acc.w_dtype
         if wdt.encoding == "ternary" or (wdt.encoding == "int" and wdt.narrow and wdt.bits == 2):
@@ -1108,9 +1196,12 @@ class _Importer:
         order = ["type", "name", "mac", "weights", "bias", "kernel", "stride", "padding",
                  "pad_value", "activation"]
         self.layers.append({key: layer[key] for key in order if key in layer})
+        self.inputs_of[layer["name"]] = [acc.src.layer]
         return k
 
     def _acc_range(self, acc: _Acc):
+        if acc.sums is not None:
+            return acc.sums
         w = acc.weights.reshape(acc.channels, -1)
         lo, hi = acc.src.lo, acc.src.hi
         return (np.minimum(lo * w, hi * w).sum(axis=1), np.maximum(lo * w, hi * w).sum(axis=1))
@@ -1125,18 +1216,37 @@ class _Importer:
             if t.ndim != 2 or t.shape[0] not in (1, acc.channels):
                 raise NetworkError(where, f"unsupported op MultiThreshold: thresholds of shape {t.shape}")
         sign = np.where(acc.slope < 0, -1, 1).astype(np.int64)
+        if acc.sums is not None and (sign < 0).any():
+            raise NetworkError(where, f"unsupported op {node.op_type}: a negative scale after "
+                                      f"{acc.layer['type']} {acc.layer['name']!r} (its sum cannot "
+                                      f"be negated per channel)")
         lo, hi = self._acc_range(acc)
         ylo, yhi = np.where(sign > 0, lo, -hi), np.where(sign > 0, hi, -lo)
         path = self._path([*acc.nodes, node], acc.start)
-        levels = q.levels
         extra = (1,) * (len(acc.shape) - 1)
 
-        def level_of(y):
+        def decoded(v):
+            return q.decode(path(v.reshape(*v.shape, *extra)).reshape(v.shape))
+
+        def out_of(y):
             accv = (y * sign[None, :]).astype(np.float64)
-            v = (accv * acc.s0 + acc.o0).astype(np.float32)
+            if acc.value is not None:
+                v = acc.value(accv)
+            else:
+                v = (accv * acc.s0 + acc.o0).astype(np.float32)
             if acc.bias is not None:
                 v = v + acc.bias.astype(np.float32)
-            out = q.decode(path(v.reshape(*v.shape, *extra)).reshape(v.shape))
+            return decoded(v)
+
+        if q.levels is None:  # Trunc: the integers its input range reaches
+            ends = out_of(np.stack([ylo, yhi]))
+            q = replace(q, levels=np.arange(int(ends.min()), int(ends.max()) + 1))
+            q.act = {"offset": int(q.levels[0])} if q.levels[0] else {}
+            q.dtype = DType.for_range(int(q.levels[0]), int(q.levels[-1]))
+        levels = q.levels
+
+        def level_of(y):
+            out = out_of(y)
             idx = np.searchsorted(levels, out)
             bad = (idx >= len(levels)) | (levels[np.minimum(idx, len(levels) - 1)] != out)
             if bad.any():
@@ -1147,11 +1257,15 @@ class _Importer:
         n = len(levels) - 1
         t = search_thresholds(level_of, ylo, yhi, n)
         self._verify(level_of, t, ylo, yhi, where, node)
-        self._count_ceil(acc, q, sign, t, ylo, yhi)
+        if acc.check is not None:
+            acc.check(t, lambda v: np.searchsorted(levels, decoded(v)), where, node)
+        if node.op_type != "Trunc":
+            self._count_ceil(acc, q, sign, t, ylo, yhi)
         self._emit(acc, sign, q.act, t)
         if acc.d2s is not None:
             self.d2s = {"blocksize": acc.d2s[0], "mode": acc.d2s[1]}
-        return _Int(acc.shape, q.dtype, int(levels[0]), int(levels[-1]), q.scale, np.float64(q.offset))
+        return _Int(acc.shape, q.dtype, int(levels[0]), int(levels[-1]), q.scale, np.float64(q.offset),
+                    layer=acc.layer["name"])
 
     def _verify(self, level_of, t, ylo, yhi, where, node):
         """Thresholds against the float path: on every accumulator if few, else at and around
@@ -1216,9 +1330,10 @@ class _Importer:
                                       "no dilation, no indices")
         c, h, w = st.shape
         out = (c, (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1)
-        self.layers.append({"type": "maxpool2d", "name": node.name or f"MaxPool_{i}", "kernel": k,
-                            "stride": s})
-        self.env[node.output[0]] = replace(st, shape=out)
+        name = node.name or f"MaxPool_{i}"
+        self.layers.append({"type": "maxpool2d", "name": name, "kernel": k, "stride": s})
+        self.inputs_of[name] = [st.layer]
+        self.env[node.output[0]] = replace(st, shape=out, layer=name)
 
     # -- the end of the graph --
     def _op_TopK(self, i, node, where):
@@ -1263,6 +1378,7 @@ class _Importer:
         if not isinstance(st, _Int) or len(st.shape) != 1 or axis not in (1, -1):
             raise NetworkError(where, f"unsupported op {node.op_type}: only over the channels of a "
                                       f"vector")
+        self.out_layer = st.layer
         if self.output_meta is None:
             c = st.shape[0]
             self.output_meta = {"layer": self._last_compute(), "scale": [float(st.scale)] * c,
@@ -1283,8 +1399,8 @@ class _Importer:
         # a bias (and input offset) on the accumulator's grid becomes an integer bias
         with np.errstate(divide="ignore", invalid="ignore"):
             bias = _on_grid(acc.offset / acc.slope)
-        if bias is not None and not bias.any():
-            bias = None
+        if bias is not None and not bias.any() or acc.sums is not None:
+            bias = None  # a sum layer has no bias: its offset stays in metadata.output
         k = self._emit(acc, np.ones(acc.channels, dtype=np.int64), None, bias=bias)
         lo, hi = self._acc_range(acc)
         offset = acc.offset.copy()
@@ -1296,7 +1412,7 @@ class _Importer:
                             "offset": [float(v) for v in offset]}
         self.final = {"index": k, "acc": acc, "lo": lo, "hi": hi}
         return _Int(acc.shape, DType.for_range(int(lo.min()), int(hi.max())), int(lo.min()),
-                    int(hi.max()), 1.0, np.float64(0.0))
+                    int(hi.max()), 1.0, np.float64(0.0), layer=acc.layer["name"])
 
     def _finish(self, state, out):
         where = f"output ({out})"
@@ -1304,7 +1420,9 @@ class _Importer:
             raise NetworkError(where, "the graph output is not produced by a supported node")
         if isinstance(state, _Acc):
             state = self._final(state, where)
-        elif isinstance(state, _Int) and self.output_meta is None:
+        if isinstance(state, _Int):
+            self.out_layer = state.layer
+        if isinstance(state, _Int) and self.output_meta is None:
             if not self.layers:
                 raise NetworkError(where, "the model has no MatMul, Gemm or Conv layer")
             c = state.shape[0]
@@ -1335,12 +1453,15 @@ class _Importer:
         tol = np.abs(sc) * _GRID_TOL
         if (sc > 0).all() and (sc == sc[0]).all() and (np.abs(off - off[0]) <= tol).all():
             pass  # the integer argmax is the float one (recorded only when the layer changes)
-        elif self.final is not None and self.final["index"] == len(self.layers) - 1:
+        elif self.final is not None and self.final["index"] == len(self.layers) - 1 and \
+                self.final["acc"].sums is None:
             self._order_logits(where)
         else:
             raise NetworkError(where, "cannot add an argmax: the classes have different float "
                                       "scales or offsets and the last layer has an activation")
         self.layers.append({"type": "argmax", "name": name})
+        self.inputs_of[name] = [self.out_layer]
+        self.out_layer = name
 
     def _order_logits(self, where):
         """Make the output layer's integer outputs ordered exactly as the float logits
@@ -1417,7 +1538,9 @@ class _Importer:
                                       f"{len(allv)} values the classes can take")
 
     def _last_compute(self) -> str:
-        return next(ly["name"] for ly in reversed(self.layers) if ly["type"] in ("dense", "conv2d"))
+        return next(ly["name"] for ly in reversed(self.layers)
+                    if ly["type"] in ("dense", "conv2d", "dwconv2d", "add", "concat", "avgpool2d",
+                                      "globalavgpool"))
 
     def _document(self) -> tuple[dict, dict]:
         from importlib.metadata import PackageNotFoundError, version
@@ -1439,6 +1562,9 @@ class _Importer:
             meta["input_float32_steps"] = self.stats["input_steps"]
         doc = {"version": 1, "name": self.name, "source": self.source, "metadata": meta,
                "input": self.input_doc, "layers": self.layers}
+        from .qonnx_graph import graph_document
+
+        doc = graph_document(doc, self.inputs_of, self.out_layer)
         return doc, {k: _compact(v) for k, v in self.arrays.items()}
 
 

@@ -316,11 +316,13 @@ def test_float_input_without_quantizer():
 
 
 def test_branching_graph():
+    """Fan-out is for quantized tensors (tests/test_qonnx_import_graph.py): the float input
+    read by two quantizers is refused in one line."""
     g = Graph()
-    xq = g.quant("x", 1.0, 4, True)
-    out = g.node("Add", [xq, g.node("Relu", [xq])], name="Add_0")
-    with pytest.raises(NetworkError, match=r"^nodes\[2\] \(Add_0\): unsupported op Add: tensor "
-                                           r"'Quant_0_out0' feeds 2 nodes \(only linear chains"):
+    out = g.node("Add", [g.quant("x", 1.0, 4, True), g.quant("x", 0.5, 4, True)], name="Add_0")
+    with pytest.raises(NetworkError, match=r"^nodes\[0\] \(Quant_0\): unsupported op Quant: tensor "
+                                           r"'global_in' feeds 2 nodes, and only a quantized tensor "
+                                           r"can \(this is the float input\)$"):
         import_qonnx(g.model([1, 4], out, [1, 4]))
 
 
