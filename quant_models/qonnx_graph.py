@@ -122,7 +122,7 @@ def residual_add(imp, i, node, where):
 # -- concat ----------------------------------------------------------------------------------------
 def concat(imp, i, node, where):
     """``Concat`` along the channels of quantized tensors on the same grid and of the same
-    integer type: one ``concat`` layer per further input."""
+    integer type: one ``concat`` layer of all of them."""
     sts = _ints(imp, node, where, "Concat")
     rank = len(sts[0].shape) + 1
     axis = int(_attrs(node).get("axis", 1))
@@ -143,15 +143,11 @@ def concat(imp, i, node, where):
             raise NetworkError(where, f"unsupported op Concat: inputs of different integer types, "
                                       f"{first.dtype} and {st.dtype}")
     name = node.name or f"Concat_{i}"
-    prev, shape, lo, hi = first.layer, tuple(first.shape), first.lo, first.hi
-    for k, st in enumerate(sts[1:], start=1):
-        lname = name if k == len(sts) - 1 else f"{name}_{k}"
-        imp.layers.append({"type": "concat", "name": lname})
-        imp.inputs_of[lname] = [prev, st.layer]
-        prev = lname
-        shape = (shape[0] + st.shape[0], *shape[1:])
-        lo, hi = min(lo, st.lo), max(hi, st.hi)
-    imp.env[node.output[0]] = replace(first, shape=shape, lo=lo, hi=hi, layer=prev,
+    imp.layers.append({"type": "concat", "name": name})
+    imp.inputs_of[name] = [st.layer for st in sts]
+    shape = (sum(st.shape[0] for st in sts), *first.shape[1:])
+    lo, hi = min(st.lo for st in sts), max(st.hi for st in sts)
+    imp.env[node.output[0]] = replace(first, shape=shape, lo=lo, hi=hi, layer=name,
                                       offset=np.float64(off))
 
 

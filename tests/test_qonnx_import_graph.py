@@ -213,6 +213,23 @@ def test_concat_of_two_branches():
     assert doc["layers"][3]["inputs"] == ["Conv_1", "Conv_2"]   # the 3×3 branch, then the 1×1
 
 
+def test_concat_of_three_branches_is_one_layer():
+    rng = np.random.default_rng(7)
+    print("seed", 7)
+    g = Graph()
+    xq = g.quant("x", 1 / 16, 4, False)
+    a = _act(g, _conv(g, xq, rng, 1, 4), 0.25)
+    bs = [_act(g, _conv(g, a, rng, 4, 3), 0.5, bn=3, rng=rng), _act(g, _conv(g, a, rng, 4, 2, k=1, pad=0), 0.5),
+          _act(g, _conv(g, a, rng, 4, 1, k=1, pad=0), 0.5)]
+    cat = g.node("Concat", bs, axis=1)
+    p = g.node("MaxPool", [cat], kernel_shape=[2, 2], strides=[2, 2])
+    out = _linear(g, g.node("Flatten", [p], axis=1), rng, 6 * 16, 10)
+    x, labels = _images(DIGITS, 300)
+    doc, _, _ = _check(g.model([1, 1, 8, 8], out, [1, 10]), x, labels)
+    assert [t for t, _ in _kinds(doc)] == ["conv2d", "conv2d", "conv2d", "conv2d", "concat", "maxpool2d", "dense"]
+    assert doc["layers"][4]["inputs"] == ["Conv_1", "Conv_2", "Conv_3"]
+
+
 def test_concat_on_different_grids_is_refused():
     rng = np.random.default_rng(7)
     g = Graph()
