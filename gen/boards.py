@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 from amaranth import Elaboratable, Module
@@ -127,11 +126,16 @@ def missing_tools(board: Board) -> list[str]:
     return [cmd for _, cmd in board.yowasp if _tool(cmd) is None]
 
 
-def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board") -> Path:
+def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board", *,
+                    progress=None) -> Path:
     """Run the board's build script in ``build_dir`` with the YoWASP tools; the bitstream path.
 
     Raises NetworkError when the tools are missing or the design does not fit the part.
+    ``progress(message)`` is told the tools' current step (:class:`gen.synth.ToolProgress`);
+    the log is ``build.log`` (:func:`gen.synth.parse_pnr_log` reads its Fmax).
     """
+    from .synth import run_tool
+
     if not board.yowasp:
         raise NetworkError("--bitstream", f"no open toolchain for the {board.title} ({board.part_title}); "
                                           f"the folder holds the build script for the vendor tools")
@@ -144,10 +148,9 @@ def build_bitstream(board: Board, build_dir: Path, name: str = "nomul_board") ->
     for var, cmd in board.yowasp:
         env[var] = _tool(cmd)
     script = "build_" + name + ".sh"
-    r = subprocess.run(["sh", script], cwd=build_dir, env=env, capture_output=True, text=True)
-    log = r.stdout + r.stderr
+    code, log = run_tool(["sh", script], build_dir, progress=progress, label=board.title, env=env)
     (build_dir / "build.log").write_text(log)
-    if r.returncode != 0:
+    if code != 0:
         if re.search(r"Unable to place|not enough|exceeds|Failed to place|too many|"
                      r"Design uses more|Cannot place", log, re.I):
             util = "\n".join(l for l in log.splitlines() if re.search(r"(ICESTORM|TRELLIS|SB_|_LC|LUT)", l)

@@ -10,7 +10,8 @@ exact in every geometry, :func:`steady_interval` runs the chain of blocks that
 :class:`gen.top.Accelerator` builds cycle by cycle, each block reduced to its control state and
 the rules of its ``valid``/``ready`` signals (mirroring ``elaborate`` of :mod:`hw.dwc`,
 :mod:`hw.fifo` (:class:`amaranth.lib.fifo.SyncFIFOBuffered`), :mod:`hw.mvu`, :mod:`hw.pool` and
-:mod:`hw.argmax`, :mod:`hw.pad`; the sliding window's is :class:`hw.swu.WindowTiming`), with the input always
+:mod:`hw.argmax`, :mod:`hw.pad`, :mod:`hw.pipeline`; the sliding window's is :class:`hw.swu.WindowTiming`), with
+the input always
 valid and the output always ready, until three frames in a row take the same number of cycles.
 
 Every block's ``o_valid`` is a register, so one cycle is: valids from the state, readies from the
@@ -109,6 +110,24 @@ class _Fifo:
             self.r_rdy = 0
 
 
+class _Pipe:
+    """:class:`hw.pipeline.StallPipeline` of ``stages`` registers (as in front of the running
+    best of :class:`hw.argmax.Argmax`)."""
+
+    def __init__(self, stages):
+        self.v = [0] * stages
+
+    def valid(self):
+        return self.v[-1]
+
+    def ready(self, o_ready):
+        return o_ready or not self.v[-1]
+
+    def step(self, i_valid, i_ready, o_ready):
+        if o_ready or not self.v[-1]:
+            self.v = [i_valid, *self.v[:-1]]
+
+
 class _MVU:
     """:class:`hw.mvu.MVU`: fold counters and the valid chain of its stall pipeline (only the
     last beat of a fold passes stage ``gate``)."""
@@ -183,6 +202,8 @@ def chain_models(accel) -> list:
             elif isinstance(b, VectorTrim):
                 models.append(_Count(b.ratio))
             elif isinstance(b, ArgmaxUnit):
+                if b.tree_stages:
+                    models.append(_Pipe(b.tree_stages))
                 models.append(_Count(b.beats_per_frame))
             else:
                 raise NoChainModel(f"no cycle-by-cycle model for {type(b).__name__}")

@@ -101,6 +101,8 @@ def _summary(con, est):
         err = (est.total("lut") - s["lut"]) / max(1, s["lut"])
         con.print(f"[bold]yosys[/bold]: LUT {s['lut']:,} (model {err:+.1%}), FF {s['ff']:,}, carry "
                   f"{s['carry']:,}, BRAM {s['bram']:,}, LUT-RAM {s['lutram']:,}, DSP {s['dsp']:,}")
+    if est.pnr is not None:
+        con.print(f"[bold]nextpnr[/bold] ({est.part.name}, serial-I/O wrapper): {est.pnr.summary()}")
     if est.part.family == "xilinx":
         con.print("Fmax: no open place-and-route for Xilinx 7-series here (nextpnr-xilinx is not on "
                   "PyPI); the default clock is assumed")
@@ -263,16 +265,12 @@ def run(args) -> int:
 
 
 def _run_tools(con, est, build, pnr):
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from .estimate import synthesize_estimate
+    from .synth import ToolProgress
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=con, transient=True, disable=not con.is_terminal) as bar:
-        task = bar.add_task("synthesis", total=None)
+    with ToolProgress(con, title="synthesis") as bar:
         try:
-            synthesize_estimate(est, build, pnr=pnr,
-                                progress=lambda msg: bar.update(task, description=msg))
+            synthesize_estimate(est, build, pnr=pnr, progress=bar.update)
         except RuntimeError as e:
             raise NetworkError("--pnr" if pnr and "nextpnr" in str(e) else "--synth",
                                str(e).splitlines()[0]) from None

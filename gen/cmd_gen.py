@@ -85,8 +85,12 @@ def run(args) -> int:
     after = None
     if args.bitstream:
         def after(tmp):
-            bit = build_bitstream(board, tmp / "board")
-            print(f"bitstream: {bit.name}")
+            from .synth import ToolProgress, parse_pnr_log
+
+            with ToolProgress(title=f"bitstream for the {board.title}") as bar:
+                bit = build_bitstream(board, tmp / "board", progress=bar.update)
+            pnr = parse_pnr_log((tmp / "board" / "build.log").read_text())
+            print(f"bitstream: {bit.name}; {pnr.summary()}")
     write_outputs(args.out, g.files, after=after, overwrite=args.overwrite,
                   inputs=inputs)
     print(g.plan.report())

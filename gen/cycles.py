@@ -28,7 +28,8 @@ beats to those of its output beats with its own timing rules:
   last pixel is written, into a half of the buffer that the window two before has left;
 * vector-vector unit: as a matrix-vector unit with one channel fold per vector (every beat
   comes from its stream);
-* max-pool window and argmax: the cycle after the window's / frame's last beat.
+* max-pool window: the cycle after the window's last beat; argmax: its tree's register stages
+  (:func:`hw.argmax.argmax_tree_stages`) plus one cycle after the frame's last beat.
 
 Back-pressure inside the chain is not modelled (every consumer is assumed ready when a beat
 is first valid), except that a matrix-vector unit takes a new vector only when it has issued

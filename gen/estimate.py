@@ -77,6 +77,8 @@ class Estimate:
     latency: int
     fmax_mhz: float | None = None
     synth: dict | None = None
+    #: The whole accelerator placed and routed (:class:`gen.synth.PnrResult`), with ``--pnr``.
+    pnr: object = None
 
     def total(self, key: str) -> int:
         return sum(lay.total(key) for lay in self.layers)
@@ -159,6 +161,12 @@ class Estimate:
             d["synth"] = self.synth
         if self.fmax_mhz is not None:
             d["fmax_mhz"] = self.fmax_mhz
+        if self.pnr is not None:
+            a, b = self.pnr.critical_blocks
+            d["pnr"] = {"critical_path": {"from": a, "to": b, "from_cell": self.pnr.critical_from,
+                                          "to_cell": self.pnr.critical_to},
+                        "utilisation": {k: {"used": u, "available": n}
+                                        for k, (u, n) in self.pnr.utilisation.items() if u}}
         return d
 
 
@@ -204,14 +212,17 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
 def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress=None) -> None:
     """Synthesize every block with Yosys for the part's family (``est.synth`` and each layer's
     ``synth``); with ``pnr``, also the whole accelerator, placed and routed with nextpnr for
-    the part (``est.fmax_mhz``). ``progress(message)`` is called before each step."""
-    from .synth import place_and_route, rtlil_text, synthesize
+    the part (``est.fmax_mhz``, ``est.pnr``) inside :class:`hw.serial_io.SerialIO`, so that any
+    accelerator fits the package's pins. ``progress(message)`` is called before each step and
+    with each tool's current pass."""
+    from .synth import place_and_route_block, rtlil_text, synthesize
 
     fam = est.part.family
     blocks = dict(est.accel.blocks)
     say = progress or (lambda msg: None)
     say(f"Yosys synth_{fam}: {len(blocks)} blocks")
-    res = synthesize({n: rtlil_text(b) for n, b in blocks.items()}, fam, build_dir)
+    res = synthesize({n: rtlil_text(b) for n, b in blocks.items()}, fam, build_dir,
+                     progress=progress)
     keys = ("lut", "ff", "carry", "bram", "lutram", "dsp")
     for lay, stage in zip(est.layers, est.accel.stages):
         lay.synth = {k: sum(getattr(res[b], k) for b in stage.blocks) for k in keys}
@@ -223,9 +234,8 @@ def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress
             from .errors import NetworkError
             raise NetworkError("--pnr", f"no open place-and-route for {est.part.name} "
                                         f"(nextpnr-xilinx is not on PyPI); use --synth alone")
-        say(f"Yosys synth_{fam}: whole accelerator")
-        name = "nomul_top"
-        synthesize({name: rtlil_text(est.accel)}, fam, build_dir, json_netlist=True)
-        say(f"nextpnr-{fam} --{est.part.device}")
-        r = place_and_route(f"{name}_{fam}.json", fam, est.part.device, est.part.package, build_dir)
+        say(f"Yosys synth_{fam}: whole accelerator in a serial-I/O wrapper")
+        r = place_and_route_block(est.accel, fam, est.part.device, est.part.package, build_dir,
+                                  progress=progress)
         est.fmax_mhz = r.fmax_mhz
+        est.pnr = r

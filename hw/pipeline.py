@@ -38,10 +38,14 @@ class StallPipeline:
         self.en = Signal(name=f"{name}_en")
         self._connected = False
 
-    def reg(self, m, value, *, name: str | None = None):
-        """A register that loads ``value`` when the pipeline advances (one stage of delay)."""
+    def reg(self, m, value, *, name: str | None = None, reset_less: bool = False):
+        """A register that loads ``value`` when the pipeline advances (one stage of delay).
+
+        ``reset_less``: no reset (a datapath register whose content only matters where the
+        valid chain, which is reset, says so), e.g. so that a block RAM's output register can
+        hold it (:func:`gen.synth.absorb_bram_output_registers`)."""
         value = Value.cast(value)
-        r = Signal(value.shape(), name=name or f"{self.name}_r")
+        r = Signal(value.shape(), name=name or f"{self.name}_r", reset_less=reset_less)
         with m.If(self.en):
             m.d.sync += r.eq(value)
         return r

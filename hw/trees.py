@@ -35,7 +35,7 @@ from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value, unsign
 
 from .pipeline import StallPipeline, spread_registers
 
-__all__ = ["popcount", "adder_tree", "counter_levels", "Counter", "CarryAdder",
+__all__ = ["popcount", "adder_tree", "counter_levels", "tree_depth", "LEVELS_PER_STAGE", "Counter", "CarryAdder",
            "keep_counter_hierarchy", "keep_counter_hierarchy_verilog", "COUNTER_OPS", "POPCOUNT_STYLES"]
 
 COUNTER_OPS = ("none", "xnor", "and")
@@ -180,6 +180,23 @@ def counter_levels(n: int, first_group: int = 6, group: int = 6) -> int:
         heights = _apply_plan(heights, _plan_level(heights, first_group if levels == 0 else group))
         levels += 1
     return levels
+
+
+#: Levels of a reduction tree (each a counter or an adder over the terms of the level below) that
+#: one pipeline stage holds, by LUT size: a LUT4 level of counters or of short adders is about a
+#: LUT and a route, a LUT6 level about as much, and three of them fit the cycle of the
+#: accelerator's other registered paths on 7-series.
+LEVELS_PER_STAGE = {4: 2, 6: 3}
+
+
+def tree_depth(width: int, lut_inputs: int) -> int:
+    """Pipeline registers for a reduction tree over ``width`` terms (bits of a popcount or
+    terms of an adder tree) on a family of ``lut_inputs``-input LUTs: its ``ceil(log2(width))``
+    levels (at least one), :data:`LEVELS_PER_STAGE` to a stage."""
+    if lut_inputs not in LEVELS_PER_STAGE:
+        raise ValueError(f"LUT inputs must be 4 or 6, not {lut_inputs!r}")
+    levels = max(1, (max(1, width) - 1).bit_length())
+    return -(-levels // LEVELS_PER_STAGE[lut_inputs])
 
 
 def popcount(m, pipe: StallPipeline, bits, *, depth: int = 0, op: str = "none",

@@ -314,7 +314,7 @@ class VVU(FoldedUnit):
         cf1 = pipe.reg(m, cf, name="cf1")
         w1 = wrp.data
         if self._weight_register:
-            w1 = pipe.reg(m, w1, name="w_reg")
+            w1 = pipe.reg(m, w1, name="w_reg", reset_less=True)
             a1 = pipe.reg(m, a1, name="a_reg")
             first1 = pipe.reg(m, first1, name="first1_reg")
             last1 = pipe.reg(m, last1, name="last1_reg")

@@ -115,6 +115,7 @@ def test_maxpool(dt, seed):
 @pytest.mark.parametrize("shape,elems,dt", [
     ((10,), 1, DType.int(3)), ((12,), 4, DType.uint(2)), ((9,), 3, DType.onehot(2, signed=True)),
     ((4, 2, 3), 2, DType.uint(2)), ((3, 2, 2), 3, DType.bipolar()), ((7,), 7, DType.int(12)),
+    ((20,), 10, DType.uint(1)), ((4, 1, 2), 4, DType.int(2)),
 ])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_argmax_ties(shape, elems, dt, seed):

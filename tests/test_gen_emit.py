@@ -244,3 +244,4 @@ def test_bitstream_ice40(tmp_path):
                         "--board", "icebreaker", "--bitstream"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "board" / "nomul_board.bin").is_file()
+    assert "bitstream: nomul_board.bin; Fmax " in r.stdout and " MHz" in r.stdout

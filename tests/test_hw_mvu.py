@@ -288,7 +288,7 @@ def test_mvu_threshold_search(case):
     dut = MVU(**kw, threshold_mode="search")
     assert dut.threshold_mode == "search" and par.threshold_mode == "parallel"
     assert dut.activation_latency == t.bit_length()
-    assert dut.latency == par.latency + t.bit_length() - 1
+    assert dut.latency == par.latency - par.activation_latency + t.bit_length()
     X = random_values(rng, adt, (6, mw))
     X[0], X[1] = adt.min, adt.max
     got, _, _ = run_mvu(dut, X, rng, gap=0.3, stall=0.3)

@@ -83,7 +83,10 @@ class ArgmaxOp(LayerOp):
         return StageBuild(1, unit.index_dtype, 1)
 
     def timing(self, node, lp, stage, t, k_in):
+        from hw.argmax import argmax_tree_stages
+
         from .. import cycles as cm
 
-        t = cm.dwc_timing(t, k_in, self.elems(node, k_in))
-        return cm.groups_timing(t, len(t))
+        k = self.elems(node, k_in)
+        t = cm.dwc_timing(t, k_in, k)
+        return cm.groups_timing(cm.serial(t) + argmax_tree_stages(k), len(t))

