@@ -183,7 +183,8 @@ def markdown(res: dict) -> str:
             f"frames/s ({iv['ratio_one_per_call']:,.1f}×). Top-1 equal on {iv['top1_agree']} of "
             f"{iv['top1_compared']} images. Both share whatever else the machine runs (during the "
             f"published run, a Yosys/nextpnr benchmark on the same 2 cores), which is why they alternate: "
-            f"the ratio is the figure to read. Rerun this alone: `{COMMAND} --interleaved-only`. (This replaces an earlier 428–3,856× claim, which set a "
+            f"the ratio is the figure to read. Rerun this alone: `{COMMAND} --interleaved-only`. "
+            f"(This replaces an earlier 428–3,856× claim, which set a "
             f"random MLP per MAC kind against a qonnx run measured apart, at a time of heavy load.)")
         lines.append("")
     elif "fps" in q:
