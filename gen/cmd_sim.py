@@ -207,8 +207,17 @@ def _simulate(con, sources, streams, values, expected, work, args, n, resets=())
               waves=args.waves, keep_outputs=True, reset_at_frame=list(resets))
     if not con.is_terminal:
         return cosimulate(sources, streams, values, expected, **kw)
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=con, transient=True) as bar:
-        task = bar.add_task("sim", total=n)
-        return cosimulate(sources, streams, values, expected,
-                          progress=lambda k: bar.update(task, completed=k), **kw)
+        # the build (Verilator: about a minute) as a step of its own, with its time; then frames
+        build = bar.add_task(f"building the simulator ({args.sim})", total=None)
+        task = None
+
+        def step(name):
+            nonlocal task
+            if name == "run":
+                bar.update(build, total=1, completed=1)
+                task = bar.add_task("simulating frames", total=n)
+
+        return cosimulate(sources, streams, values, expected, stage=step,
+                          progress=lambda k: task is not None and bar.update(task, completed=k), **kw)

@@ -38,7 +38,7 @@ def open_client(scheduler: str | None, workers: int | None = None):
         yield client
 
 
-def progress_bar(description: str):
+def progress_bar(description: str = "{task.description}"):
     """A rich progress bar of tasks done / total (on stderr; quiet when it is not a terminal)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -46,7 +46,7 @@ import numpy as np
 from .errors import NetworkError
 
 __all__ = ["STYLES", "RESOURCES", "NetBlob", "net_blob", "tool_versions", "Cache", "stage_cost",
-           "stage_task", "Folding", "foldings", "StageTable", "estimate_batch", "lut_sites_of",
+           "stage_task", "io_bits", "Folding", "foldings", "StageTable", "estimate_batch", "lut_sites_of",
            "Sweep", "sweep", "pareto_front", "check_candidate", "verify_task", "network_variant"]
 
 #: Weight-memory styles explored per foldable layer (``auto``: the layer's memory has no
@@ -597,26 +597,65 @@ def check_candidate(sw: Sweep, n: int) -> dict:
 
 
 def verify_task(blob: NetBlob, fold: dict, styles: dict, target: str, versions: dict,
-                cache_dir=None) -> dict:
-    """Synthesize one design with Yosys (every block; :func:`gen.estimate.synthesize_estimate`):
-    the model's and Yosys's totals. A task, cached like :func:`stage_task`."""
-    from .estimate import estimate_network, synthesize_estimate
+                cache_dir=None, pnr: bool = True) -> dict:
+    """Synthesize one design with Yosys (every block, as ``nomul estimate --synth``:
+    :func:`gen.estimate.synthesize_estimate`) and, with ``pnr`` where the family has an open
+    place-and-route, place and route the whole accelerator with nextpnr for its Fmax. A task,
+    cached like :func:`stage_task`.
 
-    key = task_key("verify", blob.hash, fold, styles, target, versions)
+    Returns ``{"model", "yosys", "interval", "fmax_mhz", "fmax_note", "seconds"}``: the model's
+    and Yosys's totals (resources of :data:`RESOURCES` and ``lut_sites``), the cycles per frame,
+    the Fmax nextpnr reaches (None when not measured, ``fmax_note`` saying why: no open
+    place-and-route for the family, nextpnr not installed, or nextpnr failed, e.g. the bare
+    accelerator's streams need more pins than the package has) and the seconds the tools took.
+    A Yosys failure is ``{"error": message}``, not an exception, so one design does not stop a
+    sweep.
+    """
+    import time
+
+    from .estimate import estimate_network, synthesize_estimate
+    from .synth import find_tool
+
+    key = task_key("verify", blob.hash, fold, styles, target, versions, pnr)
     cache = Cache(cache_dir)
     hit = cache.get(key)
     if hit is not None:
         return hit
+    t0 = time.perf_counter()
     est = estimate_network(network_variant(load_blob(blob), styles), target=target, fold=fold)
+    fam = est.part.family_record
+    note = None
+    if not pnr:
+        note = "place and route not asked for"
+    elif fam.pnr is None:
+        note = f"no open place-and-route for {est.part.family} (nextpnr-xilinx is not on PyPI)"
+    elif find_tool(fam.pnr.split()[0]) is None:
+        note = f"{fam.pnr.split()[0]} is not installed (pip install 'nomul[synth]')"
     # beside the cache (or here), as `nomul estimate --synth` does: not an absolute /tmp path
     base = Path(cache_dir) if cache_dir is not None else Path.cwd()
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".nomul-verify-", dir=base) as d:
-        synthesize_estimate(est, d)
+        try:
+            synthesize_estimate(est, d, pnr=note is None)
+        except RuntimeError as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if est.synth is None:
+                return {"error": msg, "seconds": time.perf_counter() - t0}
+            note = f"{msg} ({io_bits(est.accel)} top-level I/O bits)"
     res = {"model": {r: est.total(r) for r in RESOURCES} | {"lut_sites": est.lut_sites},
-           "yosys": {k: int(v) for k, v in est.synth.items() if k in (*RESOURCES, "lut_sites")}}
+           "yosys": {k: int(v) for k, v in est.synth.items() if k in (*RESOURCES, "lut_sites")},
+           "interval": int(est.interval), "fmax_mhz": est.fmax_mhz, "fmax_note": note,
+           "seconds": round(time.perf_counter() - t0, 3)}
     cache.put(key, res)
     return res
+
+
+def io_bits(component) -> int:
+    """The bits of a component's top-level ports (the pins a bare accelerator needs, clock and
+    reset aside)."""
+    from amaranth.hdl import Shape
+
+    return sum(Shape.cast(member.shape).width for _, member, _ in component.signature.flatten(component))
 
 
 def default_cache_dir() -> Path:

