@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -368,6 +368,7 @@ class Accelerator(wiring.Component):
         m = Module()
         for name, block, _ in self._blocks:
             m.submodules[name] = block
+            _name_streams(name, block)
         for src, dst in self._links:
             if src is _IN:
                 m.d.comb += [dst.payload.eq(self.i_stream.payload.data),
@@ -383,6 +384,29 @@ class Accelerator(wiring.Component):
             else:
                 wiring.connect(m, src, dst)
         return m
+
+
+def _name_streams(name: str, block) -> None:
+    """Name the signals of ``block``'s stream ports after the block: ``o_stream`` of ``l0_mvu``
+    becomes ``l0_mvu__o_valid``, ``l0_mvu__o_ready`` and ``l0_mvu__o_payload``; ``i_stream`` and
+    ``i_stream<j>`` become ``…__i_…`` and ``…__i<j>_…``, a fork's ``o_streams[j]`` ``…__o<j>_…``.
+
+    The accelerator reads and drives these signals, so they are wires of its own module too,
+    where Amaranth would otherwise tell the blocks' ``i_stream__valid`` apart as
+    ``i_stream__valid$10``, ``$11``, … — unreadable in a waveform (``nomul sim --waves``)."""
+    ports = []
+    for pname in ("i_stream", "o_stream"):
+        if hasattr(block, pname):
+            ports.append((pname[0], getattr(block, pname)))
+    j = 0
+    while hasattr(block, f"i_stream{j}"):
+        ports.append((f"i{j}", getattr(block, f"i_stream{j}")))
+        j += 1
+    for j, port in enumerate(getattr(block, "o_streams", ())):
+        ports.append((f"o{j}", port))
+    for label, port in ports:
+        for field in ("payload", "valid", "ready"):
+            Value.cast(getattr(port, field)).name = f"{name}__{label}_{field}"
 
 
 def frame_last(m, port, beats: int):
