@@ -45,8 +45,7 @@ def check_fit(accel, board: Board) -> dict:
     cannot fit the board's part; else return resource → {needed, available}."""
     from .estimate import estimate_network
 
-    fold = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in accel.plan.layers if lp.pe}
-    est = estimate_network(accel.net, target=board.part, fold=fold)
+    est = estimate_network(accel.net, target=board.part, fold=accel.plan.fold_dict())
     fit = est.fit()
     if not est.fits:
         short = ", ".join(f"about {n:,} {k.upper()} needed, {a:,} available"

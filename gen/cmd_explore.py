@@ -96,9 +96,12 @@ def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None,
         else:
             verified = _verify(sw, _spread(front, verify), client, cache_dir, target, pnr,
                                verify_progress)
-    cols = ["network", "folding", "styles", "interval", "fps", *ex.RESOURCES, "lut_sites", "feasible"]
+    cols = ["network", "folding", "styles", "tree_depths", "interval", "fps", *ex.RESOURCES, "lut_sites",
+            "feasible"]
     rows = [[int(sw.net_of[n]), int(sw.spaces[sw.net_of[n]].folding[sw.local[n]]),
-             sw.spaces[sw.net_of[n]].styles[sw.local[n]], int(sw.interval[n]), round(float(sw.fps[n]), 3),
+             sw.spaces[sw.net_of[n]].styles[sw.local[n]],
+             "/".join("-" if d is None else str(d) for d in sw.spaces[sw.net_of[n]].depths[sw.local[n]]),
+             int(sw.interval[n]), round(float(sw.fps[n]), 3),
              *[int(v) for v in sw.totals[n]], int(sw.lut_sites[n]), bool(ok[n])] for n in range(len(sw))]
     doc = {
         "format": "nomul-explore", "version": 1, "target": part.name, "family": part.family,
@@ -142,7 +145,7 @@ def _verify(sw, picks, client, cache_dir, target, pnr, progress) -> list[dict]:
     calls = []
     for n in picks:
         sp = sw.spaces[sw.net_of[n]]
-        fold = sp.foldings[sp.folding[sw.local[n]]].fold_dict(sp.net)
+        fold = sw.fold_of(n)
         styles = sw.style_map(n)
         calls.append((ex.task_key("verify", sp.blob.hash, fold, styles, target, versions, pnr), ex.verify_task,
                       (sp.blob, fold, styles, target, versions, None if cache_dir is None else str(cache_dir),
@@ -315,7 +318,8 @@ def _print_summary(doc, sw):
     for c in ("#", "network", "frames/s", "cycles/frame", "LUT sites", "FF", "BRAM", "weights", "folding"):
         tab.add_column(c, justify="left" if c in ("network", "weights", "folding") else "right", no_wrap=True)
     for c in doc["front"]:
-        fold = " ".join(f"{v['pe']}×{v['simd']}" for v in c["fold"].values())
+        fold = " ".join(f"{v['pe']}×{v['simd']}" + (f"·d{v['tree_depth']}" if "tree_depth" in v else "")
+                        for v in c["fold"].values())
         tab.add_row(str(c["id"]), c["network"], f"{c['fps']:,.0f}", f"{c['interval']:,}", f"{c['lut_sites']:,}",
                     f"{c['ff']:,}", f"{c['bram']:,}", c["styles"], fold)
     con.print(tab)

@@ -89,7 +89,9 @@ def run(args) -> int:
         from .load import load_network
 
         net = load_network(net_path)
-        fold = {lay["name"]: {"pe": lay["pe"], "simd": lay["simd"]} for lay in manifest["layers"] if lay.get("pe")}
+        fold = {lay["name"]: {"pe": lay["pe"], "simd": lay["simd"],
+                              **({"tree_depth": lay["tree_depth"]} if "tree_depth" in lay else {})}
+                for lay in manifest["layers"] if lay.get("pe")}
         if estimate is None:
             estimate = estimate_network(net, target=target, fold=fold).to_json()
         if not args.no_kinds:

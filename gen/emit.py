@@ -102,6 +102,8 @@ def _layer_json(layer, lp, stage) -> dict:
     d.update({"cycles_per_frame": lp.cycles, "cycles_parts": dict(lp.parts),
               "latency": stage.latency, "fifo_depth": stage.fifo_depth,
               "in_fifo_depth": stage.in_fifo_depth, "blocks": list(stage.blocks)})
+    if stage.tree_depth is not None:
+        d["tree_depth"] = stage.tree_depth
     return d
 
 
@@ -245,8 +247,7 @@ def _report(net, plan, accel, manifest, board) -> str:
     from .targets import PARTS
 
     part = board.part if board is not None else next(p for p in PARTS.values() if p.family == accel.family).name
-    fold = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in plan.layers if lp.pe}
-    est = estimate_network(net, target=part, fold=fold)
+    est = estimate_network(net, target=part, fold=plan.fold_dict())
     return render_report(manifest, estimate=est.to_json())
 
 

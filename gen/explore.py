@@ -8,8 +8,16 @@ The space
     its cheapest folding meeting T (:func:`gen.plan.plan_network` with ``fold="auto"``): the
     *interval-balanced* foldings. Each foldable layer's weights then go to block RAM
     (``block``), to logic (``logic``) or where Yosys puts them (``auto``); styles that the model
-    prices the same for a layer are counted once. A candidate is one folding and one style per
-    foldable layer.
+    prices the same for a layer are counted once. The pipeline depth of the reduction trees of
+    every matrix-vector unit is the default (:func:`hw.trees.tree_depth` of its SIMD and the
+    family's LUT size) plus one of :data:`DEPTH_OFFSETS`, the same offset for every layer (so
+    each compute layer gets 3 depths, without multiplying the space by 3 per layer). A candidate
+    is one folding, one depth offset and one style per foldable layer.
+
+    The area model's LUT features do not depend on the depth; its pipeline registers are priced
+    as flip-flops (counted in the blocks as built). Neither the interval nor the Fmax the model
+    assumes depends on it: the depth shows in the first-frame latency and in the Fmax that
+    ``--verify`` measures with nextpnr.
 
 The model, fast
     The area model prices each block on its own, so a layer's resources depend only on its
@@ -54,8 +62,10 @@ __all__ = ["STYLES", "RESOURCES", "NetBlob", "net_blob", "tool_versions", "Cache
 STYLES = ("auto", "block", "logic")
 #: The resources a candidate is priced in (columns of the stage tables).
 RESOURCES = ("lut", "ff", "carry", "bram", "lutram")
+#: Offsets to the default reduction-tree depth explored (one per candidate, for every layer).
+DEPTH_OFFSETS = (0, -1, 1)
 #: Bumped when what a stage task computes changes (part of every cache key).
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 
 # -- networks as task inputs -----------------------------------------------------------------------
@@ -168,6 +178,7 @@ class _PricedStage:
     def __init__(self, index: int, factory):
         self.index, self.factory = index, factory
         self.blocks: list[tuple[str, object, object]] = []
+        self.mvu_depth: int | None = None   # the reduction-tree depth of the MVU built
 
     def add(self, suffix, block, params=None):
         from hw.pipeline import mark_used
@@ -193,14 +204,16 @@ class _PricedStage:
         block = StreamFIFO(width=width, depth=depth)
         self.add(suffix, block, lambda: area.fifo_params(block))
 
-    def mvu(self, layer, *, pe: int, simd: int, matrix):
+    def mvu(self, layer, *, pe: int, simd: int, matrix, tree_depth: int | None = None):
         from .ops.compute import mvu_area_params
 
+        extra = {} if tree_depth is None else {"tree_depth": tree_depth}
         try:
-            mvu = self.factory(layer, pe=pe, simd=simd, matrix=matrix)
+            mvu = self.factory(layer, pe=pe, simd=simd, matrix=matrix, **extra)
         except ValueError as e:
             raise NetworkError(f"layers[{self.index}]", f"cannot build the matrix-vector unit: {e}") from None
         self.add("mvu", mvu, lambda: mvu_area_params(mvu))
+        self.mvu_depth = mvu.depth
         return mvu
 
 
@@ -213,9 +226,13 @@ def _tensor_dtype(net, tensor):
 def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, family: str,
                coeffs=None) -> dict:
     """The resources of layer ``index``'s stage (its blocks and the FIFO after it) receiving
-    ``k_in`` elements per beat, folded ``pe`` × ``simd``: ``{style: [lut, ff, carry, bram,
-    lutram]}`` for every style of :data:`STYLES` (``{"-": [...]}`` for a layer with no weights),
-    and ``cycles``, the layer's cycles per frame."""
+    ``k_in`` elements per beat, folded ``pe`` × ``simd``.
+
+    Returns ``cycles`` (the layer's cycles per frame), ``out_elems`` and ``depths``: for every
+    offset of :data:`DEPTH_OFFSETS` (as a string; only ``"0"`` for a layer with no
+    matrix-vector unit) ``{"tree_depth": d or None, "styles": {style: [lut, ff, carry, bram,
+    lutram]}}``, a row for every style of :data:`STYLES` (``"-"`` for a layer with no
+    weights)."""
     from . import area
     from .ops import op_for
     from .plan import LayerPlan, layer_parts
@@ -227,26 +244,38 @@ def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, fam
     parts, out = layer_parts(layer, k_in, pe, simd)
     parts = tuple((n, c) for n, c in parts if c)
     cycles = max(c for _, c in parts)
-    lp = LayerPlan(index, layer.name, layer.kind, pe, simd, k_in, out, cycles, parts, "explore")
-    stage = _PricedStage(index, mvu_factory_for(family))
-    b = op.hardware(layer, lp, k_in, _tensor_dtype(net, layer.inputs[0]), stage)
-    if b.fifo_depth is not None and net.consumers(layer.name):
-        stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=b.fifo_depth)
-    priced = []
-    for _, comp, params in stage.blocks:
-        p = params() if callable(params) else params
-        priced.append((p, area.register_bits(comp)))
-    styles = STYLES if op.foldable else ("-",)
-    out_d = {"cycles": int(cycles), "out_elems": int(out), "styles": {}}
-    for s in styles:
-        tot = np.zeros(len(RESOURCES), dtype=np.int64)
-        for p, ffb in priced:
-            if p["block"] == "mvu" and s != "-":
-                p = {**p, "ram_style": None if s == "auto" else s}
-            e = area.estimate(p, family, coeffs=coeffs, ff_bits=ffb)
-            tot += [getattr(e, r) for r in RESOURCES]
-        out_d["styles"][s] = [int(v) for v in tot]
-    return out_d
+    factory = mvu_factory_for(family)
+
+    def price(tree_depth):
+        lp = LayerPlan(index, layer.name, layer.kind, pe, simd, k_in, out, cycles, parts, "explore",
+                       tree_depth)
+        stage = _PricedStage(index, factory)
+        b = op.hardware(layer, lp, k_in, _tensor_dtype(net, layer.inputs[0]), stage)
+        if b.fifo_depth is not None and net.consumers(layer.name):
+            stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=b.fifo_depth)
+        priced = []
+        for _, comp, params in stage.blocks:
+            p = params() if callable(params) else params
+            priced.append((p, area.register_bits(comp)))
+        rows = {}
+        for s in STYLES if op.foldable else ("-",):
+            tot = np.zeros(len(RESOURCES), dtype=np.int64)
+            for p, ffb in priced:
+                if p["block"] == "mvu" and s != "-":
+                    p = {**p, "ram_style": None if s == "auto" else s}
+                e = area.estimate(p, family, coeffs=coeffs, ff_bits=ffb)
+                tot += [getattr(e, r) for r in RESOURCES]
+            rows[s] = [int(v) for v in tot]
+        return stage.mvu_depth, rows
+
+    d0, rows = price(None)
+    depths = {"0": {"tree_depth": d0, "styles": rows}}
+    if d0 is not None:
+        for off in DEPTH_OFFSETS:
+            if off and d0 + off >= 0:
+                d, rows = price(d0 + off)
+                depths[str(off)] = {"tree_depth": d, "styles": rows}
+    return {"cycles": int(cycles), "out_elems": int(out), "depths": depths}
 
 
 def stage_task(blob: NetBlob, index: int, k_in: int, pe, simd, family: str, versions: dict,
@@ -358,6 +387,7 @@ class NetSpace:
     folding: np.ndarray       # (N,) folding of each candidate
     idx: np.ndarray           # (N, layers) rows into the tables
     styles: list              # (N,) the style of each foldable layer, "auto/block/…"
+    depths: list = dataclasses.field(default_factory=list)  # (N,) per layer: tree depth or None
 
 
 @dataclass
@@ -390,8 +420,21 @@ class Sweep:
              "styles": sp.styles[j], "interval": int(self.interval[n]), "fps": float(self.fps[n]),
              "lut_sites": int(self.lut_sites[n])}
         d.update({r: int(v) for r, v in zip(RESOURCES, self.totals[n], strict=True)})
-        d["fold"] = f.fold_dict(sp.net)
+        d["tree_depths"] = [t for t, (_, pe, _) in zip(sp.depths[j], f.stages, strict=True) if pe]
+        d["fold"] = self.fold_of(n)
         return d
+
+    def fold_of(self, n: int) -> dict:
+        """Candidate ``n``'s folding as a folding mapping (``fold=`` of
+        :func:`gen.plan.plan_network`): ``pe``, ``simd`` and ``tree_depth`` of every folded layer
+        with a matrix-vector unit."""
+        sp = self.spaces[self.net_of[n]]
+        j = self.local[n]
+        fold = sp.foldings[sp.folding[j]].fold_dict(sp.net)
+        for layer, d in zip(sp.net.layers, sp.depths[j], strict=True):
+            if d is not None and layer.name in fold:
+                fold[layer.name]["tree_depth"] = d
+        return fold
 
     def style_map(self, n: int) -> dict:
         """Layer name → ram_style (None for auto) of candidate ``n``'s foldable layers."""
@@ -460,33 +503,41 @@ def _space(blob, net, folds, priced: dict) -> NetSpace:
         keys, rows = [], []
         for f in folds:
             k_in, pe, simd = f.stages[i]
-            res = priced[(i, k_in, pe, simd)]
-            for s, v in res["styles"].items():
-                key = (k_in, pe, simd, s)
-                if key not in keys:
-                    keys.append(key)
-                    rows.append(v)
+            for off, var in priced[(i, k_in, pe, simd)]["depths"].items():
+                for s, v in var["styles"].items():
+                    key = (k_in, pe, simd, off, s)
+                    if key not in keys:
+                        keys.append(key)
+                        rows.append(v)
         tables.append(StageTable(i, keys, np.array(rows, dtype=np.int64).reshape(len(rows), len(RESOURCES))))
         row_of.append({k: j for j, k in enumerate(keys)})
     foldable = [i for i, layer in enumerate(net.layers) if op_for(layer).foldable]
-    fold_ids, idx_rows, styles = [], [], []
+    fold_ids, idx_rows, styles, depths = [], [], [], []
     for fi, f in enumerate(folds):
-        choices = []   # per layer: the rows (distinct priced variants) and their style labels
-        for i in range(len(net.layers)):
-            k_in, pe, simd = f.stages[i]
-            res = priced[(i, k_in, pe, simd)]["styles"]
-            opts, seen = [], set()
-            for s, v in res.items():
-                if tuple(v) not in seen:
-                    seen.add(tuple(v))
-                    opts.append((row_of[i][(k_in, pe, simd, s)], s))
-            choices.append(opts)
-        for combo in itertools.product(*choices):
-            fold_ids.append(fi)
-            idx_rows.append([r for r, _ in combo])
-            styles.append("/".join(combo[i][1] for i in foldable))
+        offsets = sorted({int(o) for i in range(len(net.layers))
+                          for o in priced[(i, *f.stages[i])]["depths"]}, key=DEPTH_OFFSETS.index)
+        for off in offsets:
+            choices = []   # per layer: the rows (distinct priced variants) and their style labels
+            tree = []
+            for i in range(len(net.layers)):
+                k_in, pe, simd = f.stages[i]
+                by_off = priced[(i, k_in, pe, simd)]["depths"]
+                o = str(off) if str(off) in by_off else "0"   # a layer with no MVU: its only one
+                var = by_off[o]
+                tree.append(var["tree_depth"])
+                opts, seen = [], set()
+                for s, v in var["styles"].items():
+                    if tuple(v) not in seen:
+                        seen.add(tuple(v))
+                        opts.append((row_of[i][(k_in, pe, simd, o, s)], s))
+                choices.append(opts)
+            for combo in itertools.product(*choices):
+                fold_ids.append(fi)
+                idx_rows.append([r for r, _ in combo])
+                styles.append("/".join(combo[i][1] for i in foldable))
+                depths.append(tuple(tree))
     idx = np.array(idx_rows, dtype=np.int64).reshape(len(idx_rows), len(net.layers))
-    return NetSpace(blob, net, folds, tables, np.array(fold_ids, dtype=np.int64), idx, styles)
+    return NetSpace(blob, net, folds, tables, np.array(fold_ids, dtype=np.int64), idx, styles, depths)
 
 
 def _same_blob(blob: NetBlob) -> NetBlob:
@@ -587,9 +638,8 @@ def check_candidate(sw: Sweep, n: int) -> dict:
     from .estimate import estimate_network
 
     sp = sw.spaces[sw.net_of[n]]
-    f = sp.foldings[sp.folding[sw.local[n]]]
     est = estimate_network(network_variant(sp.net, sw.style_map(n)), target=sw.part.name,
-                           fold=f.fold_dict(sp.net))
+                           fold=sw.fold_of(n))
     exact = {r: est.total(r) for r in RESOURCES} | {"lut_sites": est.lut_sites, "interval": est.interval}
     model = {r: int(v) for r, v in zip(RESOURCES, sw.totals[n], strict=True)}
     model |= {"lut_sites": int(sw.lut_sites[n]), "interval": int(sw.interval[n])}

@@ -96,6 +96,7 @@ class Compute:
     pe: int | None = None
     simd: int | None = None
     ram_style: str | None = None
+    tree_depth: int | None = None  # pipeline registers of the MVU's reduction trees (None: default)
     inputs: tuple[str, ...] = ()  # the tensors it reads (layer names, or INPUT)
 
     @property

@@ -23,8 +23,12 @@ from .errors import NetworkError
 from .ir import INPUT, Network
 from .ops import op_for
 from .ops.compute import check_folding
+from .schema import MAX_TREE_DEPTH
 
 __all__ = ["LayerPlan", "Plan", "plan_network", "load_fold_file", "DEFAULT_LANES", "divisors"]
+
+#: The keys of a layer in a folding file.
+FOLD_KEYS = ("pe", "simd", "tree_depth")
 
 #: Without a target, the default aims for about this many lanes in the largest layer.
 DEFAULT_LANES = 64
@@ -36,7 +40,9 @@ class LayerPlan:
 
     ``in_elems`` is the number of elements per beat that the previous stage delivers;
     ``out_elems`` the number this layer sends on. ``cycles`` (per frame) is the largest of
-    ``parts`` (name → cycles per frame).
+    ``parts`` (name → cycles per frame). ``tree_depth`` is the pipeline registers of the
+    matrix-vector unit's reduction trees, where the folding file or the network file sets it
+    (None: :func:`gen.top.mvu_factory_for` picks it from SIMD and the family's LUT size).
     """
 
     index: int
@@ -49,6 +55,7 @@ class LayerPlan:
     cycles: int
     parts: tuple[tuple[str, int], ...]
     source: str  # where the folding came from: "file", "network", "auto" or "fixed"
+    tree_depth: int | None = None
 
     @property
     def lanes(self) -> int:
@@ -66,6 +73,13 @@ class Plan:
     def interval(self) -> int:
         """Cycles per frame in steady state: the slowest layer's."""
         return max(lp.cycles for lp in self.layers)
+
+    def fold_dict(self) -> dict[str, dict[str, int]]:
+        """The folding as a folding mapping (``fold=`` of :func:`plan_network`): ``pe``, ``simd``
+        and, where set, ``tree_depth`` of every folded layer."""
+        return {lp.name: {"pe": lp.pe, "simd": lp.simd,
+                          **({"tree_depth": lp.tree_depth} if lp.tree_depth is not None else {})}
+                for lp in self.layers if lp.pe}
 
     @property
     def bottleneck(self) -> LayerPlan:
@@ -94,7 +108,9 @@ def divisors(n: int) -> list[int]:
 
 # -- folding files -------------------------------------------------------------------------------
 def load_fold_file(path) -> dict[str, dict[str, int]]:
-    """Read a folding file: a mapping of layer name to ``{pe: int, simd: int}`` (either optional)."""
+    """Read a folding file: a mapping of layer name to ``{pe: int, simd: int, tree_depth: int}``
+    (each optional; ``tree_depth``, 0 to :data:`gen.schema.MAX_TREE_DEPTH`, is the pipeline
+    registers of the layer's reduction trees)."""
     from .safeio import read_json, read_yaml
 
     p = Path(path)
@@ -117,9 +133,13 @@ def check_fold(data) -> dict[str, dict[str, int]]:
             raise NetworkError(f"fold.{name}", f"expected a mapping with pe and/or simd, found "
                                                f"{type(spec).__name__}")
         for k, v in spec.items():
-            if k not in ("pe", "simd"):
-                raise NetworkError(f"fold.{name}.{k}", "unknown key (expected pe or simd)")
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if k not in FOLD_KEYS:
+                raise NetworkError(f"fold.{name}.{k}", "unknown key (expected pe, simd or tree_depth)")
+            if k == "tree_depth":
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_TREE_DEPTH:
+                    raise NetworkError(f"fold.{name}.{k}", f"expected an integer from 0 to "
+                                                           f"{MAX_TREE_DEPTH}, found {v!r}")
+            elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise NetworkError(f"fold.{name}.{k}", f"expected a positive integer, found {v!r}")
         out[str(name)] = dict(spec)
     return out
@@ -218,7 +238,8 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
     if fold != "auto":
         for i, layer in enumerate(net.layers):
             if op_for(layer).foldable:
-                d = {k: v for k, v in (("pe", layer.pe), ("simd", layer.simd)) if v is not None}
+                d = {k: v for k, v in (("pe", layer.pe), ("simd", layer.simd),
+                                       ("tree_depth", getattr(layer, "tree_depth", None))) if v is not None}
                 if d:
                     given[i], sources[i] = d, "network"
         if isinstance(fold, dict):
@@ -236,7 +257,8 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
             raise NetworkError("--fold", f"expected 'auto' or a folding file, found {fold!r}")
     for i, d in given.items():
         for f, v in d.items():
-            _check_divides(i, net.layers[i], f, v)
+            if f != "tree_depth":
+                _check_divides(i, net.layers[i], f, v)
 
     # the input of a vector network: SIMD per beat of the first layer that reads it (chosen below)
     input_elems = net.input.shape[0] if len(net.input.shape) == 3 else None
@@ -263,7 +285,7 @@ def plan_network(net: Network, *, fold=None, target_cycles: int | None = None) -
                 pe, simd = _auto(i, layer, k[src_tensor], target, pe, simd, strict)
                 if src != "auto" and (g.get("pe") is None or g.get("simd") is None):
                     src += "+auto"
-            lp = _layer_plan(i, layer, k[src_tensor], pe, simd, src)
+            lp = replace(_layer_plan(i, layer, k[src_tensor], pe, simd, src), tree_depth=g.get("tree_depth"))
         else:
             for t in layer.inputs:
                 if t not in k:

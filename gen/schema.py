@@ -23,6 +23,9 @@ MAX_DIM = 1 << 16
 VERSIONS = (1, 2)
 
 Dim = Annotated[StrictInt, Field(ge=1, le=MAX_DIM)]
+#: The most pipeline registers a reduction tree may be given (``tree_depth``).
+MAX_TREE_DEPTH = 16
+TreeDepth = Annotated[StrictInt, Field(ge=0, le=MAX_TREE_DEPTH)]
 Pair = Dim | tuple[Dim, Dim]
 NonNegPair = Annotated[StrictInt, Field(ge=0, le=64)] | tuple[
     Annotated[StrictInt, Field(ge=0, le=64)], Annotated[StrictInt, Field(ge=0, le=64)]]

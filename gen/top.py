@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -74,6 +74,8 @@ class StageInfo:
     join_fifo_depths: tuple[int | None, ...] = ()
     #: A join's inputs: the elements per beat each is converted to.
     join_elems: tuple[int, ...] = ()
+    #: The pipeline registers of its matrix-vector unit's reduction trees (None: no MVU).
+    tree_depth: int | None = None
 
 
 def _stream_sig(width):
@@ -83,16 +85,18 @@ def _stream_sig(width):
 def mvu_factory_for(family: str | None):
     """The default MVU factory for a target family: its popcount style is the one measured best
     for that family's LUTs (:attr:`gen.targets.Family.popcount_style`), the pipeline depth of
-    its lanes' reduction trees follows the SIMD and the LUT size (:func:`hw.trees.tree_depth`);
+    its lanes' reduction trees follows the SIMD and the LUT size (:func:`hw.trees.tree_depth`)
+    unless ``tree_depth`` is given (a layer's ``tree_depth``, :class:`gen.plan.LayerPlan`);
     ``None`` means xilinx."""
-    from hw.trees import tree_depth
+    from hw.trees import tree_depth as default_depth
 
     fam = get_family(family or "xilinx")
     style = fam.popcount_style
 
-    def factory(layer, *, pe, simd, matrix):
-        return mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style,
-                       depth=tree_depth(simd or layer.simd or 1, fam.lut_inputs))
+    def factory(layer, *, pe, simd, matrix, tree_depth=None):
+        if tree_depth is None:
+            tree_depth = default_depth(simd or layer.simd or 1, fam.lut_inputs)
+        return mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style, depth=tree_depth)
 
     factory.popcount_style = style
     return factory
@@ -115,6 +119,8 @@ class _Stage:
         self.blocks: list[str] = []
         self.cursor = None          # the stream the next block reads
         self.join_inputs: list = []  # the streams a join block reads
+        self.mvu_built = False
+        self.mvu_depth: int | None = None   # the reduction-tree depth of the MVU built
 
     def _named(self, suffix, block, params):
         name = self._add_block(f"{self._prefix}_{suffix}", block, params)
@@ -172,12 +178,17 @@ class _Stage:
         block = StreamFIFO(width=width, depth=depth)
         self.add(suffix, block, lambda: area.fifo_params(block))
 
-    def mvu(self, layer, *, pe: int, simd: int, matrix):
+    def mvu(self, layer, *, pe: int, simd: int, matrix, tree_depth: int | None = None):
+        """The matrix-vector unit of the layer (from the accelerator's factory); ``tree_depth``
+        (where the plan sets it) the pipeline registers of its reduction trees."""
+        extra = {} if tree_depth is None else {"tree_depth": tree_depth}
+        self.mvu_built = True
         try:
-            mvu = self._factory(layer, pe=pe, simd=simd, matrix=matrix)
+            mvu = self._factory(layer, pe=pe, simd=simd, matrix=matrix, **extra)
         except ValueError as e:
             raise NetworkError(f"layers[{self._index}]", f"cannot build the matrix-vector unit: {e}") from None
         self.add("mvu", mvu, lambda: mvu_area_params(mvu))
+        self.mvu_depth = getattr(mvu, "depth", None)
         return mvu
 
 
@@ -337,6 +348,9 @@ class Accelerator(wiring.Component):
             except ValueError as e:   # a block refusing its parameters: one line naming the layer
                 msg = str(e)
                 raise NetworkError(f"layers[{i}]", f"cannot build its hardware: {msg[:1].lower()}{msg[1:]}") from None
+            if lp.tree_depth is not None and not stage.mvu_built:
+                raise NetworkError(f"layers[{i}].tree_depth", f"a {layer.kind} layer has no "
+                                                              "matrix-vector unit to pipeline")
             fifo_depth = b.fifo_depth
             if fifo_depth is not None and net.consumers(layer.name):
                 stage.fifo("fifo", width=b.out_elems * b.out_dtype.code_width, depth=fifo_depth)
@@ -349,7 +363,7 @@ class Accelerator(wiring.Component):
             info = StageInfo(i, layer.name, layer.kind, lp.in_elems, layer.in_dtype,
                              b.out_elems, b.out_dtype, b.out_beats, tuple(stage.blocks),
                              b.latency, fifo_depth, b.acc_width, b.weight_bits,
-                             b.in_fifo_depth, tuple(depths), ke)
+                             b.in_fifo_depth, tuple(depths), ke, stage.mvu_depth)
             self._stages.append(info)
             times[layer.name] = cm.layer_timing(layer, lp, info, times, k)[1]
             paced[layer.name] = cm.layer_timing(layer, lp, info, paced, k)[1]
@@ -368,6 +382,7 @@ class Accelerator(wiring.Component):
         m = Module()
         for name, block, _ in self._blocks:
             m.submodules[name] = block
+            _name_streams(name, block)
         for src, dst in self._links:
             if src is _IN:
                 m.d.comb += [dst.payload.eq(self.i_stream.payload.data),
@@ -383,6 +398,29 @@ class Accelerator(wiring.Component):
             else:
                 wiring.connect(m, src, dst)
         return m
+
+
+def _name_streams(name: str, block) -> None:
+    """Name the signals of ``block``'s stream ports after the block: ``o_stream`` of ``l0_mvu``
+    becomes ``l0_mvu__o_valid``, ``l0_mvu__o_ready`` and ``l0_mvu__o_payload``; ``i_stream`` and
+    ``i_stream<j>`` become ``…__i_…`` and ``…__i<j>_…``, a fork's ``o_streams[j]`` ``…__o<j>_…``.
+
+    The accelerator reads and drives these signals, so they are wires of its own module too,
+    where Amaranth would otherwise tell the blocks' ``i_stream__valid`` apart as
+    ``i_stream__valid$10``, ``$11``, … — unreadable in a waveform (``nomul sim --waves``)."""
+    ports = []
+    for pname in ("i_stream", "o_stream"):
+        if hasattr(block, pname):
+            ports.append((pname[0], getattr(block, pname)))
+    j = 0
+    while hasattr(block, f"i_stream{j}"):
+        ports.append((f"i{j}", getattr(block, f"i_stream{j}")))
+        j += 1
+    for j, port in enumerate(getattr(block, "o_streams", ())):
+        ports.append((f"o{j}", port))
+    for label, port in ports:
+        for field in ("payload", "valid", "ready"):
+            Value.cast(getattr(port, field)).name = f"{name}__{label}_{field}"
 
 
 def frame_last(m, port, beats: int):

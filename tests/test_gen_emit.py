@@ -154,7 +154,7 @@ def test_failure_leaves_output(tmp_path):
      r"^layers\[1\]\.simd: expected at most 128 \(twice the 64 inputs per dot product\), found 129$"),
     ({"nope": {"pe": 1}}, r"^fold\.nope: unknown layer \(layers: layer0, layer1, layer2, layer3, layer4\)$"),
     ({"layer4": {"pe": 1}}, r"^fold\.layer4: a argmax layer has no folding$"),
-    ({"layer0": {"pes": 1}}, r"^fold\.layer0\.pes: unknown key \(expected pe or simd\)$"),
+    ({"layer0": {"pes": 1}}, r"^fold\.layer0\.pes: unknown key \(expected pe, simd or tree_depth\)$"),
     ({"layer0": {"pe": 0}}, r"^fold\.layer0\.pe: expected a positive integer, found 0$"),
 ])
 def test_bad_fold(fold, message):

@@ -75,6 +75,7 @@ class ComputeSpec(schema.LayerSpecBase):
     pe: schema.Dim | None = None
     simd: schema.Dim | None = None
     ram_style: Literal["block", "distributed", "logic"] | None = None
+    tree_depth: schema.TreeDepth | None = None
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -398,7 +399,7 @@ class ComputeOp(LayerOp):
             activation=act, in_shape=tuple(inp.shape), out_shape=out_shape, in_dtype=dt, in_range=rng,
             acc_lo=frozen(amin), acc_hi=frozen(amax), out_range=out_range,
             kept_channels=None if keep is None else tuple(int(k) for k in keep),
-            pe=spec.pe, simd=spec.simd, ram_style=spec.ram_style, **extra)
+            pe=spec.pe, simd=spec.simd, ram_style=spec.ram_style, tree_depth=spec.tree_depth, **extra)
         return node, TensorInfo(out_shape, node.out_dtype, out_range, oc_full, keep)
 
     def check_size(self, node, path):
@@ -448,7 +449,7 @@ class ComputeOp(LayerOp):
             # those folds) and serves the next first fold at one beat per cycle.
             in_fifo_depth = sf + 2
             hw.fifo("ififo", width=lp.simd * dt.code_width, depth=in_fifo_depth)
-        mvu = hw.mvu(unit, pe=lp.pe, simd=lp.simd, matrix=matrix)
+        mvu = hw.mvu(unit, pe=lp.pe, simd=lp.simd, matrix=matrix, tree_depth=lp.tree_depth)
         out_elems, out_beats = lp.pe, self.vectors(node) * nf
         if unit.mh != node.mh:   # one beat of the MH real outputs per vector
             hw.trim(node.out_dtype, lp.pe, ratio=nf, keep=node.mh)
