@@ -232,7 +232,8 @@ def block_of(cell: str | None) -> str | None:
     ``block.l3_argmax.best_key_FF`` → ``l3_argmax``); else, for a wire or register of the
     wrapped block itself, its name without the cell suffix Yosys added
     (``block.w_reg_TRELLIS_FF_Q_3`` → ``w_reg``, ``block.weights.0.1`` → ``weights``), and
-    ``(wrapper)`` for the serial I/O."""
+    ``(wrapper)`` for the serial I/O; a stream wire between blocks by the block it belongs to
+    (``block.l0_mvu__o_payload_TRELLIS_FF_Q`` → ``l0_mvu``)."""
     if not cell:
         return None
     parts = cell.split(".")
@@ -240,6 +241,9 @@ def block_of(cell: str | None) -> str | None:
         if re.fullmatch(r"l\d+_\w+", part):
             return part
     if parts[0] == "block" and len(parts) > 1:
+        m = re.match(r"(l\d+_[A-Za-z0-9]+(?:_[A-Za-z]+\d*)?)__[io]\d*_", parts[1])
+        if m:   # a stream wire between blocks (``l0_mvu__o_payload``): the block it leaves or enters
+            return m.group(1)
         return re.sub(r"(_TRELLIS|_LUT4|_CCU2|_PFUMX|_L6MUX|_SB_|\$|\[).*", "", parts[1])
     return "(wrapper)"
 

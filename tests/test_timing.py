@@ -92,6 +92,8 @@ def test_parse_pnr_log():
 
 def test_block_of():
     assert block_of("block.l3_argmax.best_key_FF") == "l3_argmax"
+    assert block_of("block.l0_mvu__o_payload_TRELLIS_FF_Q_3") == "l0_mvu"   # a named stream wire
+    assert block_of("block.l1_dwc5__i_valid_LUT4") == "l1_dwc5"
     assert block_of("nomul.accel.l12_dwc.x") == "l12_dwc"
     assert block_of("block.o_stream__payload$67_TRELLIS_FF_Q_11") == "o_stream__payload"
     assert block_of("block.weights.0.1") == "weights"
