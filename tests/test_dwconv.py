@@ -248,8 +248,9 @@ def test_window_interval_matches_simulation(seed):
 
 
 def test_area_parameters():
-    """The VVU is priced with the MVU's lane features, built once per PE (its lanes share
-    nothing); the window buffer's memory and selects are counted."""
+    """The VVU is priced with the MVU's lane features (its own coefficients, ``vvu_<feature>``),
+    built once per PE (its lanes share nothing); the window buffer's memory and selects are
+    counted."""
     from gen import area
 
     net, _, _ = dw_network(5, "and", 4, 6, 6, (3, 3), (1, 1), (1, 1))
@@ -260,7 +261,7 @@ def test_area_parameters():
     p = blocks["vvu"].params
     assert (p["mh"], p["mw"], p["pe"], p["simd"]) == (4, 9, 2, 3)
     f = area.features(p, "xilinx")
-    assert f["popcount"] == 2 * 2 * 3        # popcount(a ∧ w⁺) and popcount(a) per PE
+    assert f["vvu_popcount"] == 2 * 2 * 3        # popcount(a ∧ w⁺) and popcount(a) per PE
     assert blocks["vvu"].lut > 0 and blocks["dwwin"].lut > 0
     assert lay.weight_bits == 4 * 9 * 1
     assert lay.buffer_bits >= 2 * 9 * 4 * 1  # the window buffer: two windows of C·K codes

@@ -52,7 +52,8 @@ XILINX_SHALLOW_ROMS = {"mvu_xnor_bipolar_bipolar_2x8_None", "mvu_int_int4_uint4_
 
 
 def test_held_out_points_within_30_percent():
-    for p, fam in _cases([p for p in POINTS if p["role"] == "check"]):
+    for p, fam in _cases([p for p in POINTS if p["role"] == "check"
+                          and p["block"] not in area.GRAPH_BLOCKS]):   # those: test_estimate_area_graph
         if fam == "xilinx" and p["name"] in XILINX_SHALLOW_ROMS:
             continue
         got = area.estimate(p, fam, coeffs=COEFFS).lut
