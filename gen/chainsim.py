@@ -66,6 +66,10 @@ class _Count:
             self.n += 1
             if self.n == self.count:
                 self.n, self.full = 0, 1
+                self.next_word()
+
+    def next_word(self):
+        """Called when a word is complete (the count of the next one is the same)."""
 
 
 class _Counts(_Count):
@@ -75,15 +79,9 @@ class _Counts(_Count):
         super().__init__(counts[0])
         self.counts, self.j = list(counts), 0
 
-    def step(self, i_valid, i_ready, o_ready):
-        if self.full and o_ready:
-            self.full = 0
-        if i_valid and i_ready:
-            self.n += 1
-            if self.n == self.count:
-                self.n, self.full = 0, 1
-                self.j = (self.j + 1) % len(self.counts)
-                self.count = self.counts[self.j]
+    def next_word(self):
+        self.j = (self.j + 1) % len(self.counts)
+        self.count = self.counts[self.j]
 
 
 class _Fifo:

@@ -16,6 +16,8 @@ from amaranth import Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dwc import _Gather
+
 __all__ = ["PadGather", "VectorTrim", "pad_gather_counts"]
 
 
@@ -125,19 +127,12 @@ class VectorTrim(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        word = self._width * self._elems
-        buf = Signal(word * self._ratio, name="trim_buf")
-        full = Signal(name="trim_full")
-        idx = Signal(range(self._ratio), name="trim_part")
+        # a width converter's gather stage, its word cut to the first ``keep`` elements
+        m.submodules.gather = gather = _Gather(width=self._width, elems=self._elems, ratio=self._ratio)
+        wiring.connect(m, wiring.flipped(self.i_stream), gather.i_stream)
         m.d.comb += [
-            self.o_stream.valid.eq(full),
-            self.o_stream.payload.eq(buf[:self._width * self._keep]),
-            self.i_stream.ready.eq(~full | self.o_stream.ready),
+            self.o_stream.valid.eq(gather.o_stream.valid),
+            self.o_stream.payload.eq(gather.o_stream.payload[:self._width * self._keep]),
+            gather.o_stream.ready.eq(self.o_stream.ready),
         ]
-        with m.If(self.o_stream.valid & self.o_stream.ready):
-            m.d.sync += full.eq(0)
-        with m.If(self.i_stream.valid & self.i_stream.ready):
-            m.d.sync += [buf.word_select(idx, word).eq(self.i_stream.payload), idx.eq(idx + 1)]
-            with m.If(idx == self._ratio - 1):
-                m.d.sync += [idx.eq(0), full.eq(1)]
         return m
