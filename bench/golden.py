@@ -61,7 +61,9 @@ def bench_golden(mac: str, batch: int, repeats: int, seed: int) -> dict:
             "input": str(net.input.dtype)}
 
 
-def bench_qonnx(images: int) -> dict:
+def _qonnx_tfc():
+    """``(execute_onnx, model, input name, output name, input shape)`` of the cleaned-up
+    TFC_1W1A, or ``{"skipped": why}`` when the model, the images or qonnx are missing."""
     if not TFC.is_file() or not MNIST.is_file():
         return {"skipped": f"{TFC} or {MNIST} not found (a fresh clone has no ../shared)"}
     try:
@@ -71,10 +73,18 @@ def bench_qonnx(images: int) -> dict:
     except ImportError:
         return {"skipped": "qonnx is not installed (.venv/bin/pip install qonnx onnx onnxruntime)"}
     import warnings
+
     warnings.filterwarnings("ignore")
     model = cleanup_model(ModelWrapper(str(TFC)))
     iname, oname = model.graph.input[0].name, model.graph.output[0].name
-    shape = model.get_tensor_shape(iname)
+    return execute_onnx, model, iname, oname, model.get_tensor_shape(iname)
+
+
+def bench_qonnx(images: int) -> dict:
+    q = _qonnx_tfc()
+    if isinstance(q, dict):
+        return q
+    execute_onnx, model, iname, oname, shape = q
     data = np.load(MNIST)
     x = data["images"][:images].astype(np.float32) / 255
     labels = data["labels"][:images]
@@ -100,22 +110,12 @@ def bench_interleaved(rounds: int, qonnx_chunk: int, nomul_chunk: int) -> dict:
     ``nomul_chunk`` through nomul batched, then ``qonnx_chunk`` through nomul one by one. Frames
     per second of each over all rounds, the ratios, and the top-1 agreement on the images both
     ran."""
-    if not TFC.is_file() or not MNIST.is_file():
-        return {"skipped": f"{TFC} or {MNIST} not found (a fresh clone has no ../shared)"}
-    try:
-        from qonnx.core.modelwrapper import ModelWrapper
-        from qonnx.core.onnx_exec import execute_onnx
-        from qonnx.util.cleanup import cleanup_model
-    except ImportError:
-        return {"skipped": "qonnx is not installed (.venv/bin/pip install qonnx onnx onnxruntime)"}
-    import warnings
-
+    q = _qonnx_tfc()
+    if isinstance(q, dict):
+        return q
+    execute_onnx, model, iname, oname, shape = q
     from gen.load import load_network
 
-    warnings.filterwarnings("ignore")
-    model = cleanup_model(ModelWrapper(str(TFC)))
-    iname, oname = model.graph.input[0].name, model.graph.output[0].name
-    shape = model.get_tensor_shape(iname)
     net = load_network(TFC_NOMUL)
     data = np.load(MNIST, allow_pickle=False)
     x = data["images"].astype(np.float32) / 255
