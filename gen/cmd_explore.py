@@ -333,7 +333,7 @@ def _print_summary(doc, sw):
     pins = (f", pins ≤ {doc['io_pins']}" if doc["io"] == "bare" else ", serial-I/O wrapper included")
     tab = Table(title=f"Pareto front: LUT sites vs frames/s (BRAM ≤ {doc['limits']['bram']}, "
                       f"LUT sites ≤ {doc['limits']['lut_sites']:,}{pins})")
-    for c in ("#", "network", "frames/s", "cycles/frame", "LUT sites", "FF", "BRAM", "pins", "weights",
+    for c in ("#", "network", "frames/s", "cycles/frame", "LUT sites", "FF", "BRAM", "bare pins", "weights",
               "folding"):
         tab.add_column(c, justify="left" if c in ("network", "weights", "folding") else "right", no_wrap=True)
     for c in doc["front"]:
