@@ -207,12 +207,19 @@ def verify_bench(args) -> dict:
             if k <= 0:
                 continue
             cache = d / f"cache_{key}"
+            t0 = time.perf_counter()
+
+            def say(what, key=key, t0=t0):
+                def progress(done, total):
+                    print(f"{key}: {what} {done}/{total} after {time.perf_counter() - t0:.0f} s", flush=True)
+                return progress
+
             # price the candidates first (not timed here: the table above), then verify
             explore([str(path)], target=TARGET, client=client, cache_dir=cache, min_fps=mf, budget_lut=budget,
-                    check=0)
+                    check=0, progress=say("layer variants priced"))
             t = time.perf_counter()
             doc = explore([str(path)], target=TARGET, client=client, cache_dir=cache, min_fps=mf,
-                          budget_lut=budget, check=0, verify=k)
+                          budget_lut=budget, check=0, verify=k, verify_progress=say("designs verified"))
             wall = time.perf_counter() - t
             clean = {kk: v for kk, v in doc.items() if not kk.startswith("_")}
             from gen.cmd_explore import pareto_plot
@@ -269,10 +276,13 @@ per hour = K / wall time. Model error = (model − Yosys) / Yosys.
                          f"{fm} | {d['seconds']:.0f} s |")
     lines.append("")
     if not v.get("cnv"):
-        lines.append("CNV (K=2, front limited to 12,000 LUT sites): not measured yet. A run on the shared 2 "
-                     "cores was stopped after 26 minutes (pricing the 215 layer variants about 9 of them, "
-                     "then the two designs' Yosys and nextpnr runs, not finished); rerun with "
-                     "`bench/explore.py --verify-only --verify-tfc 0 --verify-cnv 2` on a quieter machine.")
+        lines.append("CNV (K=2, front limited to 12,000 LUT sites): not measured yet. Two runs on the shared 2 "
+                     "cores did not finish: the first was stopped after 26 minutes; the second (a 30-minute "
+                     "timeout, load average 7 to 9 on the 2 cores from other Yosys work) priced all 215 layer "
+                     "variants in 1,471 s (against 526 s on a quieter machine, table above) and had the two "
+                     "designs' block-by-block Yosys runs under way for 270 s when it was stopped, neither "
+                     "done. Rerun with `bench/explore.py --verify-only --verify-tfc 0 --verify-cnv 2` on a "
+                     "quieter machine (it prints its progress: layer variants priced, designs verified).")
         lines.append("")
     for key in ("tfc", "cnv"):
         if v.get(key):

@@ -112,7 +112,7 @@ def _summary(con, est):
 def kind_variant(net, kind: str, seed: int = 0):
     """The network with every compute layer of MAC kind ``kind`` (types as in
     :attr:`gen.macs.MacKind.compare_types`), random legal weights and thresholds/requantization drawn with
-    ``seed``; same shapes, kernels, strides and folding."""
+    ``seed``; same shapes, kernels, strides, folding, weight memory styles and reduction-tree depths."""
     import numpy as np
 
     from .load import network_from_dict
@@ -167,9 +167,10 @@ def compare_kinds(net, *, target, fold=None, target_cycles=None, seed: int = 0) 
     from .estimate import estimate_network
     from .plan import plan_network
 
-    # one folding for every kind: the one the network itself gets
+    # one design for every kind: the network's own folding and reduction-tree depths (its
+    # weight memory styles travel in the variant), as `nomul explore` varies them
     plan = plan_network(net, fold=fold, target_cycles=target_cycles)
-    fixed = {lp.name: {"pe": lp.pe, "simd": lp.simd} for lp in plan.layers if lp.pe}
+    fixed = plan.fold_dict()
     rows = []
     for kind in mac_names():
         try:

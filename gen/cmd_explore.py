@@ -23,7 +23,8 @@ def add_parser(subparsers):
                     "interval, each layer's cheapest PE × SIMD meeting it) and each layer's weight "
                     "memory style, estimate every candidate with the area and cycle model, keep "
                     "the Pareto front of LUT sites against frames per second within the part's "
-                    "block RAM (and the LUT budget), and verify the best K with Yosys. Work runs "
+                    "block RAM, the LUT budget and (--io bare) its pins, and verify the best K with "
+                    "Yosys. Work runs "
                     "on Dask distributed: a local cluster by default, or --scheduler. Writes "
                     "explore.json, pareto.png and explore.html into DIR.")
     p.add_argument("networks", nargs="+", metavar="NET.yaml",
@@ -33,6 +34,11 @@ def add_parser(subparsers):
     p.add_argument("--budget-lut", type=int, metavar="N",
                    help="LUT sites a design may use (default: the part's)")
     p.add_argument("--min-fps", type=float, metavar="F", help="frames per second a design must reach")
+    p.add_argument("--io", default="serial", metavar="bare|serial",
+                   help="serial (default): the accelerator inside the registered serial-I/O wrapper "
+                        "(as estimate --pnr places it), whose flip-flops and LUTs are added, no pin "
+                        "limit; bare: every bit of its stream ports on a pin, designs needing more "
+                        "pins than the package has are left off the front")
     p.add_argument("--verify", type=int, default=0, metavar="K",
                    help="synthesize K designs spread along the front with Yosys and place and route "
                         "them with nextpnr for their Fmax (ECP5, iCE40), as Dask tasks through the "
@@ -55,14 +61,17 @@ def add_parser(subparsers):
 
 def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None, min_fps=None,
             verify: int = 0, check: int = 2, pnr: bool = True, progress=None, verify_progress=None,
-            say=None) -> dict:
+            say=None, io: str = "serial") -> dict:
     """Sweep, front, checks and verification: the content of explore.json (plus the sweep as
     ``"_sweep"``).
 
     ``verify``: synthesize this many designs spread along the front with Yosys and (``pnr``,
     where the family has it) place and route them with nextpnr, as Dask tasks through the
     cache. ``progress(done, total)`` is called as the pricing tasks finish,
-    ``verify_progress(done, total)`` as the verification tasks do."""
+    ``verify_progress(done, total)`` as the verification tasks do. ``io`` (``serial`` or
+    ``bare``, :data:`gen.explore.IO_MODES`): price the serial-I/O wrapper into every design,
+    or keep the designs whose bare stream ports need more pins than the part has off the
+    front."""
     from . import explore as ex
     from .estimate import _part
     from .synth import find_tool
@@ -75,9 +84,11 @@ def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None,
         raise NetworkError("--min-fps", f"expected a positive number, found {min_fps}")
     if verify < 0 or check < 0:
         raise NetworkError("--verify" if verify < 0 else "--check", "expected a number >= 0")
+    if io not in ex.IO_MODES:
+        raise NetworkError("--io", f"I/O must be {' or '.join(ex.IO_MODES)}, not {io!r}")
     max_interval = int(part.default_mhz * 1e6 // min_fps) if min_fps else None
     sw = ex.sweep(paths, target=target, client=client, cache_dir=cache_dir, max_interval=max_interval,
-                  progress=progress)
+                  progress=progress, io=io)
     if len(sw) == 0:
         raise NetworkError("--min-fps", f"no folding reaches {min_fps:,.0f} frames per second on the {part.name}")
     ok = ex.feasible(sw, budget_lut=budget_lut, min_fps=min_fps)
@@ -97,17 +108,19 @@ def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None,
             verified = _verify(sw, _spread(front, verify), client, cache_dir, target, pnr,
                                verify_progress)
     cols = ["network", "folding", "styles", "tree_depths", "interval", "fps", *ex.RESOURCES, "lut_sites",
-            "feasible"]
+            "io_pins", "io_fits", "feasible"]
     rows = [[int(sw.net_of[n]), int(sw.spaces[sw.net_of[n]].folding[sw.local[n]]),
              sw.spaces[sw.net_of[n]].styles[sw.local[n]],
              "/".join("-" if d is None else str(d) for d in sw.spaces[sw.net_of[n]].depths[sw.local[n]]),
              int(sw.interval[n]), round(float(sw.fps[n]), 3),
-             *[int(v) for v in sw.totals[n]], int(sw.lut_sites[n]), bool(ok[n])] for n in range(len(sw))]
+             *[int(v) for v in sw.totals[n]], int(sw.lut_sites[n]), int(sw.pins[n]), bool(sw.io_fits[n]),
+             bool(ok[n])] for n in range(len(sw))]
     doc = {
         "format": "nomul-explore", "version": 1, "target": part.name, "family": part.family,
         "clock_mhz": part.default_mhz,
         "limits": {"bram": part.bram, "lut_sites": budget_lut if budget_lut is not None else part.lut,
-                   "min_fps": min_fps},
+                   "min_fps": min_fps, "io_pins": part.io_pins if io == "bare" else None},
+        "io": io, "io_pins": part.io_pins,
         "tools": ex.tool_versions(),
         "networks": [{"name": sp.net.name, "sha256": sp.blob.hash, "file": str(p),
                       "layers": [layer.name for layer in sp.net.layers],
@@ -226,9 +239,11 @@ def pareto_plot(doc: dict) -> bytes:
             continue
         ni = next(i for i, net in enumerate(doc["networks"]) if net["name"] == v["network"])
         model = next(f for f in doc["front"] if f["id"] == v["id"])
+        # Yosys counts the accelerator alone: the serial-I/O wrapper's LUT sites added, as in the model's point
+        ysites = v["yosys"]["lut_sites"] + model.get("io_wrapper", {}).get("lut_sites", 0)
         series[ni].setdefault("verified", []).append(
-            {"model": (model["lut_sites"], model["fps"]), "yosys": (v["yosys"]["lut_sites"], model["fps"]),
-             "fmax": (v["yosys"]["lut_sites"], v["fps_at_fmax"]) if v.get("fps_at_fmax") else None})
+            {"model": (model["lut_sites"], model["fps"]), "yosys": (ysites, model["fps"]),
+             "fmax": (ysites, v["fps_at_fmax"]) if v.get("fps_at_fmax") else None})
     return pareto_png(series, title=f"{', '.join(n['name'] for n in doc['networks'])} on {doc['target']}")
 
 
@@ -265,6 +280,8 @@ def run(args) -> int:
     from .estimate import _part
 
     _part(args.target)  # before starting or joining a cluster
+    if args.io not in ex.IO_MODES:
+        raise NetworkError("--io", f"I/O must be {' or '.join(ex.IO_MODES)}, not {args.io!r}")
 
     for p in args.networks:
         if not Path(p).is_file():
@@ -295,7 +312,7 @@ def run(args) -> int:
         doc = explore(args.networks, target=args.target, client=client, cache_dir=cache_dir,
                       budget_lut=args.budget_lut, min_fps=args.min_fps, verify=args.verify,
                       check=args.check, pnr=not args.no_pnr, progress=progress,
-                      verify_progress=verify_progress, say=say)
+                      verify_progress=verify_progress, say=say, io=args.io)
     sw = doc["_sweep"]
     files = write_results(args.out, doc)
     _print_summary(doc, sw)
@@ -313,15 +330,17 @@ def _print_summary(doc, sw):
     con.print(f"{len(sw):,} candidates ({', '.join(n['name'] for n in doc['networks'])}) on {doc['target']}: "
               f"{t['total']:,} layer variants priced ({t['cached']:,} from the cache), candidates "
               f"estimated in {sw.seconds_estimate * 1e3:.1f} ms")
+    pins = (f", pins ≤ {doc['io_pins']}" if doc["io"] == "bare" else ", serial-I/O wrapper included")
     tab = Table(title=f"Pareto front: LUT sites vs frames/s (BRAM ≤ {doc['limits']['bram']}, "
-                      f"LUT sites ≤ {doc['limits']['lut_sites']:,})")
-    for c in ("#", "network", "frames/s", "cycles/frame", "LUT sites", "FF", "BRAM", "weights", "folding"):
+                      f"LUT sites ≤ {doc['limits']['lut_sites']:,}{pins})")
+    for c in ("#", "network", "frames/s", "cycles/frame", "LUT sites", "FF", "BRAM", "bare pins", "weights",
+              "folding"):
         tab.add_column(c, justify="left" if c in ("network", "weights", "folding") else "right", no_wrap=True)
     for c in doc["front"]:
         fold = " ".join(f"{v['pe']}×{v['simd']}" + (f"·d{v['tree_depth']}" if "tree_depth" in v else "")
                         for v in c["fold"].values())
         tab.add_row(str(c["id"]), c["network"], f"{c['fps']:,.0f}", f"{c['interval']:,}", f"{c['lut_sites']:,}",
-                    f"{c['ff']:,}", f"{c['bram']:,}", c["styles"], fold)
+                    f"{c['ff']:,}", f"{c['bram']:,}", f"{c['io_pins']:,}", c["styles"], fold)
     con.print(tab)
     ok = sum(c["equal"] for c in doc["model_check"])
     if doc["model_check"]:

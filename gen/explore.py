@@ -54,8 +54,9 @@ import numpy as np
 from .errors import NetworkError
 
 __all__ = ["STYLES", "RESOURCES", "NetBlob", "net_blob", "tool_versions", "Cache", "stage_cost",
-           "stage_task", "io_bits", "Folding", "foldings", "StageTable", "estimate_batch", "lut_sites_of",
-           "Sweep", "sweep", "pareto_front", "check_candidate", "verify_task", "network_variant"]
+           "stage_task", "io_bits", "IO_MODES", "stream_pins", "serial_io_cost", "Folding", "foldings",
+           "StageTable", "estimate_batch", "lut_sites_of", "Sweep", "sweep", "feasible", "pareto_front",
+           "check_candidate", "verify_task", "network_variant"]
 
 #: Weight-memory styles explored per foldable layer (``auto``: the layer's memory has no
 #: ``ram_style`` and Yosys decides).
@@ -66,6 +67,10 @@ RESOURCES = ("lut", "ff", "carry", "bram", "lutram")
 DEPTH_OFFSETS = (0, -1, 1)
 #: Bumped when what a stage task computes changes (part of every cache key).
 MODEL_VERSION = 2
+#: How the accelerator meets the pins (``--io``): ``serial``, inside the registered serial-I/O
+#: wrapper :class:`hw.serial_io.SerialIO` (a few pins, its area added); ``bare``, every bit of
+#: its stream ports on a pin of the package.
+IO_MODES = ("serial", "bare")
 
 
 # -- networks as task inputs -----------------------------------------------------------------------
@@ -296,11 +301,14 @@ def stage_task(blob: NetBlob, index: int, k_in: int, pe, simd, family: str, vers
 @dataclass(frozen=True)
 class Folding:
     """One interval-balanced folding: the smallest target interval that gives it, the interval
-    it reaches, and per layer ``(k_in, pe, simd)`` (pe and simd None for a layer with none)."""
+    it reaches, per layer ``(k_in, pe, simd)`` (pe and simd None for a layer with none), and
+    the data bits of the accelerator's input and output stream payloads (``last`` aside)."""
 
     target: int
     interval: int
     stages: tuple[tuple[int, int | None, int | None], ...]
+    in_bits: int = 0
+    out_bits: int = 0
 
     def fold_dict(self, net) -> dict:
         """As a folding mapping for :func:`gen.plan.plan_network` (``fold=``)."""
@@ -338,8 +346,32 @@ def foldings(net, *, max_interval: int | None = None) -> list[Folding]:
             continue
         stages = tuple((lp.in_elems, lp.pe, lp.simd) for lp in plan.layers)
         if stages not in seen:
-            seen[stages] = Folding(t, plan.interval, stages)
+            seen[stages] = Folding(t, plan.interval, stages,
+                                   in_bits=plan.input_elems * net.input.dtype.code_width,
+                                   out_bits=plan.output_elems * net.layer(net.outputs[0]).out_dtype.code_width)
     return sorted(seen.values(), key=lambda f: (f.interval, f.target))
+
+
+# -- the pins -------------------------------------------------------------------------------------
+def stream_pins(in_bits, out_bits):
+    """The pins of a bare accelerator whose stream payloads carry ``in_bits`` and ``out_bits``
+    data bits: both payloads with their ``last`` bit, valid and ready of each stream, clock and
+    reset (:func:`io_bits` of :class:`gen.top.Accelerator` + 2). Works on arrays."""
+    return (in_bits + 1) + (out_bits + 1) + 4 + 2
+
+
+def serial_io_cost(in_bits, out_bits) -> np.ndarray:
+    """The resources (:data:`RESOURCES`) of :class:`hw.serial_io.SerialIO` around an
+    accelerator with ``in_bits`` and ``out_bits`` data bits in its stream payloads (arrays of N
+    give (N, resources)): a flip-flop per input data bit (the unused ``last`` bit's is removed),
+    per output payload bit and 3 more (valid, ready, the capture flag); a LUT per output payload
+    bit (load or shift) and one for the capture condition. Measured with Yosys on a registered
+    stage inside the wrapper, exact on ECP5, iCE40 and 7-series (docs/explore.md)."""
+    in_bits, out_bits = np.asarray(in_bits, dtype=np.int64), np.asarray(out_bits, dtype=np.int64)
+    row = np.zeros((*in_bits.shape, len(RESOURCES)), dtype=np.int64)
+    row[..., RESOURCES.index("lut")] = out_bits + 1 + 1
+    row[..., RESOURCES.index("ff")] = in_bits + (out_bits + 1) + 3
+    return row
 
 
 # -- the fast estimate -----------------------------------------------------------------------------
@@ -403,6 +435,18 @@ class Sweep:
     lut_sites: np.ndarray     # (N,)
     tasks: dict               # computed / cached / total
     seconds_estimate: float = 0.0
+    io: str = "bare"          # one of IO_MODES
+    pins: np.ndarray | None = None      # (N,) pins of the bare accelerator
+    io_cost: np.ndarray | None = None   # (N, resources) the serial-I/O wrapper's (in totals), or zeros
+
+    @property
+    def io_fits(self) -> np.ndarray:
+        """Whether each candidate's bare stream ports fit the part's pins."""
+        return self.pins <= self.part.io_pins
+
+    def accelerator_totals(self, n: int) -> np.ndarray:
+        """Candidate ``n``'s totals without the I/O wrapper (what ``nomul estimate`` gives)."""
+        return self.totals[n] - self.io_cost[n]
 
     @property
     def fps(self) -> np.ndarray:
@@ -420,6 +464,11 @@ class Sweep:
              "styles": sp.styles[j], "interval": int(self.interval[n]), "fps": float(self.fps[n]),
              "lut_sites": int(self.lut_sites[n])}
         d.update({r: int(v) for r, v in zip(RESOURCES, self.totals[n], strict=True)})
+        d["io_pins"], d["io_fits"] = int(self.pins[n]), bool(self.io_fits[n])
+        if self.io == "serial":
+            w = self.io_cost[n:n + 1]
+            d["io_wrapper"] = {"lut": int(w[0, RESOURCES.index("lut")]), "ff": int(w[0, RESOURCES.index("ff")]),
+                               "lut_sites": int(lut_sites_of(self.part.family, w)[0])}
         d["tree_depths"] = [t for t, (_, pe, _) in zip(sp.depths[j], f.stages, strict=True) if pe]
         d["fold"] = self.fold_of(n)
         return d
@@ -545,13 +594,18 @@ def _same_blob(blob: NetBlob) -> NetBlob:
 
 
 def sweep(paths, *, target: str, client=None, cache_dir=None, max_interval: int | None = None,
-          progress=None) -> Sweep:
+          progress=None, io: str = "serial") -> Sweep:
     """Price every candidate of the networks ``paths`` on part ``target``.
 
     ``client``: a :class:`distributed.Client` (None: run the tasks here); ``cache_dir``: the
     task cache (None: none); ``max_interval``: skip foldings slower than this (cycles per
-    frame); ``progress(done, total)``: called as stage tasks finish.
+    frame); ``progress(done, total)``: called as stage tasks finish; ``io`` (of
+    :data:`IO_MODES`): ``serial`` adds the serial-I/O wrapper's resources
+    (:func:`serial_io_cost`) to every candidate's totals, ``bare`` adds nothing (and
+    :func:`feasible` then asks that the stream ports fit the part's pins).
     """
+    if io not in IO_MODES:
+        raise NetworkError("--io", f"I/O must be {' or '.join(IO_MODES)}, not {io!r}")
     import time
 
     from .estimate import _part
@@ -582,32 +636,41 @@ def sweep(paths, *, target: str, client=None, cache_dir=None, max_interval: int 
         priced[bi][k] = r
     t0 = time.perf_counter()
     spaces = [_space(b, net, folds, pr) for b, net, folds, pr in zip(blobs, nets, folds_of, priced, strict=True)]
-    net_of, local, totals, interval = [], [], [], []
+    net_of, local, totals, interval, pins, io_cost = [], [], [], [], [], []
     for si, sp in enumerate(spaces):
         tot = estimate_batch(sp.tables, sp.idx)
         itv = np.array([f.interval for f in sp.foldings], dtype=np.int64)[sp.folding]
+        in_bits = np.array([f.in_bits for f in sp.foldings], dtype=np.int64)[sp.folding]
+        out_bits = np.array([f.out_bits for f in sp.foldings], dtype=np.int64)[sp.folding]
+        wrap = serial_io_cost(in_bits, out_bits) if io == "serial" else np.zeros_like(tot)
         net_of.append(np.full(len(sp.idx), si, dtype=np.int64))
         local.append(np.arange(len(sp.idx), dtype=np.int64))
-        totals.append(tot)
+        totals.append(tot + wrap)
         interval.append(itv)
+        pins.append(stream_pins(in_bits, out_bits))
+        io_cost.append(wrap)
 
     def cat(xs, shape):
         return np.concatenate(xs) if xs else np.zeros(shape, dtype=np.int64)
 
     totals_a = cat(totals, (0, len(RESOURCES)))
     s = Sweep(part, spaces, cat(net_of, (0,)), cat(local, (0,)), totals_a, cat(interval, (0,)),
-              lut_sites_of(part.family, totals_a), stats)
+              lut_sites_of(part.family, totals_a), stats, io=io, pins=cat(pins, (0,)),
+              io_cost=cat(io_cost, (0, len(RESOURCES))))
     s.seconds_estimate = time.perf_counter() - t0
     return s
 
 
 def feasible(sw: Sweep, *, budget_lut: int | None = None, min_fps: float | None = None) -> np.ndarray:
-    """Candidates within the part's block RAM, the LUT budget (default: the part's LUT sites)
-    and at least ``min_fps`` frames per second."""
+    """Candidates within the part's block RAM, the LUT budget (default: the part's LUT sites),
+    at least ``min_fps`` frames per second and, for a sweep with ``io="bare"``, with stream
+    ports that fit the part's pins."""
     bram = sw.totals[:, RESOURCES.index("bram")]
     ok = (bram <= sw.part.bram) & (sw.lut_sites <= (budget_lut if budget_lut is not None else sw.part.lut))
     if min_fps is not None:
         ok &= sw.fps >= min_fps
+    if sw.io == "bare":
+        ok &= sw.io_fits
     return ok
 
 
@@ -634,15 +697,20 @@ def network_variant(net, styles: dict):
 
 def check_candidate(sw: Sweep, n: int) -> dict:
     """Candidate ``n`` against :func:`gen.estimate.estimate_network` of the same design:
-    ``{"id", "model": {...}, "exact": {...}, "equal": bool}``."""
+    ``{"id", "model": {...}, "exact": {...}, "equal": bool}``, the model's figures without
+    the I/O wrapper (``nomul estimate`` prices the accelerator alone), with the bare
+    accelerator's pins (``io_pins``, :func:`stream_pins` against the ports as built)."""
     from .estimate import estimate_network
 
     sp = sw.spaces[sw.net_of[n]]
     est = estimate_network(network_variant(sp.net, sw.style_map(n)), target=sw.part.name,
                            fold=sw.fold_of(n))
-    exact = {r: est.total(r) for r in RESOURCES} | {"lut_sites": est.lut_sites, "interval": est.interval}
-    model = {r: int(v) for r, v in zip(RESOURCES, sw.totals[n], strict=True)}
-    model |= {"lut_sites": int(sw.lut_sites[n]), "interval": int(sw.interval[n])}
+    exact = {r: est.total(r) for r in RESOURCES} | {"lut_sites": est.lut_sites, "interval": est.interval,
+                                                    "io_pins": io_bits(est.accel) + 2}
+    acc = sw.accelerator_totals(n)
+    model = {r: int(v) for r, v in zip(RESOURCES, acc, strict=True)}
+    model |= {"lut_sites": int(lut_sites_of(sw.part.family, acc[None])[0]), "interval": int(sw.interval[n]),
+              "io_pins": int(sw.pins[n])}
     return {"id": int(n), "model": model, "exact": exact, "equal": model == exact}
 
 

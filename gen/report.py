@@ -61,7 +61,8 @@ def _bars(estimate: dict | None) -> dict | None:
             "fits": estimate.get("fits"), "bottleneck": estimate.get("bottleneck"),
             "clock_mhz": estimate.get("clock_mhz"), "clock_source": estimate.get("clock_source"),
             "fps": estimate.get("frames_per_s"), "latency_us": estimate.get("latency_us"),
-            "fmax_mhz": estimate.get("fmax_mhz"), "synth_total": estimate.get("synth")}
+            "fmax_mhz": estimate.get("fmax_mhz"), "synth_total": estimate.get("synth"),
+            "critical_path": (estimate.get("pnr") or {}).get("critical_path")}
 
 
 def _memory(manifest: dict, estimate: dict | None) -> dict:

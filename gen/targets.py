@@ -75,7 +75,9 @@ FAMILIES = {f.name: f for f in (
 class Part:
     """A device. ``bram`` counts the family's block RAM primitive (ECP5 EBR of 18 Kbit, iCE40
     EBR of 4 Kbit, 7-series RAMB18 of 18 Kbit), ``bram_bits`` is the capacity of one; ``dsp``
-    counts the hard multipliers (ECP5 MULT18, iCE40 SB_MAC16, Xilinx DSP48E1)."""
+    counts the hard multipliers (ECP5 MULT18, iCE40 SB_MAC16, Xilinx DSP48E1); ``io_pins`` the
+    user I/O pins of the device in its package (for a Zynq, those of the programmable logic),
+    what a bare accelerator's stream ports must fit in."""
 
     name: str
     family: str          # a key of FAMILIES
@@ -87,6 +89,7 @@ class Part:
     bram_bits: int
     dsp: int
     default_mhz: float   # a clock the part reaches comfortably, for estimates without --pnr
+    io_pins: int         # user I/O pins of the device in this package (data sheets: see PARTS)
 
     @property
     def bram_total_bits(self) -> int:
@@ -102,15 +105,22 @@ class Part:
 
 
 PARTS = {p.name: p for p in (
-    Part("ecp5-25k", "ecp5", "25k", "CABGA381", 24_288, 24_288, 56, 18_432, 28, 100.0),
-    Part("ecp5-45k", "ecp5", "45k", "CABGA381", 43_848, 43_848, 108, 18_432, 72, 100.0),
-    Part("ecp5-85k", "ecp5", "85k", "CABGA381", 83_640, 83_640, 208, 18_432, 156, 100.0),
-    Part("ice40-up5k", "ice40", "up5k", "sg48", 5_280, 5_280, 30, 4_096, 8, 24.0),
-    Part("ice40-hx8k", "ice40", "hx8k", "ct256", 7_680, 7_680, 32, 4_096, 0, 50.0),
-    Part("xc7a35t", "xilinx", "xc7a35ticsg324-1L", "csg324", 20_800, 41_600, 100, 18_432, 90, 100.0),
-    Part("xc7a100t", "xilinx", "xc7a100tcsg324-1", "csg324", 63_400, 126_800, 270, 18_432, 240, 100.0),
-    # the Zynq-7020 of the Pynq-Z1/Z2, where BNN-PYNQ and finn-examples publish their builds
-    Part("xc7z020", "xilinx", "xc7z020clg400-1", "clg400", 53_200, 106_400, 280, 18_432, 220, 100.0),
+    # user I/O per device and package: ECP5 and ECP5-5G Family Data Sheet (FPGA-DS-02012),
+    # Table 1.1, 381 caBGA: 197 (25F), 203 (45F), 205 (85F)
+    Part("ecp5-25k", "ecp5", "25k", "CABGA381", 24_288, 24_288, 56, 18_432, 28, 100.0, 197),
+    Part("ecp5-45k", "ecp5", "45k", "CABGA381", 43_848, 43_848, 108, 18_432, 72, 100.0, 203),
+    Part("ecp5-85k", "ecp5", "85k", "CABGA381", 83_640, 83_640, 208, 18_432, 156, 100.0, 205),
+    # iCE40 UltraPlus Family Data Sheet (FPGA-DS-02008), Table 1.1, 48 QFN (SG48): 39
+    Part("ice40-up5k", "ice40", "up5k", "sg48", 5_280, 5_280, 30, 4_096, 8, 24.0, 39),
+    # iCE40 LP/HX Family Data Sheet (FPGA-DS-02029, was DS1040), Table 1.1, HX8K 256 caBGA (CT256): 206
+    Part("ice40-hx8k", "ice40", "hx8k", "ct256", 7_680, 7_680, 32, 4_096, 0, 50.0, 206),
+    # 7 Series FPGAs Data Sheet: Overview (DS180), Artix-7 device-package combinations, CSG324: 210
+    Part("xc7a35t", "xilinx", "xc7a35ticsg324-1L", "csg324", 20_800, 41_600, 100, 18_432, 90, 100.0, 210),
+    Part("xc7a100t", "xilinx", "xc7a100tcsg324-1", "csg324", 63_400, 126_800, 270, 18_432, 240, 100.0, 210),
+    # the Zynq-7020 of the Pynq-Z1/Z2, where BNN-PYNQ and finn-examples publish their builds;
+    # Zynq-7000 SoC Data Sheet: Overview (DS190), device-package combinations, CLG400: 125 HR
+    # I/O in the programmable logic (the 54 MIO pins belong to the processing system)
+    Part("xc7z020", "xilinx", "xc7z020clg400-1", "clg400", 53_200, 106_400, 280, 18_432, 220, 100.0, 125),
 )}
 
 

@@ -84,3 +84,25 @@ def test_report_with_results(generated, tmp_path, capsys):
 def test_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "has no manifest.json" in capsys.readouterr().err
+
+
+def test_report_shows_fmax_and_critical_path(generated, tmp_path):
+    """With ``estimate --pnr`` results the page gives nextpnr's Fmax and the critical path's
+    blocks (the place-and-route result stands in: nextpnr is too slow for the default run)."""
+    import shutil
+
+    d, net = generated
+    out = tmp_path / "out"
+    shutil.copytree(d / "out", out)
+    for name in ("sim.json", "explore.json", "estimate.json"):
+        (out / name).unlink(missing_ok=True)
+    assert main(["estimate", str(net), "--target", "ice40-up5k", "--json", str(out / "estimate.json")]) == 0
+    est = json.loads((out / "estimate.json").read_text())
+    est["fmax_mhz"], est["clock_source"] = 61.25, "nextpnr"
+    est["pnr"] = {"critical_path": {"from": "l0_mvu", "to": "l1_thr", "from_cell": "block.l0_mvu.acc_SB_DFF",
+                                    "to_cell": "block.l1_thr.q_SB_DFF"}, "utilisation": {}}
+    (out / "estimate.json").write_text(json.dumps(est))
+    assert main(["report", str(out), "--network", str(net), "--no-kinds"]) == 0
+    text = _text((out / "report.html").read_text())
+    assert ("Fmax 61.2 MHz from nextpnr, critical path from l0_mvu to l1_thr "
+            "(block.l0_mvu.acc_SB_DFF → block.l1_thr.q_SB_DFF)") in text

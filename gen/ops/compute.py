@@ -533,10 +533,10 @@ class ComputeOp(LayerOp):
         key = f"w{i}"
         arrays[key] = random_values(rng, wspec, node.weights.shape).astype(np.int64)
         d = {"type": self.type, "mac": kind, "name": node.name, "weights": {"key": key, **wspec}}
-        if node.pe:
-            d["pe"] = node.pe
-        if node.simd:
-            d["simd"] = node.simd
+        # the same design: folding, weight memory style and reduction-tree depth
+        for key in ("pe", "simd", "ram_style", "tree_depth"):
+            if getattr(node, key, None) is not None:
+                d[key] = getattr(node, key)
         d.update(self.variant_geometry(node, aspec))
         d["activation"] = {"type": "none"} if last_compute else activation(node, f"t{i}")
         return d
