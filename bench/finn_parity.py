@@ -289,7 +289,8 @@ def section(res: dict) -> str:
               "they are Vivado post-synthesis (or post-route) counts with Vivado's own LUT packing, nomul's the "
               "calibrated model and Yosys `synth_xilinx` (ABC9 mapping, no packing of two LUT5 into one LUT6, "
               "flip-flops as Yosys keeps them) where `--synth` ran; nomul's blocks are synthesized one by one "
-              "(out of context: a block's ports stay, nothing is optimized across blocks). nomul's cycles per frame are exact (co-simulated); BNN-PYNQ's are "
+              "(out of context: a block's ports stay, nothing is optimized across blocks). nomul's cycles "
+              "per frame are exact (co-simulated); BNN-PYNQ's are "
               "its slowest layer's folds times output pixels.", ""]
     return "\n".join(lines)
 

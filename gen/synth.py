@@ -196,7 +196,8 @@ def synthesize(designs: dict, family: str, build_dir, *, reuse: bool = True,
     (:func:`gen.hiersynth.pack_designs`): each run spends about 10 s reading Yosys's Xilinx cell
     libraries before it maps anything, more than most such blocks take. Each keeps its own
     module; ABC9 maps a kept module slightly differently from a top module (measured on CNV's
-    41 small blocks: 36 equal, 5 within ±15 LUTs, FFs equal). With ``pack=0``, the default,
+    41 small blocks: 36 equal, 5 within ±15 LUTs, FFs equal; digits_bnn's l1_mvu 466 LUTs
+    against 429). With ``pack=0``, the default,
     every design is synthesized alone (:func:`gen.estimate.synthesize_estimate` packs below
     :data:`PACK_CHARS`).
     """
