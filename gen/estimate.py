@@ -209,20 +209,23 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
     return Estimate(net, plan, accel, part, layers, steady_interval(accel), latency)
 
 
-def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress=None) -> None:
+def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress=None,
+                        jobs: int | None = None, cache=True) -> None:
     """Synthesize every block with Yosys for the part's family (``est.synth`` and each layer's
     ``synth``); with ``pnr``, also the whole accelerator, placed and routed with nextpnr for
     the part (``est.fmax_mhz``, ``est.pnr``) inside :class:`hw.serial_io.SerialIO`, so that any
     accelerator fits the package's pins. ``progress(message)`` is called before each step and
-    with each tool's current pass."""
-    from .synth import place_and_route_block, rtlil_text, synthesize
+    with each tool's current pass. ``jobs`` and ``cache``: as :func:`gen.synth.synthesize`
+    (distinct blocks two at a time, results cached by content); blocks of less than
+    :data:`gen.synth.PACK_CHARS` characters of RTLIL are synthesized together."""
+    from .synth import PACK_CHARS, place_and_route_block, synthesize
 
     fam = est.part.family
     blocks = dict(est.accel.blocks)
     say = progress or (lambda msg: None)
     say(f"Yosys synth_{fam}: {len(blocks)} blocks")
-    res = synthesize({n: rtlil_text(b) for n, b in blocks.items()}, fam, build_dir,
-                     progress=progress)
+    res = synthesize(blocks, fam, build_dir, progress=progress, jobs=jobs, cache=cache,
+                     pack=PACK_CHARS)
     keys = ("lut", "ff", "carry", "bram", "lutram", "dsp")
     for lay, stage in zip(est.layers, est.accel.stages):
         lay.synth = {k: sum(getattr(res[b], k) for b in stage.blocks) for k in keys}
