@@ -38,6 +38,7 @@ from hw.dtypes import DType  # noqa: E402
 
 BUILD = ROOT / "bench" / "build" / "area"
 DATA = ROOT / "bench" / "results" / "area_calibration.json"
+NETWORKS = ROOT / "bench" / "results" / "area_networks.json"   # bench/area_networks.py
 
 # (weight type, activation type) per kind, 8-bit class (as bench/lanes.py) and 4-bit class
 TYPES8 = {
@@ -63,7 +64,7 @@ def _weights(rng, wdt: DType, shape):
 
 
 def mvu_point(kind, wdt, adt, pe, simd, *, seed=0, ram_style="block", thresholds=0, role="fit",
-              nf=2, sf=4):
+              nf=2, sf=4, depth=1, name=None):
     """A calibration point: the parameters of an MVU (and a builder for it)."""
     from gen.area import live_bits, mvu_params
     from hw.lanes import Lane
@@ -72,14 +73,15 @@ def mvu_point(kind, wdt, adt, pe, simd, *, seed=0, ram_style="block", thresholds
     lane = Lane(kind=kind, simd=mw, w_dtype=wdt, a_dtype=adt)
     lane._MustUse__used = True
     lo, hi = lane.value_range
-    name = f"mvu_{kind}_{wdt}_{adt}_{pe}x{simd}{f'_t{thresholds}' if thresholds else ''}" \
+    base_name = f"mvu_{kind}_{wdt}_{adt}_{pe}x{simd}{f'_t{thresholds}' if thresholds else ''}" \
            f"{'' if (nf, sf) == (2, 4) else f'_{mh}x{mw}'}" \
            f"{'' if ram_style == 'block' else '_' + str(ram_style)}".replace("±", "")
+    name = name or base_name
     out_bits = max(1, int(thresholds).bit_length()) if thresholds else DType.for_range(lo, hi).code_width
     p = mvu_params(kind=kind, w_dtype=wdt, a_dtype=adt, pe=pe, simd=simd, mh=mh, mw=mw,
                    acc_lo=lo, acc_hi=hi, thresholds=thresholds,
                    activation="threshold" if thresholds else "none", ram_style=ram_style,
-                   depth=1, out_bits=out_bits)
+                   depth=depth, out_bits=out_bits)
     rec = {"name": name, "role": role, "w_dtype": str(wdt), "a_dtype": str(adt), "seed": seed,
            **p, "_types": (wdt, adt)}
     mvu = build_mvu(rec)
@@ -275,21 +277,87 @@ def points():
     pts.append(mvu_point("int", *TYPES4["int"], 1, 4, ram_style=None, thresholds=3, nf=8, sf=4,
                          role="check"))
     pts += graph_block_points()
+    pts += sweep_points()
+    return pts
+
+
+#: The space-filling sweep: how many random matrix-vector units, and its seed.
+SWEEP_POINTS, SWEEP_SEED = 48, 2026
+
+
+def _sweep_types(rng, kind):
+    """A random (weight type, activation type) of a MAC kind, over the widths examples use."""
+    b = int(rng.integers(1, 9))
+    if kind == "xnor":
+        return DType.bipolar(), DType.bipolar()
+    if kind == "and":
+        return DType.bipolar(), DType.uint(1)
+    if kind == "ternary":
+        return DType.ternary(), DType.uint(b)
+    if kind == "onehot":
+        n = int(rng.choice([4, 8, 16]))
+        return DType.onehot(n, signed=True), DType.uint(max(2, b))
+    return DType.int(int(rng.integers(2, 9))), DType.uint(max(2, b))
+
+
+def sweep_points(n: int = SWEEP_POINTS, seed: int = SWEEP_SEED) -> list[dict]:
+    """Matrix-vector units drawn at random over MAC kind and type widths, PE, SIMD, channel
+    and input folds, reduction-tree depth, threshold count and weight memory style (every
+    fourth held out), plus units of 1,024 lanes and more as FINN-sized networks have."""
+    rng = np.random.default_rng(seed)
+    kinds = sorted(TYPES8)
+    pts = []
+    while len(pts) < n:
+        i = len(pts)
+        kind = kinds[i % len(kinds)]
+        wdt, adt = _sweep_types(rng, kind)
+        pe = int(rng.choice([1, 2, 4, 8, 16]))
+        simd = int(rng.choice([1, 2, 4, 8, 16, 32, 64]))
+        if pe * simd > 256 or (kind in ("int", "adder", "onehot") and pe * simd > 128):
+            continue
+        nf, sf = int(rng.choice([1, 2, 4, 8])), int(rng.choice([1, 2, 4, 9]))
+        t = int(rng.choice([0, 1, 3, 15]))
+        style = [None, "block", "logic"][int(rng.integers(0, 3))]
+        if style == "logic" and nf * sf > 16:
+            style = None
+        depth = int(rng.integers(1, 4))
+        try:
+            pts.append(mvu_point(kind, wdt, adt, pe, simd, thresholds=t, ram_style=style, nf=nf,
+                                 sf=sf, depth=depth, seed=i, role="check" if i % 4 == 3 else "fit",
+                                 name=f"sweep{i:02d}_{kind}_{pe}x{simd}_n{nf}s{sf}_t{t}_d{depth}_{style}"))
+        except (ValueError, TypeError):
+            continue
+    for i, (kind, pe, simd, t, adt) in enumerate((("xnor", 32, 32, 1, None), ("and", 16, 64, 1, None),
+                                                  ("ternary", 8, 128, 0, DType.uint(2)))):
+        wdt, a = TYPES8[kind]
+        pts.append(mvu_point(kind, wdt, adt or a, pe, simd, thresholds=t, ram_style=None, nf=2,
+                             sf=2, depth=3, seed=100 + i, role="fit",
+                             name=f"large{i}_{kind}_{pe}x{simd}"))
     return pts
 
 
 def collect(families) -> dict:
-    """The calibration data from the statistics already in bench/build/area (no synthesis)."""
+    """The calibration data from the statistics already in bench/build/area (no synthesis);
+    a point's recorded result stays where there are none (marked ``stale`` as it was)."""
     from gen.synth import counts
 
+    have = {p["name"]: p for p in json.loads(DATA.read_text())["points"]} if DATA.exists() else {}
     recs = []
     for p in points():
         rec = {k: v for k, v in p.items() if not k.startswith("_")}
-        rec["yosys"] = {}
+        old = have.get(p["name"], {})
+        rec["yosys"] = dict(old.get("yosys", {}))
+        if old.get("stale"):
+            rec["stale"] = list(old["stale"])
+        il = BUILD / f"{p['name']}.il"
         for fam in families:
             f = BUILD / f"{p['name']}_{fam}.stat.json"
-            if f.exists():
+            if f.exists() and not (il.exists() and f.stat().st_mtime < il.stat().st_mtime):
                 rec["yosys"][fam] = counts(json.loads(f.read_text()), fam).to_json()
+                if fam in rec.get("stale", ()):
+                    rec["stale"].remove(fam)
+        if not rec.get("stale"):
+            rec.pop("stale", None)
         recs.append(rec)
     return _write(recs)
 
@@ -346,6 +414,48 @@ def sweep(families, *, chunk: int = 4, missing: bool = False) -> dict:
     return data
 
 
+def example_points(path: Path = NETWORKS, *, exclude=()) -> list[dict]:
+    """Every distinct block of the bundled examples (bench/area_networks.py's record) as a
+    calibration point of its family: the blocks real networks are made of. ``exclude``: example
+    names left out (cross-validation)."""
+    if not path.exists():
+        return []
+    pts, seen = [], set()
+    for name, fams in sorted(json.loads(path.read_text())["networks"].items()):
+        if name in exclude:
+            continue
+        for fam, rec in sorted(fams.items()):
+            for b in rec["blocks"]:
+                if (b["sha256"], fam) in seen:
+                    continue
+                seen.add((b["sha256"], fam))
+                pts.append({"name": f"{name}/{b['name']}", "role": "fit", "example": name,
+                            **b["params"], "yosys": {fam: b["yosys"]}})
+    return pts
+
+
+def example_networks(path: Path = NETWORKS, *, exclude=()) -> list[dict]:
+    """The bundled examples' totals per family (bench/area_networks.py's record), for
+    :func:`gen.area.fit_networks`."""
+    if not path.exists():
+        return []
+    return [{"name": name, "family": fam, "blocks": [b["params"] for b in rec["blocks"]],
+             "register_bits": [b.get("register_bits") for b in rec["blocks"]], "yosys": rec["yosys"]}
+            for name, fams in sorted(json.loads(path.read_text())["networks"].items())
+            if name not in exclude for fam, rec in sorted(fams.items())]
+
+
+def fit(points, *, exclude=()) -> dict:
+    """The coefficients: per block, then jointly with the bundled examples' totals."""
+    from gen import area
+
+    nets = example_networks(exclude=exclude)
+    pts = points + example_points(exclude=exclude)
+    coeffs = area.fit_networks(pts, nets, area.fit_coefficients(pts))
+    coeffs["calibration"] = area.calibration_summary(pts, nets, coeffs)
+    return coeffs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit-only", action="store_true", help="refit from the recorded synthesis")
@@ -362,7 +472,7 @@ def main(argv=None):
     from gen import area
 
     data = json.loads(DATA.read_text())
-    coeffs = area.fit_coefficients(data["points"])
+    coeffs = fit(data["points"])
     area.COEFFS_FILE.write_text(json.dumps(coeffs, indent=1, sort_keys=True) + "\n")
     print(area.calibration_report(data["points"], coeffs))
 

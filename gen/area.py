@@ -37,23 +37,56 @@ from .targets import family_names, get_family
 __all__ = ["FAMILIES", "COEFFS_FILE", "BlockArea", "mvu_params", "dwc_params", "fifo_params",
            "swu_params", "dwwin_params", "pool_params", "argmax_params", "memory_bits", "fork_params",
            "add_params", "concat_params", "sum_params", "activation_params", "features",
-           "bram_count", "estimate", "fit_coefficients", "fit_graph_blocks", "GRAPH_BLOCKS",
+           "bram_count", "calibration_summary", "estimate", "fit_coefficients", "fit_graph_blocks",
+           "fit_networks", "region_warnings", "GRAPH_BLOCKS",
            "calibration_report", "load_coeffs",
            "register_bits"]
 
 FAMILIES = family_names()
 COEFFS_FILE = Path(__file__).with_name("area_coeffs.json")
 
+#: Yosys ``memory_libmap``'s cost of one block-RAM primitive (the families' memory libraries:
+#: ECP5 DP16KD 128, iCE40 SB_RAM40_4K 64, 7-series RAMB18 129 / RAMB36 257 per two RAMB18) and
+#: of a ROM bit left to logic (its ``-logic-cost-rom`` default, 1/16).
+BRAM_COST = {"ecp5": 128.0, "ice40": 64.0, "xilinx": 128.5}
+ROM_LOGIC_COST = 1.0 / 16.0
+ICE40_RAM_EMU = 12.0
+
+
+def _rom_block_cost(family: str, depth: int, width: int) -> float:
+    """Yosys's cost of a ROM in block RAM: the primitives of the cheapest shape, plus half a
+    unit per read-multiplexer input bit for the depth beyond one primitive's."""
+    best = math.inf
+    for d, w in get_family(family).bram_shapes:
+        rows = math.ceil(depth / d)
+        n = rows * math.ceil(width / w)
+        best = min(best, n * BRAM_COST[family] + 0.5 * (rows - 1) * width)
+    return best
+
+
 def _auto_bram(family: str, what: str, depth: int, bits: int) -> bool:
-    """Whether Yosys puts a memory with no ``ram_style`` in block RAM (as measured: ECP5 and
-    7-series keep ROMs of up to 2 Kbit in logic and RAMs in LUT RAM; iCE40 puts a ROM of 320
-    words in block RAM but one of 64 in logic, and RAMs of 8 words and 64 bits or more in block
-    RAM)."""
+    """Whether Yosys puts a memory with no ``ram_style`` in block RAM. A ROM goes there when
+    that is cheaper than logic by ``memory_libmap``'s costs (the logic cost truncated to an
+    integer, a tie going to logic: measured on every example's weight memories); RAMs as
+    measured: ECP5 and 7-series keep RAMs of up to 8 Kbit in LUT RAM; iCE40 puts RAMs of 8
+    words and 64 bits or more in block RAM."""
+    if what == "rom":
+        if depth <= 1 or bits <= 0:
+            return False
+        return _rom_block_cost(family, depth, math.ceil(bits / depth)) < int(bits * ROM_LOGIC_COST)
     if family == "ice40":
         if what == "window":   # the depthwise window's memory (measured: 6 words in block RAM)
             return depth >= 6 and bits >= 64
-        return depth >= 256 if what == "rom" else (depth >= 8 and bits >= 64)
-    return bits >= 4096 if what == "rom" else bits > 8192
+        # no LUT RAM: block RAM against flip-flops (a RAM bit costs 1 in logic); block RAM's
+        # read port costs some emulation on top (measured between 8 and 16: 72 bits stay in
+        # logic, 80 go to block RAM)
+        return depth > 1 and _rom_block_cost(family, depth, math.ceil(bits / depth)) + ICE40_RAM_EMU < bits
+    if family == "ecp5" and depth > 1:   # block RAM against TRELLIS_DPR16X4 (cost 4 each)
+        width = math.ceil(bits / depth)
+        rows = math.ceil(depth / 16)
+        lutram = 4 * rows * math.ceil(width / 4) + 0.5 * (rows - 1) * width
+        return _rom_block_cost(family, depth, width) < min(lutram, bits)
+    return bits > 8192
 
 
 def _wide_bram(family: str, depth: int, width: int) -> tuple[int, int]:
@@ -272,6 +305,9 @@ def _memories(p: dict, family: str):
     bram = lutram = ff_bits = logic_bits = 0
     for depth, width, style, what in mems:
         bits = depth * width
+        if depth == 1 and what == "ram":   # one word: Yosys builds it as a register
+            ff_bits += bits
+            continue
         if style == "block" or (style is None and _auto_bram(family, what, depth, bits)):
             n, rest = _wide_bram(family, depth, width)
             bram += n
@@ -289,6 +325,42 @@ def _memories(p: dict, family: str):
     return bram, lutram, ff_bits, logic_bits
 
 
+def _popcount_unit(p: dict) -> bool:
+    """Whether a unit's lanes reduce by popcount (1-bit terms: XNOR, AND, STTN)."""
+    return p["kind"] in ("xnor", "and") or (p["kind"] == "ternary" and p["a_max_abs"] <= 1)
+
+
+def _tree_adder_bits(n: int, width: int) -> int:
+    """Bits of the two-input adders that sum ``n`` terms of ``width`` bits (each level's sums
+    a bit wider)."""
+    bits, level = 0, 0
+    while n > 1:
+        bits += (n // 2) * (width + level + 1)
+        n, level = n - n // 2, level + 1
+    return bits
+
+
+def _lutram_rows(family: str, depth: int) -> int:
+    """LUT-RAM primitives stacked for ``depth`` words (ECP5 TRELLIS_DPR16X4 of 16 words,
+    7-series RAM32M / RAM64M of 32 / 64 words; iCE40 has none): their outputs are multiplexed."""
+    if family == "ecp5":
+        return math.ceil(depth / 16)
+    if family == "xilinx":
+        return 1 if depth <= 32 else math.ceil(depth / 64)
+    return 0
+
+
+def _window_memory(p: dict, family: str) -> tuple[int, int, str]:
+    """``(depth, width, where)`` of a sliding window's or max-pool's line buffer, ``where`` one
+    of ``bram``, ``lutram``, ``ff``."""
+    c, _, w = p["in_shape"]
+    rows = p.get("rows", p["kernel"] + p.get("stride", p["kernel"] if p["block"] == "pool" else 1))
+    depth, width = rows << max(1, _clog2(w)), c * p["width"]
+    if _auto_bram(family, "ram", depth, depth * width):
+        return depth, width, "bram"
+    return depth, width, ("ff" if family == "ice40" else "lutram")
+
+
 def features(p: dict, family: str) -> dict[str, float]:
     """Structural features of a block (what the LUT and carry coefficients multiply)."""
     f: dict[str, float] = {}
@@ -303,6 +375,8 @@ def features(p: dict, family: str) -> dict[str, float]:
             # lanes have their own coefficients (vvu_<feature>, the MVU's where not calibrated)
             f.update({f"vvu_{k}": pe * v
                       for k, v in get_mac(kind).area_features({**p, "pe": 1}).items()})
+        if not _popcount_unit(p):   # the adder tree of the SIMD terms, bits of its adders
+            f["tree"] = pe * _tree_adder_bits(simd, p["term_bits"])
         f["acc"] = pe * acc_w
         if p.get("thresholds"):
             f["threshold"] = pe * p["thresholds"] * (acc_w + 1)
@@ -315,19 +389,30 @@ def features(p: dict, family: str) -> dict[str, float]:
             f["mem_ff_read"] = ff_bits
         if logic_bits:
             f["rom_logic"] = logic_bits
+            if kind in ("int", "adder", "onehot", "ternary") and not _popcount_unit(p):
+                # weights from a ROM in logic: synthesis merges the ROM into each lane's
+                # arithmetic (measured: a 5 × 8 multiplier fed by a 9-word ROM takes 2.9× the
+                # LUTs of one fed by block RAM)
+                f[f"{kind}_rom"] = pe * simd * p["a_bits"] * p["w_bits"]
         f["control"] = 1 + _clog2(nf) + _clog2(sf)
     elif b == "fifo":
         f["fifo"] = p["width"]
         f["control"] = 1 + _clog2(p["depth"])
+        f["ptr"] = _clog2(p["depth"]) ** 2      # the pointers' compare and increment
+        rows = _lutram_rows(family, p["depth"] - 1)
+        if rows > 1 and not _auto_bram(family, "ram", p["depth"] - 1, (p["depth"] - 1) * p["width"]):
+            f["mux"] = p["width"] * (rows - 1)   # the read multiplexer of stacked LUT RAMs
         _, _, ff_bits, _ = _memories(p, family)
         if ff_bits:
             f["mem_ff_read"] = ff_bits
     elif b == "dwc":
         g = math.gcd(p["i_elems"], p["o_elems"])
-        if p["i_elems"] != g:      # split: a word-select multiplexer
+        if p["i_elems"] != g:      # split: a word-select multiplexer per output bit
             f["dwc_split"] = p["width"] * p["i_elems"] * _clog2(p["i_elems"] // g)
-        if p["o_elems"] != g:      # gather: write enables of the parts
+            f["dwc_split_mux"] = p["width"] * p["o_elems"] * (p["i_elems"] // g)
+        if p["o_elems"] != g:      # gather: the write enables of the parts, decoded
             f["dwc_gather"] = p["width"] * p["o_elems"]
+            f["dwc_gather_sel"] = p["o_elems"] // g
         f["control"] = 1 + _clog2(p["i_elems"] // g) + _clog2(p["o_elems"] // g)
     elif b in ("swu", "pool"):
         c, h, w = p["in_shape"]
@@ -335,6 +420,10 @@ def features(p: dict, family: str) -> dict[str, float]:
         f["control"] = _clog2(h) + _clog2(w) + 2 * _clog2(p["kernel"] + 1)
         if b == "pool":
             f["max"] = c * p["width"]
+        depth, width, where = _window_memory(p, family)
+        f["data"] = width                        # the window's output word
+        if where == "lutram" and _lutram_rows(family, depth) > 1:
+            f["mux"] = width * (_lutram_rows(family, depth) - 1)
         _, _, ff_bits, _ = _memories(p, family)
         if ff_bits:
             f["mem_ff_read"] = ff_bits
@@ -491,6 +580,76 @@ def fit_graph_blocks(points: list[dict], base: dict) -> dict:
     return out
 
 
+#: The networks' relative error the second fitting stage may use to lower the blocks' errors.
+NETWORK_TARGET = 0.12
+
+
+def fit_networks(points: list[dict], networks: list[dict], base: dict,
+                 caps=(1.0, 2.0, 5.0)) -> dict:
+    """Refit every LUT and carry coefficient of ``base`` jointly on the ``fit`` points and on
+    whole networks, so that the model holds on the networks users have and not only block by
+    block. ``networks``: ``[{"name", "family", "blocks": [params, ...], "yosys": totals}]``.
+
+    Per family and count, a linear programme finds non-negative coefficients minimising the
+    largest relative error of a network's total while every fit point stays within a cap
+    (the smallest of ``caps`` that is feasible); a second one then minimises the sum of the
+    points' relative errors with the networks held within that bound (or NETWORK_TARGET)."""
+    from scipy.optimize import linprog
+
+    out = json.loads(json.dumps(base))
+    for fam, fam_out in out["families"].items():
+        pts = [(features(p, fam), p["yosys"][fam]) for p in points
+               if p.get("role") == "fit" and fam in p.get("yosys", {})]
+        nets = [n for n in networks if n["family"] == fam]
+        if not nets:
+            continue
+        net_rows = []
+        for n in nets:
+            tot: dict[str, float] = {}
+            for bp in n["blocks"]:
+                for k, v in features(bp, fam).items():
+                    tot[k] = tot.get(k, 0.0) + v
+            net_rows.append((tot, n["yosys"]))
+        for what in ("lut", "carry"):
+            names = sorted({k for f, _ in pts + net_rows for k, v in f.items() if v})
+            Ab = np.array([[f.get(k, 0.0) for k in names] for f, _ in pts])
+            yb = np.array([float(r[what]) for _, r in pts])
+            An = np.array([[f.get(k, 0.0) for k in names] for f, _ in net_rows])
+            yn = np.array([float(r[what]) for _, r in net_rows])
+            sb, sn = np.maximum(yb, 8.0), np.maximum(yn, 8.0)
+            Ab, yb, An, yn = Ab / sb[:, None], yb / sb, An / sn[:, None], yn / sn
+            x = _fit_capped(Ab, yb, An, yn, caps, linprog)
+            if x is not None:
+                fam_out[what] = {k: round(float(v), 5) for k, v in zip(names, x)}
+    out["source"] = ("bench/calibrate_area.py (non-negative coefficients: the largest relative "
+                     "error of the bundled examples' totals minimised, every calibration point "
+                     "and example block within a cap; then the sum of their relative errors)")
+    return out
+
+
+def _fit_capped(Ab, yb, An, yn, caps, linprog):
+    m, n = Ab.shape
+    k = An.shape[0]
+    for cap in caps:
+        # variables x (n), T; minimise T: |An x - yn| <= T, |Ab x - yb| <= cap
+        c = np.r_[np.zeros(n), 1.0]
+        A_ub = np.block([[An, -np.ones((k, 1))], [-An, -np.ones((k, 1))],
+                         [Ab, np.zeros((m, 1))], [-Ab, np.zeros((m, 1))]])
+        b_ub = np.r_[yn, -yn, yb + cap, cap - yb]
+        r = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=[(0, None)] * (n + 1), method="highs")
+        if not r.success:
+            continue
+        bound = max(1.02 * r.x[-1], NETWORK_TARGET)
+        # variables x (n), e (m); minimise sum e: |Ab x - yb| <= e <= cap, |An x - yn| <= bound
+        c2 = np.r_[np.zeros(n), np.ones(m)]
+        A2 = np.block([[Ab, -np.eye(m)], [-Ab, -np.eye(m)],
+                       [An, np.zeros((k, m))], [-An, np.zeros((k, m))]])
+        b2 = np.r_[yb, -yb, yn + bound, bound - yn]
+        r2 = linprog(c2, A_ub=A2, b_ub=b2, bounds=[(0, None)] * n + [(0, cap)] * m, method="highs")
+        return (r2.x if r2.success else r.x)[:n]
+    return None
+
+
 def _minimax(A, y, linprog):
     """x >= 0 minimising max |A x - y|, then the sum of |A x - y| within 1.02 of that max."""
     m, n = A.shape
@@ -506,6 +665,73 @@ def _minimax(A, y, linprog):
     r2 = linprog(c2, A_ub=A2, b_ub=np.r_[y, -y],
                  bounds=[(0, None)] * n + [(0, 1.02 * t + 1e-9)] * m, method="highs")
     return (r2.x if r2.success else r.x)[:n]
+
+
+# -- calibration region ----------------------------------------------------------------------
+#: Parameters of a matrix- or vector-vector unit whose calibrated range is recorded.
+REGION_KEYS = ("lanes", "pe", "simd", "a_bits", "w_bits", "depth", "thresholds")
+
+
+def _region_values(p: dict) -> dict:
+    return {"lanes": p["pe"] * p["simd"], "pe": p["pe"], "simd": p["simd"], "a_bits": p["a_bits"],
+            "w_bits": p["w_bits"], "depth": p.get("depth", 1), "thresholds": p.get("thresholds", 0)}
+
+
+def calibration_summary(points: list[dict], networks: list[dict], coeffs: dict) -> dict:
+    """Per family: the model's largest LUT and FF error on the whole networks it was fitted on,
+    its median and 90th-percentile LUT error per kind of block over the calibration points and
+    example blocks, and the range of unit parameters those cover (its calibration region)."""
+    out = {}
+    for fam in coeffs["families"]:
+        nets = [n for n in networks if n["family"] == fam]
+        nerr = {"lut": [], "ff": []}
+        for n in nets:
+            tot = {"lut": 0, "ff": 0}
+            for bp, rb in zip(n["blocks"], n.get("register_bits", [None] * len(n["blocks"]))):
+                e = estimate(bp, fam, coeffs=coeffs, ff_bits=rb)
+                tot["lut"] += e.lut
+                tot["ff"] += e.ff
+            for k in nerr:
+                if k == "ff" and "register_bits" not in n:
+                    continue
+                nerr[k].append(abs(tot[k] - n["yosys"][k]) / max(1, n["yosys"][k]))
+        blocks: dict[str, list] = {}
+        region: dict[str, dict] = {}
+        for p in points:
+            if fam not in p.get("yosys", {}) or fam in p.get("stale", ()):
+                continue
+            y = p["yosys"][fam]["lut"]
+            e = estimate(p, fam, coeffs=coeffs).lut
+            blocks.setdefault(p["block"], []).append(abs(e - y) / max(y, 8))
+            if p["block"] in ("mvu", "vvu") and p.get("role") == "fit":
+                r = region.setdefault(p["block"], {})
+                for k, v in _region_values(p).items():
+                    lo, hi = r.get(k, (v, v))
+                    r[k] = (min(lo, v), max(hi, v))
+        out[fam] = {
+            "networks": {"count": len(nets),
+                         **{f"{k}_max": round(max(v), 4) for k, v in nerr.items() if v}},
+            "blocks": {b: {"count": len(v), "lut_median": round(float(np.median(v)), 4),
+                           "lut_p90": round(float(np.percentile(v, 90)), 4)}
+                       for b, v in sorted(blocks.items())},
+            "region": {b: {k: list(r[k]) for k in REGION_KEYS} for b, r in sorted(region.items())}}
+    return out
+
+
+def region_warnings(p: dict, family: str, coeffs: dict | None = None) -> list[str]:
+    """What puts a unit outside the model's calibration region on ``family`` (empty: inside)."""
+    if p.get("block") not in ("mvu", "vvu"):
+        return []
+    cal = (coeffs or load_coeffs()).get("calibration", {}).get(family, {})
+    r = cal.get("region", {}).get(p["block"])
+    if not r:
+        return []
+    out = []
+    for k, v in _region_values(p).items():
+        lo, hi = r.get(k, (v, v))
+        if not lo <= v <= hi:
+            out.append(f"{k} {v:,} (calibrated {lo:,}–{hi:,})")
+    return out
 
 
 # -- estimates -------------------------------------------------------------------------------
@@ -535,14 +761,27 @@ def _read_register_bits(p: dict, family: str) -> int:
     with the input register for 1-bit activations)."""
     if p["block"] == "fifo" and p["depth"] > 1:
         bits = (p["depth"] - 1) * p["width"]
-        return 0 if family == "ice40" and _auto_bram(family, "ram", p["depth"] - 1, bits) else p["width"]
+        if _auto_bram(family, "ram", p["depth"] - 1, bits):
+            return 2 * p["width"]               # block RAM's read word, registered twice
+        return p["width"]
     bits = 0
+    if p["block"] in ("swu", "pool"):   # the line buffer's read word, twice from block RAM
+        _, width, where = _window_memory(p, family)
+        return {"bram": 2, "lutram": 1}.get(where, 0) * width
+    if p["block"] == "dwwin":   # the window memory's read word (twice from block RAM)
+        depth = 2 * p["kernel_elems"] // p["simd"]
+        bits = p["simd"] * p["channels"] * p["width"]
+        if _auto_bram(family, "window", depth, depth * bits):
+            return 2 * bits
+        return bits
     if p["block"] in ("mvu", "vvu"):
         nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
         ibuf = p["simd"] * p["a_bits"]
-        if (p["block"] == "mvu" and nf > 1 and p["a_bits"] > 1
-                and not (family == "ice40" and _auto_bram(family, "ram", sf, sf * ibuf))):
-            bits += ibuf                        # (unless the buffer is in iCE40 block RAM)
+        if p["block"] == "mvu" and nf > 1:
+            if sf > 1 and _auto_bram(family, "ram", sf, sf * ibuf):
+                bits += 2 * ibuf                # block RAM's read word, registered twice
+            elif p["a_bits"] > 1:
+                bits += ibuf
         width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
         style = p.get("ram_style")
         if style in ("distributed", "logic") or (

@@ -106,7 +106,32 @@ def _summary(con, est):
     if est.part.family == "xilinx":
         con.print("Fmax: no open place-and-route for Xilinx 7-series here (nextpnr-xilinx is not on "
                   "PyPI); the default clock is assumed")
+    _calibration(con, est)
     con.print(f"[bold]bottleneck[/bold]: {est.bottleneck()}")
+
+
+def _calibration(con, est):
+    """The area model's error on its calibration, and the units outside its region."""
+    from . import area
+
+    coeffs = area.load_coeffs()
+    cal = coeffs.get("calibration", {}).get(est.part.family)
+    if not cal:
+        return
+    n = cal["networks"]
+    if n.get("count"):
+        con.print(f"[bold]area model[/bold] ({est.part.family}): within {n['lut_max']:.1%} LUT"
+                  + (f" and {n['ff_max']:.1%} FF" if "ff_max" in n else "")
+                  + f" of Yosys on its {n['count']} calibration networks (the bundled examples); "
+                    f"median block error "
+                  + ", ".join(f"{b} {v['lut_median']:.0%}" for b, v in cal["blocks"].items()
+                              if b in ("mvu", "vvu", "fifo", "swu", "dwc")))
+    for lay in est.layers:
+        for b in lay.blocks:
+            why = area.region_warnings(b.params, est.part.family, coeffs)
+            if why:
+                con.print(f"[yellow]warning[/yellow]: {b.name} is outside the area model's "
+                          f"calibration: {', '.join(why)}; its estimate is an extrapolation")
 
 
 def kind_variant(net, kind: str, seed: int = 0):

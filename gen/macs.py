@@ -13,6 +13,7 @@ Adding a MAC kind: its lane datapath in ``hw/lanes.py`` (and its encodings in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,7 +82,11 @@ def _onehot_features(p):
 
 
 def _int_features(p):
-    return {"int": p["pe"] * p["simd"] * (p["a_bits"] * p["w_bits"] + p["term_bits"])}
+    # an array multiplier: its partial-product bits, reduced in about log2(width) adder levels
+    pp = p["a_bits"] * p["w_bits"]
+    levels = math.log2(max(2, min(p["a_bits"], p["w_bits"])))
+    return {"int": p["pe"] * p["simd"] * (pp + p["term_bits"]),
+            "int_levels": p["pe"] * p["simd"] * pp * levels}
 
 
 def _adder_features(p):
