@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from gen.targets import FAMILIES  # noqa: E402
+from quant_models.examples import example_paths  # noqa: E402
 
 EXAMPLES = ROOT / "quant_models" / "examples"
 BUILD = ROOT / "bench" / "build" / "area_networks"
@@ -44,17 +45,6 @@ SECTION = "## Area model on whole networks"
 #: The part each family is estimated for (the area model depends on the family only).
 PART = {"ecp5": "ecp5-85k", "ice40": "ice40-up5k", "xilinx": "xc7z020"}
 KEYS = ("lut", "ff", "carry", "bram", "lutram", "dsp")
-
-
-def example_paths(names=None) -> list[Path]:
-    paths = sorted(EXAMPLES.glob("*.yaml"))
-    if names:
-        known = {p.stem: p for p in paths}
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise SystemExit(f"unknown example {missing[0]!r} (examples: {', '.join(known)})")
-        paths = [known[n] for n in names]
-    return paths
 
 
 def network_blocks(path: Path, family: str) -> list[dict]:

@@ -44,6 +44,7 @@ import numpy as np
 from amaranth.hdl import UnusedElaboratable
 
 from gen.load import load_network
+from quant_models.examples import example_paths
 from quant_models.examples.make_examples import HW_BEGIN, HW_END
 from sim import golden
 from sim.runner import cosimulate, generate
@@ -81,17 +82,6 @@ def test_set(name: str, net, *, mnist_frames: int):
         return None
     x = x.reshape(len(x), *shape).astype(np.float64) / scale
     return golden.quantize_input(net, x), np.asarray(y, dtype=np.int64), desc
-
-
-def _networks(names):
-    paths = sorted(EXAMPLES.glob("*.yaml"))
-    if names:
-        known = {p.stem: p for p in paths}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise SystemExit(f"unknown example {unknown[0]!r} (examples: {', '.join(known)})")
-        paths = [known[n] for n in names]
-    return paths
 
 
 # -- timing model ------------------------------------------------------------------------------
@@ -316,7 +306,7 @@ def main(argv=None) -> int:
         return refresh_latency(args)
     t0 = time.perf_counter()
     rows = []
-    for path in _networks(args.names):
+    for path in example_paths(args.names):
         rec = run_example(path, mnist_frames=args.mnist_frames, sim=args.sim, seed=args.seed,
                           stall=args.stall, build_dir=args.build_dir, waves=args.waves)
         if rec is not None:
@@ -326,7 +316,7 @@ def main(argv=None) -> int:
            "passed": all(r["passed"] for r in rows),
            "wall_s": round(time.perf_counter() - t0),
            "machine": f"{platform.machine()}, Python {platform.python_version()}"}
-    return finish(res, "networks", "network", [p.stem for p in _networks([])], partial=bool(args.names),
+    return finish(res, "networks", "network", [p.stem for p in example_paths([])], partial=bool(args.names),
                   out=args.out, markdown=markdown, update_doc=None if args.no_docs else update_doc)
 
 
@@ -343,7 +333,7 @@ def refresh_latency(args) -> int:
         raise SystemExit(f"--refresh-latency: {args.out} is absent: run the full benchmark first")
     res = json.loads(args.out.read_text())
     rows = {r["network"]: r for r in res["networks"]}
-    for path in _networks(args.names):
+    for path in example_paths(args.names):
         row = rows.get(path.stem)
         if row is None:
             print(f"{path.stem}: not in {args.out.name}: run it in full first; skipped")
@@ -357,7 +347,7 @@ def refresh_latency(args) -> int:
         row["timing_frames"] = rec["frames"]
         row["passed"] = bool(row["passed"] and rec["passed"])
     res["passed"] = all(r["passed"] for r in res["networks"])
-    return finish(res, "networks", "network", [p.stem for p in _networks([])], partial=False,
+    return finish(res, "networks", "network", [p.stem for p in example_paths([])], partial=False,
                   out=args.out, markdown=markdown,
                   update_doc=None if args.no_docs else update_doc)
 
