@@ -224,7 +224,7 @@ def _version() -> str:
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="nomul",
+        prog="nomul", allow_abbrev=False,
         description="Multiplier-free neural network accelerators for FPGAs: validate a quantized "
                     "network, run its integer golden model, generate bit-exact RTL, simulate it "
                     "and estimate its cost.")
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for mod in _MODULES:
         importlib.import_module(f".{mod}", __package__).add_parser(sub)
+    for cmd in sub.choices.values():
+        # an option is spelled out: ``--target X`` must not be taken for ``--target-cycles``
+        cmd.allow_abbrev = False
     return p
 
 

@@ -123,3 +123,12 @@ def test_wide_output_not_cut(monkeypatch):
     assert _console().width == WIDE_COLUMNS          # pytest's stdout is not a terminal
     monkeypatch.setenv("COLUMNS", "77")
     assert _console().width == 77
+
+
+def test_options_are_not_abbreviated(net_file, tmp_path, capsys):
+    """``gen --target X`` is an unknown option, not ``--target-cycles X`` abbreviated."""
+    with pytest.raises(SystemExit) as e:
+        main(["gen", str(net_file), "-o", str(tmp_path / "a"), "--target", "100"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --target 100" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
