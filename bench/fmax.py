@@ -48,14 +48,35 @@ def build(design: str, family: str):
         return Accelerator(net, plan_network(net), family=family)
     if kind == "mvu":
         sys.path.insert(0, str(ROOT / "bench"))
-        from estimate import fmax_mvu
+        from estimate import FMAX_TYPES, fmax_mvu
 
+        from gen.ops.compute import mvu_area_params
         from gen.targets import get_family
+        from gen.top import weight_registers
+        from hw.lanes import term_levels
         from hw.trees import tree_depth
 
-        depth = tree_depth(32, get_family(family).lut_inputs)
-        return fmax_mvu(f"{name}-d{depth}")
+        # the generator's defaults: tree depth from SIMD, LUT size and the terms' logic, weight
+        # register stages from where the weights are
+        depth = tree_depth(32, get_family(family).lut_inputs, term_levels(name, *FMAX_TYPES[name]))
+        unit = fmax_mvu(f"{name}-d{depth}")
+        return fmax_mvu(f"{name}-d{depth}", weight_registers(family, mvu_area_params(unit)))
     raise SystemExit(f"unknown design {design!r} (example:NAME or mvu:KIND)")
+
+
+def _store(part: str, design: str, after: dict) -> dict:
+    """Put one result into the record, re-read under a lock (several runs may share it)."""
+    import fcntl
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        doc.setdefault(part, {}).setdefault(design, {})["after"] = after
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        tmp.replace(RESULTS)
+    return doc
 
 
 def target_for(design: str, part: str) -> float | None:
@@ -77,16 +98,14 @@ def run(designs, part_name: str) -> dict:
                 r = place_and_route_block(block, part.family, part.device, part.package, tmp)
             except RuntimeError as e:
                 print(f"{d} on {part_name}: {str(e).splitlines()[0]}", flush=True)
-                doc.setdefault(part_name, {}).setdefault(d, {})["after"] = {"error": str(e)[:200]}
+                doc = _store(part_name, d, {"error": str(e)[:200]})
                 continue
         a, b = r.critical_blocks
-        entry = doc.setdefault(part_name, {}).setdefault(d, {})
-        entry["after"] = {"fmax_mhz": r.fmax_mhz, "critical_from": a, "critical_to": b,
-                          "critical_from_cell": r.critical_from, "critical_to_cell": r.critical_to,
-                          "utilisation": {k: v for k, v in r.utilisation.items() if v[0]},
-                          "seconds": round(time.time() - t0)}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        after = {"fmax_mhz": r.fmax_mhz, "critical_from": a, "critical_to": b,
+                 "critical_from_cell": r.critical_from, "critical_to_cell": r.critical_to,
+                 "utilisation": {k: v for k, v in r.utilisation.items() if v[0]},
+                 "path": r.path, "seconds": round(time.time() - t0)}
+        doc = _store(part_name, d, after)
         print(f"{d} on {part_name}: {r.summary()} ({time.time() - t0:.0f} s)", flush=True)
     return doc
 
@@ -100,11 +119,19 @@ def section(doc: dict) -> str:
              "`yowasp-nextpnr-* --freq 200 --timing-allow-fail --seed 1`. *Before*: the commit "
              "before the pipelining (argmax one compare of a whole beat plus the running best, "
              "threshold comparators and count in one cycle, reduction trees with 1 register "
-             "(examples) or 2 (MVUs), the weight register a fabric flip-flop). *After*: argmax "
-             "a tree of registered compares, threshold hits registered, tree depth "
-             "`hw.trees.tree_depth(SIMD, LUT size)`, weight register in the DP16KD. MVUs: "
-             "PE = 4, SIMD = 32, MH = 8, MW = 128, weights in block RAM, the types of "
-             "`bench/estimate.py`.", "",
+             "(examples) or 2 (MVUs), the weight register a fabric flip-flop). *After* (this "
+             "code): argmax a tree of registered compares, threshold hits registered, tree "
+             "depth `hw.trees.tree_depth(SIMD, LUT size, term levels)` (the logic that makes "
+             "the terms counted as levels: `hw.lanes.term_levels`), the ternary and signed "
+             "one-hot terms `a`/`~a`/0 with the `+1` of each negative weight folded into the "
+             "accumulator's start (no carry chain per term), the adder kind's `|a - w|` as two "
+             "subtractions side by side and a select, the weight memory addressed by a counter "
+             "(no multiply-add before the read port), two weight registers where ECP5 block RAM "
+             "holds the weights (the DP16KD's output register, then a fabric register: "
+             "`gen.top.weight_registers`), the sliding window's read position kept in registers "
+             "(no adder before its address and compares). MVUs: PE = 4, SIMD = 32, MH = 8, "
+             "MW = 128, weights in block RAM, the types of `bench/estimate.py`, the generator's "
+             "defaults for the tree depth and the weight registers.", "",
              "Rerun: `python bench/fmax.py [DESIGN ...] [--part ecp5-85k] --doc` (designs "
              "`example:NAME`, `mvu:KIND`; one nextpnr run at a time, 1–2 min each on ECP5-85k).",
              "", "| part | design | before (MHz) | after (MHz) | target | critical path (after) |",
@@ -137,6 +164,74 @@ def section(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The examples of one topology, one per MAC kind (the first layer of the binary ones is ternary:
+#: integer pixels), int8 the reference.
+FAMILIES_OF_EXAMPLES = {
+    "MLP 64-64-64-10": ["digits_bnn", "digits_sibnn", "digits_ternary", "digits_onehot", "digits_adder_mlp",
+                        "digits_int8"],
+    "CNV (conv-pool-conv-dense)": ["digits_cnv_xnor", "digits_cnv_sibnn", "digits_cnv_ternary",
+                                   "digits_cnv_onehot", "digits_adder", "digits_cnv_int8"],
+}
+THROUGHPUT = "## Throughput per MAC kind at measured clocks"
+
+
+def throughput_rows(doc: dict, part: str = "ecp5-85k") -> dict:
+    """Per topology, per example: MAC kinds, Yosys LUT sites (bench/area_networks.py's record),
+    cycles per frame (the cycle model, exact), nextpnr's Fmax of the whole accelerator, frames/s
+    and frames/s per LUT site against the int8 example's."""
+    from gen.estimate import estimate_network, lut_equivalents
+    from gen.load import load_network
+    from gen.targets import get_part
+
+    fam = get_part(part).family
+    rec = json.loads((ROOT / "bench" / "results" / "area_networks.json").read_text())["networks"]
+    out = {}
+    for topo, names in FAMILIES_OF_EXAMPLES.items():
+        rows = []
+        for name in names:
+            net = load_network(ROOT / "quant_models" / "examples" / f"{name}.yaml")
+            est = estimate_network(net, target=part)   # register counts: the clock model's fan-out
+            y = rec.get(name, {}).get(fam, {}).get("yosys")
+            sites = lut_equivalents(fam, y["lut"], y["carry"], y["lutram"]) if y else None
+            f = doc.get(part, {}).get(f"example:{name}", {}).get("after", {}).get("fmax_mhz")
+            kinds = "/".join(dict.fromkeys(lay.mac for lay in net.layers if getattr(lay, "mac", None)))
+            rows.append({"example": name, "kinds": kinds, "lut_sites": sites, "interval": est.interval,
+                         "fmax_mhz": f, "model_mhz": est.clock_mhz if est.clock_model else None,
+                         "fps": f * 1e6 / est.interval if f else None})
+        base = rows[-1]
+        for r in rows:
+            ok = r["fps"] and r["lut_sites"] and base["fps"] and base["lut_sites"]
+            r["vs_int8"] = ((r["fps"] / r["lut_sites"]) / (base["fps"] / base["lut_sites"])) if ok else None
+        out[topo] = rows
+    return out
+
+
+def _fmt(v, spec: str) -> str:
+    return "not run" if v is None else format(v, spec)
+
+
+def throughput_section(doc: dict, part: str = "ecp5-85k") -> str:
+    lines = [THROUGHPUT, "",
+             f"The seed's point, measured: each bundled example of one topology with each MAC kind, on "
+             f"{part}. LUT sites are Yosys's (`synth_ecp5`, every block, `bench/area_networks.py`), "
+             "cycles per frame the cycle model's (exact against co-simulation), Fmax nextpnr's for the "
+             "whole accelerator in the serial-I/O wrapper (`bench/fmax.py example:NAME`); *at equal LUTs* "
+             "is frames/s per LUT site against the int8 network's. The clock model's Fmax "
+             "(`gen/clock.py`) is beside nextpnr's. Rerun: `.venv/bin/python bench/fmax.py "
+             "example:NAME ... --doc`.", ""]
+    for topo, rows in throughput_rows(doc, part).items():
+        lines += [f"**{topo}**", "",
+                  "| example | MAC kinds | LUT sites | cycles/frame | Fmax nextpnr (MHz) | clock model (MHz) | "
+                  "frames/s | at equal LUTs vs int8 |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            rel = "—" if r["vs_int8"] is None else f"{r['vs_int8']:.1f}×"
+            lines.append(f"| {r['example']} | {r['kinds']} | {_fmt(r['lut_sites'], ',')} | {r['interval']:,} | "
+                         f"{_fmt(r['fmax_mhz'], '.1f')} | {_fmt(r['model_mhz'], '.1f')} | "
+                         f"{_fmt(r['fps'], ',.0f')} | {rel} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("designs", nargs="*", default=None)
@@ -150,6 +245,7 @@ def main(argv=None):
         from docsection import replace_section
 
         replace_section(DOC, HEADING, section(doc))
+        replace_section(DOC, THROUGHPUT, throughput_section(doc))
 
 
 if __name__ == "__main__":

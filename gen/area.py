@@ -325,6 +325,15 @@ def _memories(p: dict, family: str):
     return bram, lutram, ff_bits, logic_bits
 
 
+def weights_in_bram(p: dict, family: str) -> bool:
+    """Whether a matrix- or vector-vector unit's weights go to block RAM (its ``ram_style``,
+    else where Yosys puts them: :func:`_auto_bram`)."""
+    nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
+    width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
+    style = p.get("ram_style")
+    return style == "block" or (style is None and _auto_bram(family, "rom", nf * sf, nf * sf * width))
+
+
 def _popcount_unit(p: dict) -> bool:
     """Whether a unit's lanes reduce by popcount (1-bit terms: XNOR, AND, STTN)."""
     return p["kind"] in ("xnor", "and") or (p["kind"] == "ternary" and p["a_max_abs"] <= 1)
@@ -794,7 +803,11 @@ def register_bits(component) -> int:
     """Flip-flop bits of an Amaranth component as built (its RTLIL ``$dff`` cells)."""
     from amaranth.back import rtlil
 
-    text = rtlil.convert(component, name="top")
+    return register_bits_of_rtlil(rtlil.convert(component, name="top"))
+
+
+def register_bits_of_rtlil(text: str) -> int:
+    """Flip-flop bits of an RTLIL text (its ``$dff`` cells)."""
     total = 0
     for m in re.finditer(r"cell \$(\w*dff\w*) [^\n]*\n((?:\s+parameter[^\n]*\n)*)", text):
         w = re.search(r"\\WIDTH (\d+)", m.group(2))

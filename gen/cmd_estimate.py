@@ -92,10 +92,24 @@ def _summary(con, est):
               f"buffers {mem['buffer_bits']:,} bits, FIFOs {mem['fifo_bits']:,} bits"
               f"{f' (skip paths {jb:,})' if (jb := mem['join_fifo_bits']) else ''}; the part has "
               f"{mem['bram_bits_available']:,} bits of block RAM")
-    src = "nextpnr Fmax" if est.fmax_mhz else "the part's default clock"
+    src = {"nextpnr": "nextpnr Fmax", "clock model": "the clock model's Fmax",
+           "part default": "the part's default clock"}[est.clock_source]
     con.print(f"[bold]throughput[/bold]: {est.interval:,} cycles per frame, "
               f"{est.fps:,.0f} frames/s at {est.clock_mhz:.1f} MHz ({src}); latency "
               f"{est.latency:,} cycles = {est.latency_us:,.2f} µs")
+    cm = est.clock_model
+    if cm is not None:
+        cal = cm.get("calibration") or {}
+        held = cal.get("held_out") or {}
+        err = (f"; its error on held-out blocks: median {held['median_abs']:.0%}, 90th percentile "
+               f"{held['p90_abs']:.0%}" if held.get("median_abs") is not None else "")
+        con.print(f"[bold]clock model[/bold]: Fmax {cm['fmax_mhz']:.1f} MHz, limited by "
+                  f"{cm['block']} ({cm['path']}){err}")
+    else:
+        why = ("no open place and route to calibrate it on" if est.part.family_record.pnr is None
+               else "not calibrated yet: bench/clock_blocks.py --parts " + est.part.name)
+        con.print(f"[bold]clock model[/bold]: none for {est.part.family} ({why}); frames/s at the "
+                  f"part's default clock")
     if est.synth is not None:
         s = est.synth
         err = (est.total("lut") - s["lut"]) / max(1, s["lut"])

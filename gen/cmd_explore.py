@@ -107,17 +107,19 @@ def explore(paths, *, target: str, client=None, cache_dir=None, budget_lut=None,
         else:
             verified = _verify(sw, _spread(front, verify), client, cache_dir, target, pnr,
                                verify_progress)
-    cols = ["network", "folding", "styles", "tree_depths", "interval", "fps", *ex.RESOURCES, "lut_sites",
-            "io_pins", "io_fits", "feasible"]
+    cols = ["network", "folding", "styles", "tree_depths", "interval", "clock_mhz", "fps", *ex.RESOURCES,
+            "lut_sites", "io_pins", "io_fits", "feasible"]
     rows = [[int(sw.net_of[n]), int(sw.spaces[sw.net_of[n]].folding[sw.local[n]]),
              sw.spaces[sw.net_of[n]].styles[sw.local[n]],
              "/".join("-" if d is None else str(d) for d in sw.spaces[sw.net_of[n]].depths[sw.local[n]]),
-             int(sw.interval[n]), round(float(sw.fps[n]), 3),
+             int(sw.interval[n]), round(float(sw.clock_mhz[n]), 2), round(float(sw.fps[n]), 3),
              *[int(v) for v in sw.totals[n]], int(sw.lut_sites[n]), int(sw.pins[n]), bool(sw.io_fits[n]),
              bool(ok[n])] for n in range(len(sw))]
     doc = {
         "format": "nomul-explore", "version": 1, "target": part.name, "family": part.family,
-        "clock_mhz": part.default_mhz,
+        "clock_mhz": part.default_mhz,   # where the clock model has no calibration (7-series)
+        "clock_source": ("clock model (gen.clock), each candidate's slowest block"
+                         if bool(np.isfinite(sw.fmax).any()) else "part default"),
         "limits": {"bram": part.bram, "lut_sites": budget_lut if budget_lut is not None else part.lut,
                    "min_fps": min_fps, "io_pins": part.io_pins if io == "bare" else None},
         "io": io, "io_pins": part.io_pins,

@@ -79,6 +79,9 @@ class Estimate:
     synth: dict | None = None
     #: The whole accelerator placed and routed (:class:`gen.synth.PnrResult`), with ``--pnr``.
     pnr: object = None
+    #: The clock model's Fmax (:mod:`gen.clock`): ``{"fmax_mhz", "block", "path", "blocks":
+    #: {name: [MHz, path]}}``, None for a family it has no calibration for.
+    clock_model: dict | None = None
 
     def total(self, key: str) -> int:
         return sum(lay.total(key) for lay in self.layers)
@@ -90,7 +93,18 @@ class Estimate:
 
     @property
     def clock_mhz(self) -> float:
-        return self.fmax_mhz if self.fmax_mhz else self.part.default_mhz
+        """nextpnr's Fmax where placed and routed, else the clock model's, else the part's
+        default clock."""
+        if self.fmax_mhz:
+            return self.fmax_mhz
+        if self.clock_model is not None:
+            return self.clock_model["fmax_mhz"]
+        return self.part.default_mhz
+
+    @property
+    def clock_source(self) -> str:
+        return ("nextpnr" if self.fmax_mhz else "clock model" if self.clock_model is not None
+                else "part default")
 
     @property
     def fps(self) -> float:
@@ -155,12 +169,14 @@ class Estimate:
              "memory": self.memory,
              "fit": {k: {"needed": n, "available": a, "fits": ok} for k, (n, a, ok) in self.fit().items()},
              "fits": self.fits, "bottleneck": self.bottleneck(),
-             "clock_mhz": self.clock_mhz, "clock_source": "nextpnr" if self.fmax_mhz else "part default",
+             "clock_mhz": self.clock_mhz, "clock_source": self.clock_source,
              "frames_per_s": self.fps, "latency_us": self.latency_us}
         if self.synth is not None:
             d["synth"] = self.synth
         if self.fmax_mhz is not None:
             d["fmax_mhz"] = self.fmax_mhz
+        if self.clock_model is not None:
+            d["clock_model"] = self.clock_model
         if self.pnr is not None:
             a, b = self.pnr.critical_blocks
             d["pnr"] = {"critical_path": {"from": a, "to": b, "from_cell": self.pnr.critical_from,
@@ -194,19 +210,44 @@ def estimate_network(net, *, target: str = "ecp5-25k", fold=None, target_cycles=
     coeffs = coeffs or area.load_coeffs()
     blocks = dict(accel.blocks)
     layers = []
+    clocked = []
     for layer, lp, stage, tm in zip(net.layers, plan.layers, accel.stages, timings, strict=True):
         bl, wbits, bbits, fbits = [], 0, 0, 0
         for bname in stage.blocks:
             comp = blocks[bname]
             p = accel.block_params(bname)
             ffb = area.register_bits(comp) if count_registers else None
+            clocked.append((bname, p, ffb))
             bl.append(area.estimate(p, part.family, coeffs=coeffs, ff_bits=ffb, name=bname))
             w, b, f = area.memory_bits(p)
             wbits, bbits, fbits = wbits + w, bbits + b, fbits + f
         layers.append(LayerEstimate(lp.index, lp.name, lp.kind, getattr(layer, "mac", None),
                                     layer.macs, lp.pe, lp.simd, lp.cycles, tm.latency,
                                     tm.first_out, bl, wbits, bbits, fbits))
-    return Estimate(net, plan, accel, part, layers, steady_interval(accel), latency)
+    return Estimate(net, plan, accel, part, layers, steady_interval(accel), latency,
+                    clock_model=_clock_model(clocked, part.family))
+
+
+def _clock_model(blocks, family: str) -> dict | None:
+    """:attr:`Estimate.clock_model` of ``[(name, params, register bits)]``."""
+    from . import clock
+
+    try:
+        coeffs = clock.load_clock_coeffs()
+    except (OSError, ValueError):
+        return None
+    if family not in coeffs.get("families", {}):
+        return None
+    per = {}
+    for name, p, ffb in blocks:
+        bc = clock.block_fmax(p, family, ffb, coeffs)
+        per[name] = [round(bc.fmax_mhz, 1), bc.path]
+    if not per:
+        return None
+    fmax, name, path = clock.network_fmax(blocks, family, coeffs)
+    return {"fmax_mhz": round(fmax, 1), "block": name, "path": path, "blocks": per,
+            "calibration": coeffs.get("calibration", {}).get(family),
+            "networks": coeffs.get("network", {}).get(family, {}).get("error")}
 
 
 def synthesize_estimate(est: Estimate, build_dir, *, pnr: bool = False, progress=None,

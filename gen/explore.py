@@ -66,7 +66,7 @@ RESOURCES = ("lut", "ff", "carry", "bram", "lutram")
 #: Offsets to the default reduction-tree depth explored (one per candidate, for every layer).
 DEPTH_OFFSETS = (0, -1, 1)
 #: Bumped when what a stage task computes changes (part of every cache key).
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 #: How the accelerator meets the pins (``--io``): ``serial``, inside the registered serial-I/O
 #: wrapper :class:`hw.serial_io.SerialIO` (a few pins, its area added); ``bare``, every bit of
 #: its stream ports on a pin of the package.
@@ -136,8 +136,12 @@ def tool_versions() -> dict:
         except PackageNotFoundError:
             return "none"
 
+    from .clock import COEFFS_PATH
+
+    clock = hashlib.sha256(COEFFS_PATH.read_bytes()).hexdigest()[:16] if COEFFS_PATH.exists() else "none"
     return {"nomul": ver("nomul"), "amaranth": ver("amaranth"), "model": MODEL_VERSION,
-            "area_coeffs": hashlib.sha256(COEFFS_FILE.read_bytes()).hexdigest()[:16]}
+            "area_coeffs": hashlib.sha256(COEFFS_FILE.read_bytes()).hexdigest()[:16],
+            "clock_coeffs": clock}
 
 
 # -- the cache -------------------------------------------------------------------------------------
@@ -238,12 +242,18 @@ def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, fam
     matrix-vector unit) ``{"tree_depth": d or None, "styles": {style: [lut, ff, carry, bram,
     lutram]}}``, a row for every style of :data:`STYLES` (``"-"`` for a layer with no
     weights)."""
-    from . import area
+    from . import area, clock
     from .ops import op_for
     from .plan import LayerPlan, layer_parts
-    from .top import mvu_factory_for
+    from .top import mvu_factory_for, weight_registers, weight_stage_bits
 
     coeffs = coeffs or area.load_coeffs()
+    try:
+        clock_coeffs = clock.load_clock_coeffs()
+        if family not in clock_coeffs.get("families", {}):
+            clock_coeffs = None
+    except (OSError, ValueError):
+        clock_coeffs = None
     layer = net.layers[index]
     op = op_for(layer)
     parts, out = layer_parts(layer, k_in, pe, simd)
@@ -261,25 +271,34 @@ def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, fam
         priced = []
         for _, comp, params in stage.blocks:
             p = params() if callable(params) else params
-            priced.append((p, area.register_bits(comp)))
-        rows = {}
+            priced.append((p, area.register_bits(comp), comp))
+        rows, clocks = {}, {}
         for s in STYLES if op.foldable else ("-",):
             tot = np.zeros(len(RESOURCES), dtype=np.int64)
-            for p, ffb in priced:
+            timed = []
+            for p, ffb, comp in priced:
                 if p["block"] == "mvu" and s != "-":
-                    p = {**p, "ram_style": None if s == "auto" else s}
+                    p = {k: v for k, v in p.items() if k != "weight_register"}
+                    p["ram_style"] = None if s == "auto" else s
+                    regs = weight_registers(family, p)   # as the unit built in this style has
+                    ffb += (regs - comp.weight_register) * weight_stage_bits(comp)
+                    if regs != 1:
+                        p["weight_register"] = regs
                 e = area.estimate(p, family, coeffs=coeffs, ff_bits=ffb)
                 tot += [getattr(e, r) for r in RESOURCES]
+                timed.append(("", p, ffb))
             rows[s] = [int(v) for v in tot]
-        return stage.mvu_depth, rows
+            nf = clock.network_fmax(timed, family, clock_coeffs) if clock_coeffs and timed else None
+            clocks[s] = None if nf is None else round(nf[0], 1)   # as estimate_network
+        return stage.mvu_depth, rows, clocks
 
-    d0, rows = price(None)
-    depths = {"0": {"tree_depth": d0, "styles": rows}}
+    d0, rows, clocks = price(None)
+    depths = {"0": {"tree_depth": d0, "styles": rows, "clock": clocks}}
     if d0 is not None:
         for off in DEPTH_OFFSETS:
             if off and d0 + off >= 0:
-                d, rows = price(d0 + off)
-                depths[str(off)] = {"tree_depth": d, "styles": rows}
+                d, rows, clocks = price(d0 + off)
+                depths[str(off)] = {"tree_depth": d, "styles": rows, "clock": clocks}
     return {"cycles": int(cycles), "out_elems": int(out), "depths": depths}
 
 
@@ -383,6 +402,8 @@ class StageTable:
     index: int
     keys: list
     costs: np.ndarray
+    #: the clock model's Fmax of each row's slowest block (MHz; inf where the family has none)
+    fmax: np.ndarray | None = None
 
     def row(self, key) -> int:
         return self.keys.index(key)
@@ -438,6 +459,7 @@ class Sweep:
     io: str = "bare"          # one of IO_MODES
     pins: np.ndarray | None = None      # (N,) pins of the bare accelerator
     io_cost: np.ndarray | None = None   # (N, resources) the serial-I/O wrapper's (in totals), or zeros
+    fmax: np.ndarray | None = None      # (N,) the clock model's Fmax (MHz; inf: no model)
 
     @property
     def io_fits(self) -> np.ndarray:
@@ -449,8 +471,16 @@ class Sweep:
         return self.totals[n] - self.io_cost[n]
 
     @property
+    def clock_mhz(self) -> np.ndarray:
+        """Each candidate's clock: the clock model's Fmax (:mod:`gen.clock`, its slowest
+        block's), or the part's default clock for a family the model has no calibration for."""
+        if self.fmax is None:
+            return np.full(len(self.interval), float(self.part.default_mhz))
+        return np.where(np.isfinite(self.fmax), self.fmax, float(self.part.default_mhz))
+
+    @property
     def fps(self) -> np.ndarray:
-        return self.part.default_mhz * 1e6 / self.interval
+        return self.clock_mhz * 1e6 / self.interval
 
     def __len__(self) -> int:
         return len(self.net_of)
@@ -462,6 +492,7 @@ class Sweep:
         f = sp.foldings[sp.folding[j]]
         d = {"id": int(n), "network": sp.net.name, "folding_id": int(sp.folding[j]),
              "styles": sp.styles[j], "interval": int(self.interval[n]), "fps": float(self.fps[n]),
+             "clock_mhz": float(self.clock_mhz[n]),
              "lut_sites": int(self.lut_sites[n])}
         d.update({r: int(v) for r, v in zip(RESOURCES, self.totals[n], strict=True)})
         d["io_pins"], d["io_fits"] = int(self.pins[n]), bool(self.io_fits[n])
@@ -549,7 +580,7 @@ def _space(blob, net, folds, priced: dict) -> NetSpace:
     tables = []
     row_of: list[dict] = []
     for i in range(len(net.layers)):
-        keys, rows = [], []
+        keys, rows, fmax = [], [], []
         for f in folds:
             k_in, pe, simd = f.stages[i]
             for off, var in priced[(i, k_in, pe, simd)]["depths"].items():
@@ -558,7 +589,10 @@ def _space(blob, net, folds, priced: dict) -> NetSpace:
                     if key not in keys:
                         keys.append(key)
                         rows.append(v)
-        tables.append(StageTable(i, keys, np.array(rows, dtype=np.int64).reshape(len(rows), len(RESOURCES))))
+                        clk = var.get("clock", {}).get(s)
+                        fmax.append(math.inf if clk is None else clk)
+        tables.append(StageTable(i, keys, np.array(rows, dtype=np.int64).reshape(len(rows), len(RESOURCES)),
+                                 np.array(fmax, dtype=np.float64)))
         row_of.append({k: j for j, k in enumerate(keys)})
     foldable = [i for i, layer in enumerate(net.layers) if op_for(layer).foldable]
     fold_ids, idx_rows, styles, depths = [], [], [], []
@@ -576,8 +610,9 @@ def _space(blob, net, folds, priced: dict) -> NetSpace:
                 tree.append(var["tree_depth"])
                 opts, seen = [], set()
                 for s, v in var["styles"].items():
-                    if tuple(v) not in seen:
-                        seen.add(tuple(v))
+                    same = (tuple(v), var.get("clock", {}).get(s))
+                    if same not in seen:
+                        seen.add(same)
                         opts.append((row_of[i][(k_in, pe, simd, o, s)], s))
                 choices.append(opts)
             for combo in itertools.product(*choices):
@@ -636,9 +671,13 @@ def sweep(paths, *, target: str, client=None, cache_dir=None, max_interval: int 
         priced[bi][k] = r
     t0 = time.perf_counter()
     spaces = [_space(b, net, folds, pr) for b, net, folds, pr in zip(blobs, nets, folds_of, priced, strict=True)]
-    net_of, local, totals, interval, pins, io_cost = [], [], [], [], [], []
+    net_of, local, totals, interval, pins, io_cost, fmax = [], [], [], [], [], [], []
     for si, sp in enumerate(spaces):
         tot = estimate_batch(sp.tables, sp.idx)
+        fm = np.full(len(sp.idx), math.inf)
+        for i, t in enumerate(sp.tables):   # the slowest stage sets the clock
+            fm = np.minimum(fm, t.fmax[sp.idx[:, i]])
+        fmax.append(fm)
         itv = np.array([f.interval for f in sp.foldings], dtype=np.int64)[sp.folding]
         in_bits = np.array([f.in_bits for f in sp.foldings], dtype=np.int64)[sp.folding]
         out_bits = np.array([f.out_bits for f in sp.foldings], dtype=np.int64)[sp.folding]
@@ -656,7 +695,8 @@ def sweep(paths, *, target: str, client=None, cache_dir=None, max_interval: int 
     totals_a = cat(totals, (0, len(RESOURCES)))
     s = Sweep(part, spaces, cat(net_of, (0,)), cat(local, (0,)), totals_a, cat(interval, (0,)),
               lut_sites_of(part.family, totals_a), stats, io=io, pins=cat(pins, (0,)),
-              io_cost=cat(io_cost, (0, len(RESOURCES))))
+              io_cost=cat(io_cost, (0, len(RESOURCES))),
+              fmax=np.concatenate(fmax) if fmax else np.zeros(0))
     s.seconds_estimate = time.perf_counter() - t0
     return s
 
@@ -706,11 +746,12 @@ def check_candidate(sw: Sweep, n: int) -> dict:
     est = estimate_network(network_variant(sp.net, sw.style_map(n)), target=sw.part.name,
                            fold=sw.fold_of(n))
     exact = {r: est.total(r) for r in RESOURCES} | {"lut_sites": est.lut_sites, "interval": est.interval,
-                                                    "io_pins": io_bits(est.accel) + 2}
+                                                    "io_pins": io_bits(est.accel) + 2,
+                                                    "clock_mhz": round(float(est.clock_mhz), 1)}
     acc = sw.accelerator_totals(n)
     model = {r: int(v) for r, v in zip(RESOURCES, acc, strict=True)}
     model |= {"lut_sites": int(lut_sites_of(sw.part.family, acc[None])[0]), "interval": int(sw.interval[n]),
-              "io_pins": int(sw.pins[n])}
+              "io_pins": int(sw.pins[n]), "clock_mhz": round(float(sw.clock_mhz[n]), 1)}
     return {"id": int(n), "model": model, "exact": exact, "equal": model == exact}
 
 

@@ -15,6 +15,7 @@ are mapped one by one, as in the benchmarks, and through
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -311,6 +312,7 @@ class PnrResult:
     log: str
     critical_from: str | None = None
     critical_to: str | None = None
+    path: dict | None = None   # :func:`critical_path_segments`, when nextpnr wrote its report
 
     @property
     def critical_blocks(self) -> tuple[str | None, str | None]:
@@ -395,14 +397,83 @@ def place_and_route(netlist: str | Path, family: str, device: str, package: str,
     exe = _tool(cmd[0])
     if exe is None:
         raise RuntimeError(f"{cmd[0]} is not installed (pip install {cmd[0]})")
+    report = Path(netlist).stem + ".report.json"
     cmd = [exe, *cmd[1:], "--json", Path(netlist).name, "--freq", f"{target_mhz:g}",
-           "--timing-allow-fail", "--seed", str(seed), "--top", top]
+           "--timing-allow-fail", "--seed", str(seed), "--top", top, "--report", report]
     code, log = run_tool(cmd, build_dir, progress=progress, label=f"{tool} --{device}")
     (Path(build_dir) / (Path(netlist).stem + ".pnr.log")).write_text(log)
     if code != 0:
         tail = " | ".join(log.strip().splitlines()[-3:])
         raise RuntimeError(f"nextpnr failed: {tail}")
-    return parse_pnr_log(log, target_mhz)
+    result = parse_pnr_log(log, target_mhz)
+    rpath = Path(build_dir) / report
+    if rpath.exists():
+        try:
+            cells = _netlist_cell_types(Path(build_dir) / Path(netlist).name, top)
+            path = critical_path_segments(json.loads(rpath.read_text()), cells)
+        except (OSError, ValueError, KeyError):
+            path = None
+        if path is not None:
+            result = dataclasses.replace(result, path=path)
+    return result
+
+
+def _netlist_cell_types(path: Path, top: str) -> dict:
+    """``{hierarchical cell name: cell type}`` of a flattened Yosys JSON netlist."""
+    mods = json.loads(path.read_text()).get("modules", {})
+    mod = mods.get(top) or next(iter(mods.values()))
+    return {name: c.get("type", "?") for name, c in mod.get("cells", {}).items()}
+
+
+#: Cell types as they appear in the names Yosys gives mapped cells (``…_PFUMX_Z_ALUT_LUT4_Z``)
+#: and nextpnr gives packed halves (``…$CCU2_COMB0``): the last one named is the cell's own.
+_TYPE_IN_NAME = re.compile(r"(CCU2C|LUT4|PFUMX|L6MUX21|TRELLIS_FF|TRELLIS_DPR16X4|TRELLIS_RAMW|DP16KD|"
+                           r"SB_LUT4|SB_CARRY|SB_DFF\w*?|SB_RAM40_4K|SB_MAC16)(?=_|\$|$)")
+
+
+def _cell_type(cell: str, cell_types: dict) -> str:
+    if cell in cell_types:
+        return cell_types[cell]
+    if "$CCU2_COMB" in cell:
+        return "CCU2C"
+    found = _TYPE_IN_NAME.findall(cell)
+    return found[-1] if found else "?"
+
+
+def critical_path_segments(report: dict, cell_types: dict) -> dict | None:
+    """The structure of the worst critical path of a nextpnr ``--report`` (of the clock with
+    the lowest Fmax, same-domain paths only): its total delay, the delay in cells (clock to
+    output, logic, setup) and in routing (ns), the cell type of every logic step, and the
+    number of logic cells by type (``LUT4``, ``CCU2C``, ``DP16KD`` …). This is what the clock
+    model (:mod:`gen.clock`) is calibrated on."""
+    paths = [p for p in report.get("critical_paths", []) if p.get("from") == p.get("to")]
+    if not paths:
+        return None
+    fmax = report.get("fmax", {})
+
+    def achieved(p):
+        return fmax.get(p["from"], {}).get("achieved", float("inf"))
+
+    worst = min(paths, key=achieved)
+    cell_ns = route_ns = 0.0
+    steps = []
+    for seg in worst.get("path", []):
+        d = float(seg.get("delay", 0.0))
+        if seg.get("type") == "routing":
+            route_ns += d
+            continue
+        cell_ns += d
+        cell = seg.get("to" if seg.get("type") == "setup" else "from", {}).get("cell", "")
+        steps.append([seg.get("type"), _cell_type(cell, cell_types), round(d, 3)])
+    types: dict[str, int] = {}
+    for kind, t, _ in steps:
+        if kind == "logic":
+            types[t] = types.get(t, 0) + 1
+    first = worst["path"][0].get("from", {}).get("cell") if worst.get("path") else None
+    start_type = _cell_type(first, cell_types) if first else "?"
+    return {"delay_ns": round(cell_ns + route_ns, 3), "cell_ns": round(cell_ns, 3),
+            "route_ns": round(route_ns, 3), "start": start_type, "logic": types,
+            "steps": steps}
 
 
 def absorb_bram_output_registers(netlist: dict) -> int:

@@ -82,21 +82,48 @@ def _stream_sig(width):
     return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}))
 
 
+def weight_registers(family: str, params: dict) -> int:
+    """Register stages on a matrix-vector unit's weight read data
+    (:attr:`hw.mvu.MVU.weight_register`) for its area-model parameters: two where the weights
+    are in ECP5 block RAM (the DP16KD's output register, then a fabric register, so that the
+    long route out of the block RAM has a cycle of its own), else one."""
+    from .area import weights_in_bram
+
+    return 2 if family == "ecp5" and weights_in_bram(params, family) else 1
+
+
+def weight_stage_bits(unit) -> int:
+    """Flip-flop bits of one weight register stage of a matrix-vector unit: the read data, the
+    input beat, the two fold flags, the neuron-fold counter and the stage's valid bit."""
+    return (unit.pe * unit.simd * unit.w_dtype.code_width + unit.simd * unit.in_dtype.code_width
+            + 3 + (max(2, unit.neuron_folds) - 1).bit_length())
+
+
 def mvu_factory_for(family: str | None):
     """The default MVU factory for a target family: its popcount style is the one measured best
     for that family's LUTs (:attr:`gen.targets.Family.popcount_style`), the pipeline depth of
     its lanes' reduction trees follows the SIMD and the LUT size (:func:`hw.trees.tree_depth`)
     unless ``tree_depth`` is given (a layer's ``tree_depth``, :class:`gen.plan.LayerPlan`);
     ``None`` means xilinx."""
+    from hw.lanes import term_levels
     from hw.trees import tree_depth as default_depth
+
+    from .ops.compute import mvu_area_params
 
     fam = get_family(family or "xilinx")
     style = fam.popcount_style
 
     def factory(layer, *, pe, simd, matrix, tree_depth=None):
         if tree_depth is None:
-            tree_depth = default_depth(simd or layer.simd or 1, fam.lut_inputs)
-        return mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style, depth=tree_depth)
+            tree_depth = default_depth(simd or layer.simd or 1, fam.lut_inputs,
+                                       term_levels(layer.mac, layer.w_dtype, layer.in_dtype))
+        unit = mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style, depth=tree_depth)
+        regs = weight_registers(fam.name, mvu_area_params(unit))
+        if regs != unit.weight_register:
+            mark_used(unit, silence=True)   # priced, then built again with its registers
+            unit = mvu_for(layer, pe=pe, simd=simd, matrix=matrix, popcount_style=style,
+                           depth=tree_depth, weight_register=regs)
+        return unit
 
     factory.popcount_style = style
     return factory

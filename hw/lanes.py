@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Const, Module, Mux, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,8 +33,8 @@ from .dtypes import DType, signed_width
 from .pipeline import StallPipeline
 from .trees import POPCOUNT_STYLES, adder_tree, popcount
 
-__all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "MAC_KINDS", "element_value", "lane_term_range",
-           "signed_width", "MAC_DTYPES"]
+__all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "MAC_KINDS", "element_value", "lane_term_range", "term_levels",
+           "signed_width", "MAC_DTYPES", "exact_width"]
 
 ONEHOT_MODES = ("shift", "counters")
 
@@ -64,6 +64,28 @@ def lane_term_range(kind: str, w_dtype: DType, a_dtype: DType, w_shift: int = 0)
     return min(prods), max(prods)
 
 
+def term_levels(kind: str, w_dtype: DType, a_dtype: DType, onehot_mode: str = "shift") -> int:
+    """Levels of logic (a LUT, or a short carry chain, each) that make a lane's terms before its
+    reduction tree (:func:`hw.trees.adder_tree`'s ``pre_levels``), 0 where they merge into the
+    tree's first counters (xnor, and, ternary on magnitude-1 inputs, onehot counters): ternary
+    ``a``/``~a``/0 one LUT; onehot shift a shift (and a negation when the activation's sign is
+    data; with onehot activations the exponents' sum first); adder ``|a - w|`` a subtraction
+    each way and a select; int a product."""
+    if kind == "ternary":
+        return 0 if max(abs(a_dtype.min), abs(a_dtype.max)) <= 1 else 1
+    if kind == "onehot":
+        if onehot_mode == "counters":
+            return 0
+        if a_dtype.encoding == "onehot":   # the exponents' sum, its decode (and a negation)
+            return 3 if a_dtype.signed else 2
+        return 1
+    if kind == "adder":
+        return 2
+    if kind == "int":
+        return 2
+    return 0
+
+
 def element_value(code: Value, dtype: DType) -> Value:
     """The value of one element code, as an Amaranth value (signed unless it cannot be negative).
 
@@ -81,18 +103,35 @@ def element_value(code: Value, dtype: DType) -> Value:
     return mag
 
 
+def exact_width(term, lo: int, hi: int) -> Value:
+    """``term`` cut to the width its range ``[lo, hi]`` needs: signed for a range with negative
+    values, else unsigned. A registered term then has no flip-flop that only repeats its sign
+    (Yosys would merge those, and the register count of the RTL would overstate it)."""
+    term = Value.cast(term)
+    if lo < 0:
+        w = signed_width(lo, hi)
+        return term.as_signed()[:w].as_signed() if len(term) > w else term
+    w = max(1, int(hi).bit_length())
+    return term[:w] if len(term) > w else term
+
+
 @dataclass(frozen=True)
 class LaneResult:
-    """What :meth:`Lane.build` returns: the lane's value is ``offset ± (raw << shift)``.
+    """What :meth:`Lane.build` returns: the lane's value is
+    ``offset + neg_weights · n ± (raw << shift)``, ``n`` the number of negative weights among
+    the lane's SIMD weights.
 
     Keeping the affine part out of the lane lets an accumulator fold ``offset`` into its initial
-    value and add or subtract ``raw`` directly.
+    value and add or subtract ``raw`` directly; a unit whose weights are constants folds the
+    per-row sum of ``neg_weights · n`` into it too (the ternary kind's ``-a = ~a + 1``: the
+    ``+ 1`` of every negated term is counted there, not by a carry chain per term).
     """
 
     raw: Value
     negate: bool
     shift: int
     offset: int
+    neg_weights: int = 0
 
 
 class Lane(wiring.Component):
@@ -185,6 +224,11 @@ class Lane(wiring.Component):
     value_range = property(lambda self: self._range)
 
     @property
+    def term_levels(self) -> int:
+        """:func:`term_levels` of this lane."""
+        return term_levels(self._kind, self._w_dtype, self._a_dtype, self._onehot_mode)
+
+    @property
     def shares_activation_count(self) -> bool:
         """True when :meth:`build` can take a shared ``popcount(a)`` (the ``and`` kind)."""
         return self._kind == "and"
@@ -227,24 +271,27 @@ class Lane(wiring.Component):
             if self._onehot_mode == "counters":
                 return self._build_onehot_counters(m, pipe, A, W, name)
             return self._build_onehot_shift(m, pipe, A, W, name)
+        pre = self.term_levels
+        tlo, thi = lane_term_range(kind, self._w_dtype, self._a_dtype, self._w_shift)
         if kind == "int":
-            terms = [element_value(x, self._a_dtype) * element_value(y, self._w_dtype)
+            terms = [exact_width(element_value(x, self._a_dtype) * element_value(y, self._w_dtype), tlo, thi)
                      for x, y in zip(A, W, strict=False)]
-            return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add"), False, 0, 0)
-        # adder
+            return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add",
+                                         pre_levels=pre), False, 0, 0)
+        # adder: |a - w| as a select between a - w and w - a, two carry chains side by side
         terms = []
         for x, y in zip(A, W, strict=False):
-            diff = element_value(x, self._a_dtype) - (element_value(y, self._w_dtype) << self._w_shift)
-            terms.append(abs(diff))
-        return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add"), True, 0, 0)
+            av = element_value(x, self._a_dtype)
+            wv = element_value(y, self._w_dtype) << self._w_shift
+            diff = av - wv
+            terms.append(exact_width(Mux(diff[-1], wv - av, diff), -thi, -tlo))   # |a - w|
+        return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add", pre_levels=pre),
+                          True, 0, 0)
 
     def _build_ternary(self, m, pipe, A, W, name):
-        adt, wdt = self._a_dtype, self._w_dtype
+        adt = self._a_dtype
 
-        def w_parts(y):  # (nonzero, negative)
-            if wdt.encoding == "bipolar":
-                return Const(1, 1), ~y[0]
-            return y[0] | y[1], y[1]
+        w_parts = self._ternary_parts
 
         if max(abs(adt.min), abs(adt.max)) <= 1:
             pos, neg = [], []
@@ -264,13 +311,33 @@ class Lane(wiring.Component):
             n = popcount(m, pipe, neg, depth=self._depth, style=self._popcount_style,
                          name=f"{name}_neg")
             return LaneResult(p - n, False, 0, 0)
+        # w·a for w in {-1, 0, +1}: a, 0, or ~a = -a - 1 (one LUT per bit, no carry chain); the
+        # -1 of every negative weight comes back as LaneResult.neg_weights
+        tlo, thi = lane_term_range("ternary", self._w_dtype, adt)
         terms = []
         for x, y in zip(A, W, strict=False):
             wnz, wneg = w_parts(y)
-            av = element_value(x, adt)
-            terms.append(Mux(wnz, Mux(wneg, -av, av), 0))
-        return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add"),
-                          False, 0, 0)
+            av = Value.cast(element_value(x, adt))
+            if not av.shape().signed:
+                av = Cat(av, Const(0, 1)).as_signed()
+            flipped = (av.as_unsigned() ^ wneg.replicate(len(av))).as_signed()
+            terms.append(exact_width(Mux(wnz, flipped, 0), tlo - 1, thi))
+        return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add",
+                                     pre_levels=self.term_levels), False, 0, 0, neg_weights=1)
+
+    def _ternary_parts(self, y):
+        """(nonzero, negative) of a ternary kind's weight code ``y`` (bipolar or ternary)."""
+        if self._w_dtype.encoding == "bipolar":
+            return Const(1, 1), ~y[0]
+        return y[0] | y[1], y[1]
+
+    def negative_weights(self, w: Value) -> list[Value]:
+        """One bit per SIMD weight of ``w`` (packed codes): the weight is negative (the count
+        :attr:`LaneResult.neg_weights` is of; ternary and onehot kinds)."""
+        if self._kind == "onehot":
+            return [p[1] & p[2] for p in (self._onehot_parts(y, self._w_dtype)
+                                         for y in self._elements(w, self._w_dtype))]
+        return [self._ternary_parts(y)[1] for y in self._elements(w, self._w_dtype)]
 
     def _onehot_parts(self, y, dt):
         eb = dt.exp_bits
@@ -279,6 +346,7 @@ class Lane(wiring.Component):
 
     def _build_onehot_shift(self, m, pipe, A, W, name):
         adt, wdt = self._a_dtype, self._w_dtype
+        tlo, thi = lane_term_range("onehot", wdt, adt)
         terms = []
         for x, y in zip(A, W, strict=False):
             we, wnz, wneg = self._onehot_parts(y, wdt)
@@ -289,12 +357,17 @@ class Lane(wiring.Component):
             else:
                 mag = Mux(wnz, x.as_unsigned() << we, 0)
                 sign = wneg
-            if wdt.signed or (adt.encoding == "onehot" and adt.signed):
-                terms.append(Mux(sign, -mag, mag))
+            mag = exact_width(mag, 0, max(abs(tlo), abs(thi)))
+            if adt.encoding == "onehot" and adt.signed:   # the sign is data: negate
+                terms.append(exact_width(Mux(sign, -mag, mag), tlo, thi))
+            elif wdt.signed:   # the weight's sign alone: ~mag = -mag - 1, the -1 counted apart
+                flip = (wneg & wnz).replicate(len(mag) + 1)
+                terms.append(exact_width((Cat(mag, Const(0, 1)) ^ flip).as_signed(), tlo - 1, thi))
             else:
-                terms.append(mag)
-        return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add"),
-                          False, 0, 0)
+                terms.append(exact_width(mag, tlo, thi))
+        neg = 1 if (wdt.signed and not (adt.encoding == "onehot" and adt.signed)) else 0
+        return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add",
+                                     pre_levels=self.term_levels), False, 0, 0, neg_weights=neg)
 
     def _build_onehot_counters(self, m, pipe, A, W, name):
         adt, wdt = self._a_dtype, self._w_dtype
@@ -342,6 +415,11 @@ class Lane(wiring.Component):
         res = self.build(m, pipe, self.i_stream.payload.a, self.i_stream.payload.w)
         raw = res.raw << res.shift
         value = res.offset + (-raw if res.negate else raw)
+        if res.neg_weights:   # the weights are data here: count the negative ones
+            negs = self.negative_weights(self.i_stream.payload.w)
+            n = pipe.delay(m, sum(negs[1:], negs[0]) if negs else Const(0, 1), self.latency,
+                           name="negw")
+            value = value + res.neg_weights * n
         m.d.comb += self.o_stream.payload.eq(value)
         en, o_valid, _ = pipe.connect(m, latency=self.latency, i_valid=self.i_stream.valid,
                                       o_ready=self.o_stream.ready)

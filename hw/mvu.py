@@ -78,7 +78,11 @@ class FoldedUnit(wiring.Component):
         self._acc_range = (lo, hi)
         self._acc_shape = acc_shape((lo, hi))
         self._pe, self._simd, self._ram_style, self._depth = pe, simd, ram_style, depth
-        self._weight_register = bool(weight_register)
+        if isinstance(weight_register, bool):
+            weight_register = int(weight_register)
+        if not isinstance(weight_register, int) or not 0 <= weight_register <= 2:
+            raise ValueError(f"Weight register must be 0, 1 or 2 register stages, not {weight_register!r}")
+        self._weight_register = weight_register
         if isinstance(activation, MultiThreshold):
             self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
                                            acc_range=(lo, hi), threshold_mode=threshold_mode)
@@ -89,6 +93,16 @@ class FoldedUnit(wiring.Component):
             self._act_unit = None
         if self._act_unit is not None:
             mark_used(self._act_unit)
+
+    @staticmethod
+    def _word_counter(m, step, words: int) -> Signal:
+        """The weight memory's address: a counter of the issued beats modulo ``words`` (the
+        fold counters' ``outer · SF + inner``, without the multiply-add in front of the read
+        port), advancing when ``step`` is high."""
+        addr = Signal(range(max(2, words)), name="w_addr")
+        with m.If(step):
+            m.d.sync += addr.eq(Mux(addr == words - 1, 0, addr + 1))
+        return addr
 
     def _acc_codes(self, m, accs) -> list:
         """The accumulators as output codes (no activation): two's complement codes of the
@@ -141,10 +155,12 @@ class MVU(FoldedUnit):
     popcount_style : str
         ``"gpc6"``, ``"fa"`` or ``"carry"``: how the lanes build their popcounts
         (chosen per target family by the generator); no effect on values or timing.
-    weight_register : bool
-        Register the weight memory's read data (and the input beat and fold flags with it)
-        before the lanes: one more cycle of latency, and the block RAM's slow clock-to-out no
-        longer shares a cycle with the lanes' logic.
+    weight_register : bool or int
+        Register stages on the weight memory's read data (and the input beat and fold flags
+        with it) before the lanes, 0 to 2 (True is 1): one more cycle of latency each. With one
+        the block RAM's slow clock-to-out no longer shares a cycle with the lanes' logic; with
+        two (block-RAM weights on ECP5, whose first register is the DP16KD's own) neither does
+        the long route out of the block RAM.
     threshold_mode : str
         ``MultiThreshold`` only: ``"parallel"``, ``"search"`` or ``"auto"`` (see
         :class:`hw.activation.ThresholdUnit`; the search adds ``ceil(log2(T + 1)) - 1`` cycles
@@ -169,7 +185,7 @@ class MVU(FoldedUnit):
     def __init__(self, *, weights, mac: str, w_dtype: DType, in_dtype: DType, activation,
                  acc_range, pe: int = 1, simd: int = 1, w_shift: int = 0, bias=None,
                  ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                 popcount_style: str = "gpc6", weight_register: bool = True,
+                 popcount_style: str = "gpc6", weight_register: bool | int = True,
                  threshold_mode: str = "auto"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         self._setup(weights=weights, mac=mac, w_dtype=w_dtype, in_dtype=in_dtype,
@@ -234,7 +250,7 @@ class MVU(FoldedUnit):
     @property
     def read_stages(self) -> int:
         """Register stages from issue to the lanes: the memory read, then the weight register."""
-        return 2 if self._weight_register else 1
+        return 1 + self._weight_register
 
     @property
     def latency(self) -> int:
@@ -257,9 +273,13 @@ class MVU(FoldedUnit):
         blocks = codes.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
         return pack_words(blocks, self._w_dtype.code_width)
 
-    def _init_values(self, result_offset: int) -> np.ndarray:
-        """Accumulator start per channel: the bias plus the lanes' constant offsets."""
-        return self._bias + result_offset * self.synapse_folds
+    def _init_values(self, res) -> np.ndarray:
+        """Accumulator start per channel: the bias plus the lanes' constant offsets (and, for
+        :attr:`LaneResult.neg_weights`, the number of negative weights of the row)."""
+        init = self._bias + res.offset * self.synapse_folds
+        if res.neg_weights:
+            init = init + res.neg_weights * (self._weights < 0).sum(axis=1)
+        return init
 
     def elaborate(self, platform):
         m = Module()
@@ -290,7 +310,7 @@ class MVU(FoldedUnit):
                       init=self.weight_words(), attrs=attrs)
         m.submodules.weights = wmem
         wrp = wmem.read_port(domain="sync")
-        m.d.comb += [wrp.addr.eq(nf * SF + sf), wrp.en.eq(en)]
+        m.d.comb += [wrp.addr.eq(self._word_counter(m, en & issue_valid, NF * SF)), wrp.en.eq(en)]
         a_in = pipe.reg(m, self.i_stream.payload, name="a_in")
         if NF > 1:
             buf = Memory(shape=unsigned(simd * acw), depth=SF, init=[])
@@ -308,14 +328,16 @@ class MVU(FoldedUnit):
         last1 = pipe.reg(m, sf == SF - 1, name="last1")
         nf1 = pipe.reg(m, nf, name="nf1")
         w1 = wrp.data
-        if self._weight_register:
-            # stage 2: the read data (a register next to, or inside, the block RAM), with the
-            # input beat and the fold flags kept aligned
-            w1 = pipe.reg(m, w1, name="w_reg", reset_less=True)   # into the DP16KD's OUTREG
-            a1 = pipe.reg(m, a1, name="a_reg")
-            first1 = pipe.reg(m, first1, name="first1_reg")
-            last1 = pipe.reg(m, last1, name="last1_reg")
-            nf1 = pipe.reg(m, nf1, name="nf1_reg")
+        for k in range(self._weight_register):
+            # stage 2 (and 3): the read data (a register next to, or inside, the block RAM; the
+            # second a fabric register, so that the route out of the block RAM has a cycle of its
+            # own), with the input beat and the fold flags kept aligned
+            sfx = "" if k == 0 else str(k + 1)
+            w1 = pipe.reg(m, w1, name=f"w_reg{sfx}", reset_less=True)   # the first: into OUTREG
+            a1 = pipe.reg(m, a1, name=f"a_reg{sfx}")
+            first1 = pipe.reg(m, first1, name=f"first1_reg{sfx}")
+            last1 = pipe.reg(m, last1, name=f"last1_reg{sfx}")
+            nf1 = pipe.reg(m, nf1, name=f"nf1_reg{sfx}")
 
         # -- lanes
         a_count = None
@@ -336,7 +358,7 @@ class MVU(FoldedUnit):
         acc_valid_in = Signal()   # valid bit of the lane outputs (from the valid chain)
         accs = []
         for p, res in enumerate(results):
-            init = self._init_values(res.offset)[p::pe]
+            init = self._init_values(res)[p::pe]
             init = [((int(v) + (1 << aw)) % (1 << aw)) for v in init]
             init_v = fold_table(init, nf2, unsigned(aw))
             acc = Signal(unsigned(aw), name=f"acc{p}")

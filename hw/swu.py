@@ -262,14 +262,14 @@ class SlidingWindow(wiring.Component):
         slot_base = Signal(range(R), init=(-ph) % R)
         frame_slot0 = Signal(range(R))
 
-        y = Signal(signed(ybase.shape().width + 1))
-        x = Signal(signed(xbase.shape().width + 1))
-        m.d.comb += [y.eq(ybase + ky), x.eq(xbase + kx)]
+        # the window pixel read, kept as registers stepped with the counters (no adder between
+        # the counters and the read address or the pad and availability compares): y = ybase +
+        # ky, x = xbase + kx, slot = (slot_base + ky) mod R
+        y = Signal(signed(ybase.shape().width + 1), init=-ph)
+        x = Signal(signed(xbase.shape().width + 1), init=-pw)
+        slot = Signal(range(R), init=(-ph) % R)
         pad = (y < 0) | (y >= H) | (x < 0) | (x >= W)
         avail = ahead | (y < wy) | ((y == wy) & (x < wx))
-        slot_sum = Signal(range(2 * R))
-        m.d.comb += slot_sum.eq(slot_base + ky)
-        slot = Mux(slot_sum >= R, slot_sum - R, slot_sum)
 
         r_last = (ky == kh - 1) & (kx == kw - 1) & (ox == ow - 1) & (oy == oh - 1)
         o_valid = Signal()
@@ -303,17 +303,22 @@ class SlidingWindow(wiring.Component):
         m.d.comb += sb_step.eq(slot_base + sh % R)
 
         with m.If(go):
-            m.d.sync += kx.eq(kx + 1)
+            m.d.sync += [kx.eq(kx + 1), x.eq(x + 1)]
             with m.If(kx == kw - 1):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1), x.eq(xbase), y.eq(y + 1),
+                             slot.eq(Mux(slot == R - 1, 0, slot + 1))]
                 with m.If(ky == kh - 1):
-                    m.d.sync += [ky.eq(0), ox.eq(ox + 1), xbase.eq(xbase + sw)]
+                    m.d.sync += [ky.eq(0), ox.eq(ox + 1), xbase.eq(xbase + sw), x.eq(xbase + sw),
+                                 y.eq(ybase), slot.eq(slot_base)]
                     with m.If(ox == ow - 1):
-                        m.d.sync += [ox.eq(0), xbase.eq(-pw), oy.eq(oy + 1), ybase.eq(ybase + sh),
-                                     slot_base.eq(Mux(sb_step >= R, sb_step - R, sb_step))]
+                        sb_next = Mux(sb_step >= R, sb_step - R, sb_step)
+                        m.d.sync += [ox.eq(0), xbase.eq(-pw), x.eq(-pw), oy.eq(oy + 1),
+                                     ybase.eq(ybase + sh), y.eq(ybase + sh),
+                                     slot_base.eq(sb_next), slot.eq(sb_next)]
                         with m.If(oy == oh - 1):
-                            m.d.sync += [oy.eq(0), ybase.eq(-ph), frame_slot0.eq(fs0_wrapped),
-                                         slot_base.eq(Mux(sb_frame < 0, sb_frame + R, sb_frame))]
+                            sb_first = Mux(sb_frame < 0, sb_frame + R, sb_frame)
+                            m.d.sync += [oy.eq(0), ybase.eq(-ph), y.eq(-ph), frame_slot0.eq(fs0_wrapped),
+                                         slot_base.eq(sb_first), slot.eq(sb_first)]
 
         # the writer completes a frame only when not ahead; the reader ends one only when ahead
         with m.If(w_fire & w_last_pixel):

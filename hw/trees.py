@@ -189,13 +189,14 @@ def counter_levels(n: int, first_group: int = 6, group: int = 6) -> int:
 LEVELS_PER_STAGE = {4: 2, 6: 3}
 
 
-def tree_depth(width: int, lut_inputs: int) -> int:
+def tree_depth(width: int, lut_inputs: int, pre_levels: int = 0) -> int:
     """Pipeline registers for a reduction tree over ``width`` terms (bits of a popcount or
     terms of an adder tree) on a family of ``lut_inputs``-input LUTs: its ``ceil(log2(width))``
-    levels (at least one), :data:`LEVELS_PER_STAGE` to a stage."""
+    levels (at least one), and the ``pre_levels`` of logic that make its terms
+    (:func:`hw.lanes.term_levels`), :data:`LEVELS_PER_STAGE` to a stage."""
     if lut_inputs not in LEVELS_PER_STAGE:
         raise ValueError(f"LUT inputs must be 4 or 6, not {lut_inputs!r}")
-    levels = max(1, (max(1, width) - 1).bit_length())
+    levels = max(1, (max(1, width) - 1).bit_length()) + max(0, pre_levels)
     return -(-levels // LEVELS_PER_STAGE[lut_inputs])
 
 
@@ -317,14 +318,23 @@ def _popcount_carry(m, pipe, bits, pairs, op, *, depth, name) -> Value:
     return Value.cast(value)[:max(1, hi.bit_length())]
 
 
-def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str = "add") -> Value:
+def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str = "add",
+               pre_levels: int = 0) -> Value:
     """Sum of ``terms`` (Values of any shape) as a balanced binary tree with ``depth`` pipeline
-    registers. Amaranth widens every sum by one bit, so it never overflows."""
+    registers. Amaranth widens every sum by one bit, so it never overflows.
+
+    ``pre_levels``: levels of logic that make the terms (e.g. ``|a - w|``: a subtraction and a
+    select); the registers are spread over those and the tree's levels, so that some may fall
+    on the terms themselves."""
     terms = [Value.cast(t) for t in terms]
     if not terms:
         return pipe.delay(m, Const(0, 1), depth, name=name)
     levels = max(0, (len(terms) - 1).bit_length())
-    regs = spread_registers(max(1, levels), depth)
+    pre = max(0, pre_levels)
+    regs = spread_registers(max(1, pre + levels), depth)
+    for _ in range(sum(regs[:pre])):
+        terms = [pipe.reg(m, t, name=f"{name}_t_{i}") for i, t in enumerate(terms)]
+    regs = regs[pre:] or [0]
     for lvl in range(levels):
         nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
         if len(terms) % 2:

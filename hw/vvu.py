@@ -204,7 +204,7 @@ class VVU(FoldedUnit):
     def __init__(self, *, weights, mac: str, w_dtype: DType, in_dtype: DType, activation,
                  acc_range, pe: int = 1, simd: int = 1, w_shift: int = 0, bias=None,
                  ram_style: str | None = None, depth: int = 1, onehot_mode: str = "shift",
-                 popcount_style: str = "gpc6", weight_register: bool = True,
+                 popcount_style: str = "gpc6", weight_register: bool | int = True,
                  threshold_mode: str = "auto"):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
         self._setup(weights=weights, mac=mac, w_dtype=w_dtype, in_dtype=in_dtype,
@@ -264,7 +264,7 @@ class VVU(FoldedUnit):
 
     @property
     def read_stages(self) -> int:
-        return 2 if self._weight_register else 1
+        return 1 + self._weight_register
 
     @property
     def latency(self) -> int:
@@ -307,18 +307,19 @@ class VVU(FoldedUnit):
                       init=self.weight_words(), attrs=attrs)
         m.submodules.weights = wmem
         wrp = wmem.read_port(domain="sync")
-        m.d.comb += [wrp.addr.eq(cf * SF + sf), wrp.en.eq(en)]
+        m.d.comb += [wrp.addr.eq(self._word_counter(m, en & issue_valid, CF * SF)), wrp.en.eq(en)]
         a1 = pipe.reg(m, self.i_stream.payload, name="a_in")
         first1 = pipe.reg(m, sf == 0, name="first1")
         last1 = pipe.reg(m, sf == SF - 1, name="last1")
         cf1 = pipe.reg(m, cf, name="cf1")
         w1 = wrp.data
-        if self._weight_register:
-            w1 = pipe.reg(m, w1, name="w_reg", reset_less=True)
-            a1 = pipe.reg(m, a1, name="a_reg")
-            first1 = pipe.reg(m, first1, name="first1_reg")
-            last1 = pipe.reg(m, last1, name="last1_reg")
-            cf1 = pipe.reg(m, cf1, name="cf1_reg")
+        for k in range(self._weight_register):   # as the MVU's
+            sfx = "" if k == 0 else str(k + 1)
+            w1 = pipe.reg(m, w1, name=f"w_reg{sfx}", reset_less=True)
+            a1 = pipe.reg(m, a1, name=f"a_reg{sfx}")
+            first1 = pipe.reg(m, first1, name=f"first1_reg{sfx}")
+            last1 = pipe.reg(m, last1, name=f"last1_reg{sfx}")
+            cf1 = pipe.reg(m, cf1, name=f"cf1_reg{sfx}")
 
         # -- lanes: channel p takes elements s·PE + p of the beat
         results = []
@@ -337,7 +338,10 @@ class VVU(FoldedUnit):
         acc_valid_in = Signal()
         accs = []
         for p, res in enumerate(results):
-            init = (self._bias + res.offset * SF)[p::pe]
+            init = self._bias + res.offset * SF
+            if res.neg_weights:   # LaneResult.neg_weights: the channel's negative weights
+                init = init + res.neg_weights * (self._weights < 0).sum(axis=1)
+            init = init[p::pe]
             init = [((int(v) + (1 << aw)) % (1 << aw)) for v in init]
             init_v = fold_table(init, cf2, unsigned(aw))
             acc = Signal(unsigned(aw), name=f"acc{p}")

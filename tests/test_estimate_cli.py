@@ -60,7 +60,11 @@ def test_table_and_json(net_file, tmp_path, capsys):
     assert doc["total"]["lut"] == sum(x["lut"] for x in doc["layers"]) > 0
     assert doc["total"]["ff"] > 0
     assert doc["fits"] is True
-    assert doc["frames_per_s"] == pytest.approx(100e6 / est.interval)
+    # frames/s at the clock model's Fmax (ECP5 is calibrated), the limiting block named
+    assert doc["clock_source"] == "clock model" and doc["clock_mhz"] == est.clock_model["fmax_mhz"]
+    assert doc["frames_per_s"] == pytest.approx(doc["clock_mhz"] * 1e6 / est.interval)
+    assert doc["clock_model"]["block"] in doc["clock_model"]["blocks"]
+    assert "clock model" in out and "limited by" in out
 
 
 def test_does_not_fit(tmp_path, capsys):

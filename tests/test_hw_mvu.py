@@ -153,7 +153,7 @@ def test_mvu_without_weight_register():
 @pytest.mark.parametrize("mh,mw,pe,simd,act,depth", [
     (4, 6, 2, 3, "none", 0), (4, 6, 1, 1, "threshold", 2), (4, 6, 4, 6, "requant", 1),
     (2, 8, 2, 2, "threshold", 3)])
-@pytest.mark.parametrize("weight_register", [True, False])
+@pytest.mark.parametrize("weight_register", [True, False, 2])
 def test_mvu_cycles(mh, mw, pe, simd, act, depth, weight_register):
     """No stalls: a vector every (MH/PE)·(MW/SIMD) cycles, first output after `latency`."""
     seed = 7000 + mh * 100 + pe * 10 + simd
@@ -161,8 +161,8 @@ def test_mvu_cycles(mh, mw, pe, simd, act, depth, weight_register):
     rng = np.random.default_rng(seed)
     dut, W, b, a = make_mvu(rng, "xnor", TYPES["xnor"][0], mh, mw, pe, simd, act, depth=depth,
                             weight_register=weight_register)
-    assert dut.weight_register is weight_register
-    assert dut.read_stages == (2 if weight_register else 1)
+    assert dut.weight_register == int(weight_register)
+    assert dut.read_stages == 1 + int(weight_register)
     assert dut.cycles_per_vector == (mh // pe) * (mw // simd)
     n = 4
     X = random_values(rng, DType.bipolar(), (n, mw))

@@ -297,7 +297,7 @@ def mvu_area_params(block, *, unit: str = "mvu") -> dict:
     act = block.activation
     kind = ("threshold" if isinstance(act, MultiThreshold) else
             "requant" if isinstance(act, Requant) else "none")
-    return area.mvu_params(kind=block.mac, w_dtype=block.w_dtype, a_dtype=block.in_dtype,
+    params = area.mvu_params(kind=block.mac, w_dtype=block.w_dtype, a_dtype=block.in_dtype,
                            pe=block.pe, simd=block.simd, mh=block.mh, mw=block.mw,
                            acc_lo=block.acc_range[0], acc_hi=block.acc_range[1],
                            thresholds=act.num_thresholds if kind == "threshold" else 0,
@@ -306,6 +306,12 @@ def mvu_area_params(block, *, unit: str = "mvu") -> dict:
                            w_live_bits=area.live_bits(block.weight_words(),
                                                       block.pe * block.simd * block.w_dtype.code_width),
                            block=unit)
+    if block.weight_register != 1:   # (the key only where it is not the usual one register)
+        params["weight_register"] = block.weight_register
+    if kind == "requant":   # the multiplier's width (the clock model's requantization path)
+        m = [int(v) for v in np.asarray(act.multiplier).reshape(-1)]
+        params["mult_bits"] = bits_for_range(min(min(m), 0), max(max(m), 0))[0] + 1
+    return params
 
 
 # -- the op ----------------------------------------------------------------------------------------
