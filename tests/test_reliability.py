@@ -113,13 +113,17 @@ def test_gen_replaces_only_what_it_may(tmp_path, small_net):
 
 
 _SWAP_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, time
     from gen.outdir import replace_folder
     from gen.interrupts import Interrupted
     sig = getattr(signal, sys.argv[2])
     def after(tmp):
         os.kill(os.getpid(), sig)
-        signal.pause() if hasattr(signal, "pause") else None
+        # wait for the handler in short sleeps, not signal.pause(): a signal that another thread
+        # of the process took leaves pause() waiting for ever (seen once in a loaded full run);
+        # the handler runs between two sleeps
+        for _ in range(600):
+            time.sleep(0.05)
     try:
         replace_folder(sys.argv[1], {"manifest.json": b'{"format": "nomul-accelerator"}', "new": b"n"},
                        after=after)
