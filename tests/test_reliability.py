@@ -136,6 +136,10 @@ _SWAP_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_during_write_keeps_old_output(tmp_path, sig):
+    if signal.getsignal(getattr(signal, sig)) is signal.SIG_IGN:
+        # started under nohup or as a background job: the child inherits the ignored signal, and
+        # nomul rightly leaves an ignored signal ignored
+        pytest.skip(f"{sig} is ignored in this environment")
     out = tmp_path / "out"
     out.mkdir()
     (out / "manifest.json").write_text('{"format": "nomul-accelerator"}')
