@@ -288,9 +288,7 @@ def _memories(p: dict, family: str):
     mems = []  # (depth, width, style)
     if p["block"] in ("mvu", "vvu"):
         nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
-        # Yosys drops the bit columns of a ROM that are the same in every word
-        width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
-        mems.append((nf * sf, width, p.get("ram_style"), "rom"))
+        mems.append((*_weight_rom(p), "rom"))
         if nf > 1 and p["block"] == "mvu":
             mems.append((sf, p["simd"] * p["a_bits"], None, "ram"))
     elif p["block"] == "dwwin":    # two windows of K/SIMD words of SIMD pixels
@@ -328,10 +326,15 @@ def _memories(p: dict, family: str):
 def weights_in_bram(p: dict, family: str) -> bool:
     """Whether a matrix- or vector-vector unit's weights go to block RAM (its ``ram_style``,
     else where Yosys puts them: :func:`_auto_bram`)."""
+    depth, width, style = _weight_rom(p)
+    return style == "block" or (style is None and _auto_bram(family, "rom", depth, depth * width))
+
+
+def _weight_rom(p: dict) -> tuple[int, int, str | None]:
+    """``(words, bits per word, ram_style)`` of a unit's weight ROM: one word per fold, the bit
+    columns that are the same in every word left out (Yosys drops them)."""
     nf, sf = p["mh"] // p["pe"], p["mw"] // p["simd"]
-    width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
-    style = p.get("ram_style")
-    return style == "block" or (style is None and _auto_bram(family, "rom", nf * sf, nf * sf * width))
+    return nf * sf, p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"]), p.get("ram_style")
 
 
 def _popcount_unit(p: dict) -> bool:
@@ -791,11 +794,8 @@ def _read_register_bits(p: dict, family: str) -> int:
                 bits += 2 * ibuf                # block RAM's read word, registered twice
             elif p["a_bits"] > 1:
                 bits += ibuf
-        width = p.get("w_live_bits", p["pe"] * p["simd"] * p["w_bits"])
-        style = p.get("ram_style")
-        if style in ("distributed", "logic") or (
-                style is None and not _auto_bram(family, "rom", nf * sf, nf * sf * width)):
-            bits += width                       # the weight ROM's output word
+        if not weights_in_bram(p, family):
+            bits += _weight_rom(p)[1]           # the weight ROM's output word
     return bits
 
 

@@ -30,7 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["FEATURES", "block_paths", "block_fmax", "BlockClock", "load_clock_coeffs", "fit",
-           "COEFFS_PATH", "network_fmax", "chain_delay", "CHAIN_BLOCKS"]
+           "COEFFS_PATH", "network_fmax", "network_clock", "rounded_mhz", "chain_delay",
+           "CHAIN_BLOCKS"]
 
 FEATURES = ("base", "lut", "counter", "adder", "bits", "bram", "lutram", "fanout")
 COEFFS_PATH = Path(__file__).with_name("clock_coeffs.json")
@@ -99,9 +100,11 @@ def _unit_paths(p: dict, family: str, fan: dict) -> dict:
         paths["weight ROM"] = {"lut": max(1, math.ceil(_clog2(words) / (2 if lut4 else 3)))}
     if p.get("thresholds"):
         paths["threshold compare"] = {"adder": 1, "bits": acc_bits, "lut": _clog2(p["thresholds"]) // 2}
-    if p.get("activation") == "requant":   # the channel's multiplier selected, then a product
-        mb = int(p.get("mult_bits", 8))   # partial products of the multiplier's bits, summed
-        paths["requantize"] = {"adder": 1 + _clog2(mb), "bits": acc_bits + mb, "lut": 2 + _clog2(p["mh"] // pe)}
+    if p.get("activation") == "requant":   # hw.activation.RequantUnit: the multiplier and the
+        mb = int(p.get("mult_bits", 8))     # accumulator registered, then a partial product and
+        # one adder level a stage; the rounding add and the clip's compares in the last
+        paths["requantize"] = {"adder": 1, "bits": acc_bits + mb, "lut": 1}
+        paths["requantize round"] = {"adder": 2, "bits": acc_bits + mb, "lut": 1}
     paths["fold counters"] = {"adder": 1, "lut": 1,
                               "bits": _clog2((p["mh"] // pe) * (p["mw"] // simd) + 1)}
     paths.update(fan)
@@ -199,25 +202,39 @@ def chain_delay(ff_bits: int | None, chain_ns: float, coeffs: dict) -> float:
     return path_delay({"lut": 1, "fanout": _clog2(max(2, ff_bits or 2))}, coeffs) + chain_ns
 
 
-def network_fmax(blocks, family: str, coeffs: dict | None = None):
-    """``(Fmax MHz, limiting block name, its path)`` of an accelerator from ``[(name, params,
-    ff_bits)]``: its slowest block, or the stall chain through a unit and the FIFOs beside it
-    (:data:`CHAIN_BLOCKS`); None without coefficients for the family."""
+def rounded_mhz(mhz: float) -> float:
+    """A modelled clock as ``nomul estimate`` and ``nomul explore`` report it (0.1 MHz), so that
+    the two agree on every design."""
+    return round(float(mhz), 1)
+
+
+def network_clock(blocks, family: str, coeffs: dict | None = None):
+    """``((Fmax MHz, limiting block name, its path), {name: BlockClock})`` of an accelerator
+    from ``[(name, params, ff_bits)]``: its slowest block, or the stall chain through a unit and
+    the FIFOs beside it (:data:`CHAIN_BLOCKS`), and every block's own clock; None without
+    coefficients for the family."""
     coeffs = coeffs or load_clock_coeffs()
     c = coeffs["families"].get(family)
     if c is None:
         return None
     chain_ns = coeffs.get("network", {}).get(family, {}).get("chain_ns")
-    best = None
+    best, per = None, {}
     for name, p, ffb in blocks:
-        bc = block_fmax(p, family, ffb, coeffs)
+        bc = per[name] = block_fmax(p, family, ffb, coeffs)
         cand = [(bc.fmax_mhz, name, bc.path)]
         if chain_ns is not None and p.get("block") in CHAIN_BLOCKS:
             cand.append((1000.0 / chain_delay(ffb, chain_ns, c), name, "stall chain"))
         for f in cand:
             if best is None or f[0] < best[0]:
                 best = f
-    return best
+    return best, per
+
+
+def network_fmax(blocks, family: str, coeffs: dict | None = None):
+    """``(Fmax MHz, limiting block name, its path)`` of :func:`network_clock`; None without
+    coefficients for the family."""
+    r = network_clock(blocks, family, coeffs)
+    return None if r is None else r[0]
 
 
 def fit(points: list[tuple[dict, float]], *, iterations: int = 30, restarts: int = 24) -> dict:

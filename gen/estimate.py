@@ -238,14 +238,11 @@ def _clock_model(blocks, family: str) -> dict | None:
         return None
     if family not in coeffs.get("families", {}):
         return None
-    per = {}
-    for name, p, ffb in blocks:
-        bc = clock.block_fmax(p, family, ffb, coeffs)
-        per[name] = [round(bc.fmax_mhz, 1), bc.path]
-    if not per:
+    if not blocks:
         return None
-    fmax, name, path = clock.network_fmax(blocks, family, coeffs)
-    return {"fmax_mhz": round(fmax, 1), "block": name, "path": path, "blocks": per,
+    (fmax, name, path), per = clock.network_clock(blocks, family, coeffs)
+    per = {n: [clock.rounded_mhz(bc.fmax_mhz), bc.path] for n, bc in per.items()}
+    return {"fmax_mhz": clock.rounded_mhz(fmax), "block": name, "path": path, "blocks": per,
             "calibration": coeffs.get("calibration", {}).get(family),
             "networks": coeffs.get("network", {}).get(family, {}).get("error")}
 

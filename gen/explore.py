@@ -206,11 +206,13 @@ class _PricedStage:
             self.add("dwc", block, lambda: area.dwc_params(block))
 
     def fifo(self, suffix, *, width: int, depth: int):
-        from hw.fifo import StreamFIFO
+        from hw.fifo import StreamFIFO, ready_ahead
 
         from . import area
 
         block = StreamFIFO(width=width, depth=depth)
+        if self.blocks:   # the FIFO reads the block before it (as in the accelerator)
+            ready_ahead(self.blocks[-1][1], block)
         self.add(suffix, block, lambda: area.fifo_params(block))
 
     def mvu(self, layer, *, pe: int, simd: int, matrix, tree_depth: int | None = None):
@@ -245,7 +247,7 @@ def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, fam
     from . import area, clock
     from .ops import op_for
     from .plan import LayerPlan, layer_parts
-    from .top import mvu_factory_for, weight_registers, weight_stage_bits
+    from .top import mvu_factory_for, weight_registers
 
     coeffs = coeffs or area.load_coeffs()
     try:
@@ -281,7 +283,7 @@ def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, fam
                     p = {k: v for k, v in p.items() if k != "weight_register"}
                     p["ram_style"] = None if s == "auto" else s
                     regs = weight_registers(family, p)   # as the unit built in this style has
-                    ffb += (regs - comp.weight_register) * weight_stage_bits(comp)
+                    ffb += (regs - comp.weight_register) * comp.weight_stage_bits
                     if regs != 1:
                         p["weight_register"] = regs
                 e = area.estimate(p, family, coeffs=coeffs, ff_bits=ffb)
@@ -289,7 +291,7 @@ def stage_cost(net, index: int, k_in: int, pe: int | None, simd: int | None, fam
                 timed.append(("", p, ffb))
             rows[s] = [int(v) for v in tot]
             nf = clock.network_fmax(timed, family, clock_coeffs) if clock_coeffs and timed else None
-            clocks[s] = None if nf is None else round(nf[0], 1)   # as estimate_network
+            clocks[s] = None if nf is None else clock.rounded_mhz(nf[0])   # as estimate_network
         return stage.mvu_depth, rows, clocks
 
     d0, rows, clocks = price(None)

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.dtypes import DType, pack_words, unpack_words
 from hw.dwc import DataWidthConverter
-from hw.fifo import StreamFIFO
+from hw.fifo import StreamFIFO, ready_ahead
 from hw.pad import PadGather, VectorTrim
 from hw.pipeline import mark_used
 from hw.streams import Fork
@@ -90,13 +90,6 @@ def weight_registers(family: str, params: dict) -> int:
     from .area import weights_in_bram
 
     return 2 if family == "ecp5" and weights_in_bram(params, family) else 1
-
-
-def weight_stage_bits(unit) -> int:
-    """Flip-flop bits of one weight register stage of a matrix-vector unit: the read data, the
-    input beat, the two fold flags, the neuron-fold counter and the stage's valid bit."""
-    return (unit.pe * unit.simd * unit.w_dtype.code_width + unit.simd * unit.in_dtype.code_width
-            + 3 + (max(2, unit.neuron_folds) - 1).bit_length())
 
 
 def mvu_factory_for(family: str | None):
@@ -397,6 +390,16 @@ class Accelerator(wiring.Component):
         self._out = net.outputs[0]
         if readers[self._out] == 1:   # else a layer reads it after it: refused by require_chain
             self._link(port[self._out], _OUT)
+        self._ready_ahead()
+
+    def _ready_ahead(self):
+        """Every unit that writes straight into a FIFO takes its ``ready`` of the next cycle
+        (:func:`hw.fifo.ready_ahead`)."""
+        owner = {id(b.o_stream): b for _, b, _ in self._blocks if hasattr(b, "o_stream")}
+        fifo_of = {id(b.i_stream): b for _, b, _ in self._blocks if isinstance(b, StreamFIFO)}
+        for src, dst in self._links:
+            if id(src) in owner and id(dst) in fifo_of:
+                ready_ahead(owner[id(src)], fifo_of[id(dst)])
 
     @property
     def join_fifo_bits(self) -> int:

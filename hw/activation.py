@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from .dtypes import DType, bits_for_range
 from .params import ROUNDINGS, MultiThreshold, Requant
 from .pipeline import StallPipeline
+from .trees import adder_tree
 
 __all__ = ["ThresholdUnit", "RequantUnit", "acc_shape", "fold_table", "THRESHOLD_MODES",
            "SEARCH_ABOVE"]
@@ -174,16 +175,42 @@ class ThresholdUnit(_ChannelUnit):
         lo, hi = self.acc_range
         return signed(max(bits_for_range(lo, hi + 1)[0] + 1, 2))
 
-    def build(self, m, pipe: StallPipeline, accs: list, fold: Value) -> list:
-        """Output codes of ``accs`` (PE accumulator values of channel fold ``fold``)."""
+    def build(self, m, pipe: StallPipeline, accs: list, fold: Value, fold_early=None) -> list:
+        """Output codes of ``accs`` (PE accumulator values of channel fold ``fold``).
+
+        ``fold_early``: the fold index one pipeline stage before ``fold`` (where the caller has
+        it): the thresholds are then looked up from it and registered, so that the compares
+        start from flip-flops rather than from a multiplexer of constants."""
         if self._mode == "search":
             return self._build_search(m, pipe, accs, fold)
         tshape = self._tshape()
         table = self._level_table()
         out = []
+
+        bit_regs: dict = {}   # a bit column's values over the folds -> its flip-flop
+
+        def threshold(values, name):
+            if fold_early is None or len(set(int(v) for v in values)) == 1:
+                return fold_table(values, fold, tshape)
+            # registered bit by bit: a bit that is the same in every fold is a constant, and
+            # bits with the same column of values (in any threshold of any PE) share a register
+            w = tshape.width
+            codes = [int(v) % (1 << w) for v in values]
+            bits = []
+            for b in range(w):
+                col = tuple((c >> b) & 1 for c in codes)
+                if len(set(col)) == 1:
+                    bits.append(Const(col[0], 1))
+                    continue
+                if col not in bit_regs:
+                    bit_regs[col] = pipe.reg(m, fold_table(col, fold_early, unsigned(1)),
+                                             name=f"thr_bit{len(bit_regs)}")
+                bits.append(bit_regs[col])
+            return Cat(*bits).as_signed()
+
         for p, acc in enumerate(accs):
             rows = self._thresholds[p::self._pe]                       # (folds, T)
-            hits = [acc >= fold_table(rows[:, k], fold, tshape) for k in range(rows.shape[1])]
+            hits = [acc >= threshold(rows[:, k], f"thr_val{p}_{k}") for k in range(rows.shape[1])]
             if len(hits) > 1:
                 hits = [pipe.reg(m, h, name=f"thr_hit{p}_{k}") for k, h in enumerate(hits)]
             count = _tree_sum(hits)
@@ -270,10 +297,12 @@ class RequantUnit(_ChannelUnit):
     Members
     -------
     latency : int
-        2 (the product, then rounding and clipping).
+        ``levels + 2``: the accumulator and the channel's multiplier registered, the product as a
+        tree of its partial products (one per multiplier bit that some channel sets) with a
+        register after every adder level (``levels``, :attr:`product_levels`), then rounding and
+        clipping. No path holds more than one carry chain: the product is the clock limit of a
+        requantizing unit otherwise (one stage: 71-80 MHz on ECP5).
     """
-
-    latency = 2
 
     def __init__(self, *, activation: Requant, channels: int, pe: int, acc_range):
         self._MustUse__silence = True  # no warning for an object whose parameters are refused
@@ -291,20 +320,49 @@ class RequantUnit(_ChannelUnit):
         self._mult = np.broadcast_to(mult, (channels,))
         super().__init__(channels=channels, pe=pe, acc_range=acc_range,
                          out_dtype=activation.out_dtype)
+        mlo, mhi = int(self._mult.min()), int(self._mult.max())
+        self._mshape = signed(max(bits_for_range(min(mlo, 0), max(mhi, 0))[0] + 1, 2))
+        self._terms = [self._product_terms(self._mult[p::pe]) for p in range(pe)]
+        self.product_levels = max(0, max((len(t) - 1).bit_length() for t in self._terms))
+        self.latency = self.product_levels + 2
+
+    def _product_terms(self, values) -> list[tuple[int, int]]:
+        """``[(bit, sign)]``: the partial products of a PE's multiplier, one per bit of its
+        two's complement code (:attr:`_mshape`) that some channel of the PE sets; ``sign`` -1
+        for the sign bit. A multiplier that is the same for every channel of the PE is a
+        constant: its partial products are the set bits of ``|m|``, with the sign of ``m``."""
+        values = [int(v) for v in values]
+        if len(set(values)) == 1:
+            c = values[0]
+            return [(i, -1 if c < 0 else 1) for i in range(abs(c).bit_length()) if abs(c) >> i & 1]
+        if min(values) >= 0:
+            return [(i, 1) for i in range(max(values).bit_length()) if any(v >> i & 1 for v in values)]
+        w = max(max(values).bit_length(), (-min(values) - 1).bit_length()) + 1   # two's complement
+        codes = [v % (1 << w) for v in values]
+        return [(i, -1 if i == w - 1 else 1) for i in range(w) if any(c >> i & 1 for c in codes)]
 
     activation = property(lambda self: self._activation)
 
-    def build(self, m, pipe: StallPipeline, accs: list, fold: Value) -> list:
+    def build(self, m, pipe: StallPipeline, accs: list, fold: Value, fold_early=None) -> list:
         act = self._activation
         s = act.shift
-        mlo, mhi = int(self._mult.min()), int(self._mult.max())
-        mshape = signed(max(bits_for_range(min(mlo, 0), max(mhi, 0))[0] + 1, 2))
         clo, chi = act.clip
         cw = self._out_dtype.code_width
         out = []
         for p, acc in enumerate(accs):
-            mult = fold_table(self._mult[p::self._pe], fold, mshape)
-            prod = pipe.reg(m, acc * mult, name=f"rq_prod{p}")
+            values, terms = self._mult[p::self._pe], self._terms[p]
+            # stage 1: the accumulator (and its negation, for a negative partial product) and
+            # the channel's multiplier
+            a = pipe.reg(m, acc, name=f"rq_a{p}")
+            na = pipe.reg(m, -acc, name=f"rq_na{p}") if any(sg < 0 for _, sg in terms) else None
+            if len(set(int(v) for v in values)) == 1:
+                parts = [(na if sg < 0 else a, i) for i, sg in terms]
+            else:
+                mult = pipe.reg(m, fold_table(values, fold, self._mshape), name=f"rq_m{p}")
+                parts = [(Mux(mult[i], na if sg < 0 else a, 0), i) for i, sg in terms]
+            # the partial products summed, a register after every adder level
+            prod = adder_tree(m, pipe, parts or [Const(0, 1)], depth=self.product_levels,
+                              name=f"rq_prod{p}")
             q = prod >> s
             if s:
                 rem = prod[:s]

@@ -20,8 +20,8 @@ __all__ = ["Argmax", "order_key", "order_key_width", "argmax_tree_stages"]
 
 def argmax_tree_stages(elems: int) -> int:
     """Register stages of :class:`Argmax`'s compare tree over ``elems`` elements per beat: the
-    keys, then one after each level of compares (none for one element per beat)."""
-    return 0 if elems == 1 else 1 + (elems - 1).bit_length()
+    keys (and their indices, a sum of counters), then one after each level of compares."""
+    return 1 + (elems - 1).bit_length()
 
 
 def order_key_width(dtype: DType) -> int:
@@ -105,8 +105,10 @@ class Argmax(wiring.Component):
 
         pix = Signal(range(max(2, hw_)))
         chan = Signal(range(n + 1))       # c0 * H * W of the current beat
-        best_key = Signal(signed(kw_))
-        best_idx = Signal(unsigned(iw))
+        # a candidate is one signed value, its key above its inverted index: a larger key, or
+        # an equal key and a lower index, is a larger value, so that every compare (the tree's
+        # and the running best's, whose loop must close in one cycle) is one carry chain
+        best = Signal(signed(kw_ + iw), name="best")
         first = Signal(init=1)
 
         # the tree: a stall pipeline from the input beat to the running best
@@ -118,35 +120,26 @@ class Argmax(wiring.Component):
             idx = Signal(unsigned(iw + 1), name=f"idx{j}")
             m.d.comb += [key.eq(order_key(self._dtype, self.i_stream.payload[j * cw:(j + 1) * cw])),
                          idx.eq(pix + chan + j * hw_)]
-            cands.append((key, idx))
+            cands.append(Cat(~idx[:iw], key).as_signed())
         frame_end = (chan == n - k * hw_) & (pix == hw_ - 1)
         if stages:
-            cands = [(pipe.reg(m, a, name=f"key{j}_r"), pipe.reg(m, b, name=f"idx{j}_r"))
-                     for j, (a, b) in enumerate(cands)]
+            cands = [pipe.reg(m, c, name=f"cand{j}_r") for j, c in enumerate(cands)]
             frame_end = pipe.reg(m, frame_end, name="frame_end_r")
-
-        def better(a, b):
-            return (a[0] > b[0]) | ((a[0] == b[0]) & (a[1] < b[1]))
 
         level = 0
         while len(cands) > 1:
             nxt = []
             for i in range(0, len(cands) - 1, 2):
                 a, b = cands[i], cands[i + 1]
-                sel = b[0] > a[0]        # a has the lower index (it comes first in the beat)
-                nxt.append((pipe.reg(m, Mux(sel, b[0], a[0]), name=f"key_l{level}_{i}"),
-                            pipe.reg(m, Mux(sel, b[1], a[1]), name=f"idx_l{level}_{i}")))
+                nxt.append(pipe.reg(m, Mux(b > a, b, a), name=f"cand_l{level}_{i}"))
             if len(cands) % 2:
-                last = cands[-1]
-                nxt.append((pipe.reg(m, last[0], name=f"key_l{level}_{len(cands) - 1}"),
-                            pipe.reg(m, last[1], name=f"idx_l{level}_{len(cands) - 1}")))
+                nxt.append(pipe.reg(m, cands[-1], name=f"cand_l{level}_{len(cands) - 1}"))
             cands, level = nxt, level + 1
             frame_end = pipe.reg(m, frame_end, name=f"frame_end_l{level}")
-        beat_key, beat_idx = cands[0]
-        take = first | better((beat_key, beat_idx), (best_key, best_idx))
-        new_key = Mux(take, beat_key, best_key)
-        new_idx = Mux(take, beat_idx, best_idx)
-
+        beat = cands[0]
+        take = first | (beat > best)
+        new_best = Mux(take, beat, best)
+        new_idx = ~new_best[:iw]
         o_full = Signal()
         o_data = Signal(unsigned(iw))
         acc_ready = ~o_full | self.o_stream.ready
@@ -166,7 +159,7 @@ class Argmax(wiring.Component):
                 with m.If(pix == hw_ - 1):
                     m.d.sync += pix.eq(0)
         with m.If(t_valid & acc_ready):
-            m.d.sync += [best_key.eq(new_key), best_idx.eq(new_idx), first.eq(0)]
+            m.d.sync += [best.eq(new_best), first.eq(0)]
             with m.If(frame_end):
                 m.d.sync += [first.eq(1), o_full.eq(1), o_data.eq(new_idx)]
         return m

@@ -70,7 +70,7 @@ def term_levels(kind: str, w_dtype: DType, a_dtype: DType, onehot_mode: str = "s
     tree's first counters (xnor, and, ternary on magnitude-1 inputs, onehot counters): ternary
     ``a``/``~a``/0 one LUT; onehot shift a shift (and a negation when the activation's sign is
     data; with onehot activations the exponents' sum first); adder ``|a - w|`` a subtraction
-    each way and a select; int a product."""
+    each way and a select; int the partial products of the weight's bits and their sum."""
     if kind == "ternary":
         return 0 if max(abs(a_dtype.min), abs(a_dtype.max)) <= 1 else 1
     if kind == "onehot":
@@ -81,8 +81,8 @@ def term_levels(kind: str, w_dtype: DType, a_dtype: DType, onehot_mode: str = "s
         return 1
     if kind == "adder":
         return 2
-    if kind == "int":
-        return 2
+    if kind == "int":   # the partial products (an AND each), then their sum per element
+        return 1 + max(0, (w_dtype.code_width - 1).bit_length())
     return 0
 
 
@@ -274,10 +274,7 @@ class Lane(wiring.Component):
         pre = self.term_levels
         tlo, thi = lane_term_range(kind, self._w_dtype, self._a_dtype, self._w_shift)
         if kind == "int":
-            terms = [exact_width(element_value(x, self._a_dtype) * element_value(y, self._w_dtype), tlo, thi)
-                     for x, y in zip(A, W, strict=False)]
-            return LaneResult(adder_tree(m, pipe, terms, depth=d, name=f"{name}_add",
-                                         pre_levels=pre), False, 0, 0)
+            return self._build_int(m, pipe, A, W, name)
         # adder: |a - w| as a select between a - w and w - a, two carry chains side by side
         terms = []
         for x, y in zip(A, W, strict=False):
@@ -325,6 +322,25 @@ class Lane(wiring.Component):
         return LaneResult(adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add",
                                      pre_levels=self.term_levels), False, 0, 0, neg_weights=1)
 
+    def _build_int(self, m, pipe, A, W, name):
+        """``a · w`` as the partial products of the weight's code bits, fed to the reduction
+        tree with every other term (no multiplier of its own, whose carry chains in a row were
+        the int kind's clock limit): bit ``i`` adds ``a << i``; a signed weight's sign bit adds
+        ``~a << (n - 1)`` (``-a - 1``), and the ``2^(n-1)`` of every negative weight comes back
+        as :attr:`LaneResult.neg_weights`."""
+        wdt = self._w_dtype
+        n, signed_w = wdt.code_width, wdt.encoding in ("int", "ternary")
+        terms = []
+        for x, y in zip(A, W, strict=False):
+            av = Value.cast(element_value(x, self._a_dtype))
+            if not av.shape().signed:
+                av = Cat(av, Const(0, 1)).as_signed()
+            for i in range(n):
+                part = (~av.as_unsigned()).as_signed() if signed_w and i == n - 1 else av
+                terms.append((Mux(y[i], part, 0), i))
+        raw = adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add", pre_levels=1)
+        return LaneResult(raw, False, 0, 0, neg_weights=(1 << (n - 1)) if signed_w else 0)
+
     def _ternary_parts(self, y):
         """(nonzero, negative) of a ternary kind's weight code ``y`` (bipolar or ternary)."""
         if self._w_dtype.encoding == "bipolar":
@@ -337,6 +353,8 @@ class Lane(wiring.Component):
         if self._kind == "onehot":
             return [p[1] & p[2] for p in (self._onehot_parts(y, self._w_dtype)
                                          for y in self._elements(w, self._w_dtype))]
+        if self._kind == "int":   # the sign bit of a two's complement code
+            return [y[-1] for y in self._elements(w, self._w_dtype)]
         return [self._ternary_parts(y)[1] for y in self._elements(w, self._w_dtype)]
 
     def _onehot_parts(self, y, dt):

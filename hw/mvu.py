@@ -83,6 +83,10 @@ class FoldedUnit(wiring.Component):
         if not isinstance(weight_register, int) or not 0 <= weight_register <= 2:
             raise ValueError(f"Weight register must be 0, 1 or 2 register stages, not {weight_register!r}")
         self._weight_register = weight_register
+        #: the consumer's ``ready`` of the next cycle, where the consumer is a FIFO that gives it
+        #: (:attr:`hw.fifo.StreamFIFO.w_rdy_next`; set by :class:`gen.top.Accelerator`): the stall
+        #: enable is then a flip-flop (:meth:`hw.pipeline.StallPipeline.connect`)
+        self.o_ready_next = None
         if isinstance(activation, MultiThreshold):
             self._act_unit = ThresholdUnit(activation=activation, channels=mh, pe=pe,
                                            acc_range=(lo, hi), threshold_mode=threshold_mode)
@@ -100,8 +104,12 @@ class FoldedUnit(wiring.Component):
         fold counters' ``outer · SF + inner``, without the multiply-add in front of the read
         port), advancing when ``step`` is high."""
         addr = Signal(range(max(2, words)), name="w_addr")
+        # the next address kept in a register of its own: Yosys moves ``addr``'s register into
+        # the read port (a registered address), so the memory is addressed by what ``addr``
+        # loads; a select of two registers there, not an increment and its carry chain
+        nxt = Signal(range(max(2, words)), init=1 % max(1, words), name="w_addr_next")
         with m.If(step):
-            m.d.sync += addr.eq(Mux(addr == words - 1, 0, addr + 1))
+            m.d.sync += [addr.eq(nxt), nxt.eq(Mux(nxt == words - 1, 0, nxt + 1))]
         return addr
 
     def _acc_codes(self, m, accs) -> list:
@@ -248,6 +256,13 @@ class MVU(FoldedUnit):
         return 0 if self._act_unit is None else self._act_unit.latency
 
     @property
+    def weight_stage_bits(self) -> int:
+        """Flip-flop bits of one weight register stage (:meth:`elaborate`): the read data, the
+        input beat, the two fold flags, the neuron-fold index and the stage's valid bit."""
+        return (self._pe * self._simd * self._w_dtype.code_width
+                + self._simd * self._in_dtype.code_width + 3 + (max(2, self.neuron_folds) - 1).bit_length())
+
+    @property
     def read_stages(self) -> int:
         """Register stages from issue to the lanes: the memory read, then the weight register."""
         return 1 + self._weight_register
@@ -292,13 +307,15 @@ class MVU(FoldedUnit):
         nf = Signal(range(max(2, NF)))
         sf = Signal(range(max(2, SF)))
         issue_valid = Signal()
-        first_fold = nf == 0
+        # nf == 0 kept in a register: it gates i_ready, the head of the path into the FIFO before
+        first_fold = Signal(init=1, name="first_fold")
         m.d.comb += issue_valid.eq(Mux(first_fold, self.i_stream.valid, 1))
         m.d.comb += self.i_stream.ready.eq(en & first_fold)
         with m.If(en & issue_valid):
             with m.If(sf == SF - 1):
                 m.d.sync += sf.eq(0)
                 m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
+                m.d.sync += first_fold.eq(nf == NF - 1)
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
@@ -372,7 +389,7 @@ class MVU(FoldedUnit):
 
         # -- activation
         if self._act_unit is not None:
-            codes = self._act_unit.build(m, pipe, accs, nf3)
+            codes = self._act_unit.build(m, pipe, accs, nf3, fold_early=nf2)
         else:
             codes = self._acc_codes(m, accs)
         m.d.comb += self.o_stream.payload.eq(Cat(*codes))
@@ -382,7 +399,7 @@ class MVU(FoldedUnit):
         R = self.read_stages
         _, o_valid, valids = pipe.connect(m, latency=R + L + 1 + self.activation_latency,
                                           i_valid=issue_valid, o_ready=self.o_stream.ready,
-                                          gates={R + L: last2})
+                                          gates={R + L: last2}, o_ready_next=self.o_ready_next)
         m.d.comb += [acc_valid_in.eq(valids[R + L]), self.o_stream.valid.eq(o_valid)]
         return m
 

@@ -13,7 +13,7 @@ stream handshakes to build the valid chain of the right length.
 
 from __future__ import annotations
 
-from amaranth.hdl import Signal, Value
+from amaranth.hdl import Mux, Signal, Value
 
 __all__ = ["StallPipeline", "spread_registers"]
 
@@ -56,7 +56,7 @@ class StallPipeline:
             value = self.reg(m, value, name=f"{name or self.name}_d{i}")
         return value
 
-    def connect(self, m, *, latency: int, i_valid, o_ready, gates=None):
+    def connect(self, m, *, latency: int, i_valid, o_ready, gates=None, o_ready_next=None):
         """Build the valid chain of ``latency`` stages; returns ``(i_ready, o_valid, valids)``.
 
         ``valids[k]`` is the valid bit of the data that has passed ``k`` register stages
@@ -64,6 +64,12 @@ class StallPipeline:
         accumulation on ``en & valids[k]``. ``gates`` maps a stage ``k`` to a condition aligned
         with it: only data for which it holds goes on to stage ``k + 1`` (e.g. the last beat of
         an accumulation).
+
+        ``o_ready_next``: what ``o_ready`` will be in the next cycle, where the consumer knows it
+        (:attr:`hw.fifo.StreamFIFO.w_rdy_next`). ``en`` is then a flip-flop, loaded with
+        ``o_ready_next | ~o_valid_next``: the same value in every cycle, but the clock enable of
+        every register of the block comes straight from a flip-flop rather than through the
+        consumer's logic, and no path runs from the consumer through the block to its producer.
         """
         gates = {} if gates is None else dict(gates)
         if self._connected:
@@ -72,13 +78,22 @@ class StallPipeline:
         if latency < 0:
             raise ValueError(f"Latency must be non-negative, not {latency}")
         valids = [Value.cast(i_valid)]
+        nxt = None
         for k in range(latency):
             v = Signal(name=f"{self.name}_valid{k + 1}")
+            nxt = valids[-1] & gates[k] if k in gates else valids[-1]
             with m.If(self.en):
-                m.d.sync += v.eq(valids[-1] & gates[k] if k in gates else valids[-1])
+                m.d.sync += v.eq(nxt)
             valids.append(v)
         o_valid = valids[-1]
-        if latency == 0:
+        if o_ready_next is not None:
+            en_r = Signal(init=1, name=f"{self.name}_en_r")
+            if latency == 0:
+                m.d.sync += en_r.eq(o_ready_next)
+            else:
+                m.d.sync += en_r.eq(o_ready_next | ~Mux(self.en, nxt, o_valid))
+            m.d.comb += self.en.eq(en_r)
+        elif latency == 0:
             m.d.comb += self.en.eq(o_ready)
         else:
             m.d.comb += self.en.eq(o_ready | ~o_valid)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -224,10 +224,15 @@ class SlidingWindow(wiring.Component):
         live = self.live_rows
         span = max(H + R, (oh - 1) * sh + R + ph + 1)
         ybase = Signal(signed(clog2(span + 1) + 2), init=-ph)
-        vrow = Signal(signed(ybase.shape().width + 1))
-        m.d.comb += vrow.eq(wy + Mux(ahead, live, 0))
+        # A buffer row is free for image row vrow = wy + (live if ahead) while vrow < ybase + R
+        # (ybase + R: the row the reader's window frees next). The margin ybase + R - vrow - 1 is
+        # kept in a register, stepped by constants when the writer ends a row or a frame and when
+        # the reader ends a row of windows or a frame, so that the writer's ready is its sign
+        # bit: no add or compare between the counters and the ready and the write enable.
+        d_lo, d_hi = -ph + R - live - H - 1, -ph + R + (oh - 1) * sh
+        margin = Signal(signed(clog2(max(abs(d_lo), abs(d_hi)) + 1) + 2), init=R - ph - 1)
         w_last_pixel = (wy == H - 1) & (wx == W - 1)
-        free = vrow < ybase + R
+        free = ~margin[-1]
         stored = self.i_stream.valid
         if live < H:
             dead = wy >= live
@@ -269,9 +274,19 @@ class SlidingWindow(wiring.Component):
         x = Signal(signed(xbase.shape().width + 1), init=-pw)
         slot = Signal(range(R), init=(-ph) % R)
         pad = (y < 0) | (y >= H) | (x < 0) | (x >= W)
-        avail = ahead | (y < wy) | ((y == wy) & (x < wx))
+        # the pixel is written (when the writer is not a frame ahead) while the writer's position
+        # wy·W + wx is past the reader's y·W + x (same as y < wy or y = wy and x < wx, for a
+        # pixel inside the image; one outside is padding, which needs no write): their distance
+        # less one is kept in a register stepped by constants (below), and this is its sign bit
+        a_span = (H + 2 * ph + kh + sh + 2) * (W + 2 * pw + kw + sw + 2)
+        ahead_of = Signal(signed(clog2(a_span + 1) + 2), init=ph * W + pw - 1)
+        avail = ahead | ~ahead_of[-1]
 
-        r_last = (ky == kh - 1) & (kx == kw - 1) & (ox == ow - 1) & (oy == oh - 1)
+        # each counter's "at its last value" in a register, stepped with it, so that the window's
+        # and the frame's ends are an AND of flip-flops rather than four compares in a row
+        kx_last, ky_last = Signal(init=kw == 1), Signal(init=kh == 1)
+        ox_last, oy_last = Signal(init=ow == 1), Signal(init=oh == 1)
+        r_last = ky_last & kx_last & ox_last & oy_last
         o_valid = Signal()
         o_pad = Signal()
         can_send = ~o_valid | self.o_stream.ready
@@ -303,21 +318,23 @@ class SlidingWindow(wiring.Component):
         m.d.comb += sb_step.eq(slot_base + sh % R)
 
         with m.If(go):
-            m.d.sync += [kx.eq(kx + 1), x.eq(x + 1)]
-            with m.If(kx == kw - 1):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1), x.eq(xbase), y.eq(y + 1),
-                             slot.eq(Mux(slot == R - 1, 0, slot + 1))]
-                with m.If(ky == kh - 1):
-                    m.d.sync += [ky.eq(0), ox.eq(ox + 1), xbase.eq(xbase + sw), x.eq(xbase + sw),
-                                 y.eq(ybase), slot.eq(slot_base)]
-                    with m.If(ox == ow - 1):
+            m.d.sync += [kx.eq(kx + 1), kx_last.eq(kx == kw - 2), x.eq(x + 1)]
+            with m.If(kx_last):
+                m.d.sync += [kx.eq(0), kx_last.eq(kw == 1), ky.eq(ky + 1), ky_last.eq(ky == kh - 2),
+                             x.eq(xbase), y.eq(y + 1), slot.eq(Mux(slot == R - 1, 0, slot + 1))]
+                with m.If(ky_last):
+                    m.d.sync += [ky.eq(0), ky_last.eq(kh == 1), ox.eq(ox + 1), ox_last.eq(ox == ow - 2),
+                                 xbase.eq(xbase + sw), x.eq(xbase + sw), y.eq(ybase), slot.eq(slot_base)]
+                    with m.If(ox_last):
                         sb_next = Mux(sb_step >= R, sb_step - R, sb_step)
-                        m.d.sync += [ox.eq(0), xbase.eq(-pw), x.eq(-pw), oy.eq(oy + 1),
+                        m.d.sync += [ox.eq(0), ox_last.eq(ow == 1), oy.eq(oy + 1), oy_last.eq(oy == oh - 2),
+                                     xbase.eq(-pw), x.eq(-pw),
                                      ybase.eq(ybase + sh), y.eq(ybase + sh),
                                      slot_base.eq(sb_next), slot.eq(sb_next)]
-                        with m.If(oy == oh - 1):
+                        with m.If(oy_last):
                             sb_first = Mux(sb_frame < 0, sb_frame + R, sb_frame)
-                            m.d.sync += [oy.eq(0), ybase.eq(-ph), y.eq(-ph), frame_slot0.eq(fs0_wrapped),
+                            m.d.sync += [oy.eq(0), oy_last.eq(oh == 1), ybase.eq(-ph), y.eq(-ph),
+                                         frame_slot0.eq(fs0_wrapped),
                                          slot_base.eq(sb_first), slot.eq(sb_first)]
 
         # the writer completes a frame only when not ahead; the reader ends one only when ahead
@@ -325,4 +342,38 @@ class SlidingWindow(wiring.Component):
             m.d.sync += ahead.eq(1)
         with m.If(go & r_last):
             m.d.sync += ahead.eq(0)
+
+        # the free-row margin: the writer's row end takes one (its frame end moves vrow from
+        # H - 1 to live), the reader's row of windows gives sh back (its frame end moves ybase
+        # from (oh - 1)·sh - ph back to -ph and vrow down by live); both may come in one cycle
+        # What the writer does if it takes a pixel: a pixel, the last of a row, of the frame;
+        # what the reader does if it sends one: a step along a window row, to the window's next
+        # row, to the next window, to the next row of windows, to the next frame. Both come from
+        # flip-flops (the counters' "last" flags), so each register's three possible sums are
+        # added before ``go`` and ``w_fire`` are known, and they only select one (no carry
+        # chain after the handshakes).
+        w_cls = Mux(w_last_pixel, 3, Mux(wx == W - 1, 2, 1))
+        r_cls = Mux(~kx_last, 1, Mux(~ky_last, 2, Mux(~ox_last, 3, Mux(~oy_last, 4, 5))))
+        x_back = (ow - 1) * sw + kw - 1        # x from the last window's last column to -pw
+        r_step = [0, 1, W - (kw - 1), -(kh - 1) * W + sw - (kw - 1),
+                  (sh - (kh - 1)) * W - x_back, -((oh - 1) * sh + kh - 1) * W - x_back]
+        w_step = [0, 1, 1, 1 - H * W]
+        # the free-row margin: the writer's row end takes one (its frame end moves vrow from
+        # H - 1 to live), the reader's row of windows gives sh back (its frame end moves ybase
+        # from (oh - 1)·sh - ph back to -ph and vrow down by live)
+        w_rows = [0, 0, -1, H - 1 - live]
+        r_rows = [0, 0, 0, 0, sh, live - (oh - 1) * sh]
+
+        def table(values, index):
+            values = list(values) + [0] * ((1 << len(index)) - len(values))
+            shape = signed(clog2(max(abs(v) for v in values) + 1) + 2)
+            return Array([Const(v, shape) for v in values])[index]
+
+        for reg, dw, dr in ((margin, w_rows, r_rows), (ahead_of, w_step, [-d for d in r_step])):
+            w_only = table(dw, w_cls[:2])
+            r_only = table(dr, r_cls[:3])
+            both = table([dw[w] + dr[r] if r < 6 else 0 for r in range(8) for w in range(4)],
+                         Cat(w_cls[:2], r_cls[:3]))
+            m.d.sync += reg.eq(Mux(go, Mux(w_fire, reg + both, reg + r_only),
+                                   Mux(w_fire, reg + w_only, reg)))
         return m

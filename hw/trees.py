@@ -318,6 +318,10 @@ def _popcount_carry(m, pipe, bits, pairs, op, *, depth, name) -> Value:
     return Value.cast(value)[:max(1, hi.bit_length())]
 
 
+def _shifted(v: Value, k: int) -> Value:
+    return v << k if k else v
+
+
 def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str = "add",
                pre_levels: int = 0) -> Value:
     """Sum of ``terms`` (Values of any shape) as a balanced binary tree with ``depth`` pipeline
@@ -325,23 +329,36 @@ def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str
 
     ``pre_levels``: levels of logic that make the terms (e.g. ``|a - w|``: a subtraction and a
     select); the registers are spread over those and the tree's levels, so that some may fall
-    on the terms themselves."""
-    terms = [Value.cast(t) for t in terms]
+    on the terms themselves.
+
+    A term may be a pair ``(value, shift)``, meaning ``value << shift`` (a partial product): the
+    tree keeps each sum's trailing zeros as a shift, so that no register holds a constant 0."""
+    terms = [(Value.cast(t[0]), int(t[1])) if isinstance(t, tuple) else (Value.cast(t), 0)
+             for t in terms]
     if not terms:
         return pipe.delay(m, Const(0, 1), depth, name=name)
     levels = max(0, (len(terms) - 1).bit_length())
     pre = max(0, pre_levels)
     regs = spread_registers(max(1, pre + levels), depth)
+
+    def register(ts, fmt):
+        return [(pipe.reg(m, v, name=fmt.format(i)), s) for i, (v, s) in enumerate(ts)]
+
+    def add(a, b):
+        s = min(a[1], b[1])
+        return (_shifted(a[0], a[1] - s) + _shifted(b[0], b[1] - s), s)
+
     for _ in range(sum(regs[:pre])):
-        terms = [pipe.reg(m, t, name=f"{name}_t_{i}") for i, t in enumerate(terms)]
+        terms = register(terms, f"{name}_t_{{}}")
     regs = regs[pre:] or [0]
     for lvl in range(levels):
-        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        nxt = [add(terms[i], terms[i + 1]) for i in range(0, len(terms) - 1, 2)]
         if len(terms) % 2:
             nxt.append(terms[-1])
         terms = nxt
         for _ in range(regs[lvl]):
-            terms = [pipe.reg(m, t, name=f"{name}_l{lvl}_{i}") for i, t in enumerate(terms)]
+            terms = register(terms, f"{name}_l{lvl}_{{}}")
     if levels == 0:
-        terms = [pipe.delay(m, terms[0], regs[0], name=name)]
-    return terms[0]
+        terms = [(pipe.delay(m, terms[0][0], regs[0], name=name), terms[0][1])]
+    v, s = terms[0]
+    return v << s if s else v

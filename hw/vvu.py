@@ -355,7 +355,7 @@ class VVU(FoldedUnit):
 
         # -- activation
         if self._act_unit is not None:
-            codes = self._act_unit.build(m, pipe, accs, cf3)
+            codes = self._act_unit.build(m, pipe, accs, cf3, fold_early=cf2)
         else:
             codes = self._acc_codes(m, accs)
         m.d.comb += self.o_stream.payload.eq(Cat(*codes))
@@ -363,6 +363,6 @@ class VVU(FoldedUnit):
         R = self.read_stages
         _, o_valid, valids = pipe.connect(m, latency=R + L + 1 + self.activation_latency,
                                           i_valid=issue_valid, o_ready=self.o_stream.ready,
-                                          gates={R + L: last2})
+                                          gates={R + L: last2}, o_ready_next=self.o_ready_next)
         m.d.comb += [acc_valid_in.eq(valids[R + L]), self.o_stream.valid.eq(o_valid)]
         return m

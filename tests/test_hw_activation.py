@@ -78,6 +78,23 @@ def test_requant_random(rounding, pe):
         np.testing.assert_array_equal(got, golden.requant(acc, act))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_requant_wide_multipliers(seed):
+    """Multipliers of up to 16 bits, of both signs and zero, constant and per channel, on wide
+    accumulators: the product tree of partial products against numpy."""
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << 17), (1 << 17) - 5
+    for mult in (rng.integers(-(1 << 15), 1 << 15, size=6), np.array([-(1 << 15)]),
+                 np.array([0, 1, -1, (1 << 15) - 1, 3, -(1 << 15)]), np.array([12345])):
+        pe = int(rng.choice([1, 2, 3, 6]))
+        act = Requant(mult, 14, str(rng.choice(["floor", "half-even"])), (-128, 127), DType.int(8))
+        unit = RequantUnit(activation=act, channels=6, pe=pe, acc_range=(lo, hi))
+        acc = accs(rng, lo, hi, 12, 6)
+        got, _, _ = run_unit(unit, acc, rng)
+        np.testing.assert_array_equal(got, golden.requant(acc, act), err_msg=f"mult={mult} pe={pe}")
+
+
 def test_requant_ties():
     """Every residue of a shift by 2, for every rounding, on negative and positive values."""
     rng = np.random.default_rng(5)
@@ -94,7 +111,14 @@ def test_unit_latency():
     act = Requant(np.array([3]), 1, "floor", (0, 7), DType.uint(3))
     unit = RequantUnit(activation=act, channels=2, pe=1, acc_range=(0, 9))
     _, src, sink = run_unit(unit, accs(rng, 0, 9, 3, 2), rng, gap=0, stall=0)
-    assert sink.valid_cycles[0] - src.accept_cycles[0] == unit.latency == 2
+    # 3 = 0b11: two partial products, one adder level
+    assert sink.valid_cycles[0] - src.accept_cycles[0] == unit.latency == 3
+    act = Requant(np.array([-6, 5, 0, 17]), 2, "floor", (-8, 7), DType.int(4))
+    unit = RequantUnit(activation=act, channels=4, pe=1, acc_range=(-100, 100))
+    _, src, sink = run_unit(unit, accs(rng, -100, 100, 3, 4), rng, gap=0, stall=0)
+    # a table of multipliers: 6-bit codes, every bit set in some channel: 6 terms, 3 levels
+    assert unit.product_levels == 3
+    assert sink.valid_cycles[0] - src.accept_cycles[0] == unit.latency == 5
     thr = MultiThreshold(np.array([[3]]), np.array([-1, 1]), DType.bipolar())
     unit = ThresholdUnit(activation=thr, channels=2, pe=2, acc_range=(0, 9))
     _, src, sink = run_unit(unit, accs(rng, 0, 9, 3, 2), rng, gap=0, stall=0)
