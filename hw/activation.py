@@ -189,7 +189,7 @@ class ThresholdUnit(_ChannelUnit):
 
         bit_regs: dict = {}   # a bit column's values over the folds -> its flip-flop
 
-        def threshold(values, name):
+        def threshold(values):
             if fold_early is None or len(set(int(v) for v in values)) == 1:
                 return fold_table(values, fold, tshape)
             # registered bit by bit: a bit that is the same in every fold is a constant, and
@@ -210,7 +210,7 @@ class ThresholdUnit(_ChannelUnit):
 
         for p, acc in enumerate(accs):
             rows = self._thresholds[p::self._pe]                       # (folds, T)
-            hits = [acc >= threshold(rows[:, k], f"thr_val{p}_{k}") for k in range(rows.shape[1])]
+            hits = [acc >= threshold(rows[:, k]) for k in range(rows.shape[1])]
             if len(hits) > 1:
                 hits = [pipe.reg(m, h, name=f"thr_hit{p}_{k}") for k, h in enumerate(hits)]
             count = _tree_sum(hits)

@@ -119,5 +119,5 @@ def ready_ahead(producer, fifo: StreamFIFO) -> None:
     the next cycle (an ``o_ready_next`` attribute, :class:`hw.mvu.MVU`) gets it, so that its stall
     enable is a flip-flop, and the path from the FIFO's fill level through the unit's enable to
     the FIFO before it is cut."""
-    if hasattr(producer, "o_ready_next") and not isinstance(producer, StreamFIFO):
+    if hasattr(producer, "o_ready_next"):
         producer.o_ready_next = fifo.w_rdy_next

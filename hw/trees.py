@@ -360,5 +360,4 @@ def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str
             terms = register(terms, f"{name}_l{lvl}_{{}}")
     if levels == 0:
         terms = [(pipe.delay(m, terms[0][0], regs[0], name=name), terms[0][1])]
-    v, s = terms[0]
-    return v << s if s else v
+    return _shifted(*terms[0])
