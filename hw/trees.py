@@ -33,10 +33,11 @@ import re
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal, Value, unsigned
 
+from .dtypes import signed_width
 from .pipeline import StallPipeline, spread_registers
 
 __all__ = ["popcount", "adder_tree", "counter_levels", "tree_depth", "LEVELS_PER_STAGE", "Counter", "CarryAdder",
-           "keep_counter_hierarchy", "keep_counter_hierarchy_verilog", "COUNTER_OPS", "POPCOUNT_STYLES"]
+           "keep_counter_hierarchy", "keep_counter_hierarchy_verilog", "exact_width", "COUNTER_OPS", "POPCOUNT_STYLES"]
 
 COUNTER_OPS = ("none", "xnor", "and")
 POPCOUNT_STYLES = ("gpc6", "fa", "carry")
@@ -322,42 +323,114 @@ def _shifted(v: Value, k: int) -> Value:
     return v << k if k else v
 
 
+def exact_width(term, lo: int, hi: int) -> Value:
+    """``term`` cut to the width its range ``[lo, hi]`` needs: signed for a range with negative
+    values, else unsigned. A registered term then has no flip-flop that only repeats its sign
+    (Yosys would merge those, and the register count of the RTL would overstate it)."""
+    term = Value.cast(term)
+    if lo < 0:
+        w = signed_width(lo, hi)
+        return term.as_signed()[:w].as_signed() if len(term) > w else term
+    w = max(1, int(hi).bit_length())
+    return term[:w] if len(term) > w else term
+
+
+def _shape_range(v: Value) -> tuple[int, int]:
+    w, sg = len(v), v.shape().signed
+    return (-(1 << (w - 1)), (1 << (w - 1)) - 1) if sg else (0, (1 << w) - 1)
+
+
 def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str = "add",
-               pre_levels: int = 0) -> Value:
+               pre_levels: int = 0, lsb: int = 0) -> Value:
     """Sum of ``terms`` (Values of any shape) as a balanced binary tree with ``depth`` pipeline
-    registers. Amaranth widens every sum by one bit, so it never overflows.
+    registers; every sum is as wide as its range needs, so it never overflows and no register
+    holds a bit that only repeats the sign (or a constant 0 above the top).
 
     ``pre_levels``: levels of logic that make the terms (e.g. ``|a - w|``: a subtraction and a
     select); the registers are spread over those and the tree's levels, so that some may fall
     on the terms themselves.
 
-    A term may be a pair ``(value, shift)``, meaning ``value << shift`` (a partial product): the
-    tree keeps each sum's trailing zeros as a shift, so that no register holds a constant 0."""
-    terms = [(Value.cast(t[0]), int(t[1])) if isinstance(t, tuple) else (Value.cast(t), 0)
-             for t in terms]
-    if not terms:
+    A term may be a pair ``(value, shift)``, meaning ``value << shift`` (a partial product), or
+    ``(value, shift, lo, hi)`` with the range of ``value`` when it is narrower than its shape:
+    the tree keeps each sum's trailing zeros as a shift, so that no register holds a constant 0.
+
+    ``lsb``: the result's bits below this one are not used (a product shifted right). A bit
+    that only passes through an addition (below the other term's shift) is then dropped
+    where it enters the tree, and so is every flip-flop that would have carried it; the
+    result's bits from ``lsb`` up are exact, those below it are 0."""
+    nodes = []
+    for t in terms:
+        if isinstance(t, tuple):
+            v = Value.cast(t[0])
+            lo, hi = (int(t[2]), int(t[3])) if len(t) == 4 else _shape_range(v)
+            nodes.append((exact_width(v, lo, hi), int(t[1]), lo, hi))
+        else:
+            v = Value.cast(t)
+            nodes.append((v, 0, *_shape_range(v)))
+    if not nodes:
         return pipe.delay(m, Const(0, 1), depth, name=name)
-    levels = max(0, (len(terms) - 1).bit_length())
+    levels = max(0, (len(nodes) - 1).bit_length())
     pre = max(0, pre_levels)
     regs = spread_registers(max(1, pre + levels), depth)
+    need = _needed_bits([s for _, s, _, _ in nodes], levels, lsb)
+
+    def cut(node, k):
+        """``node`` without its bits below ``k`` (absolute), which nothing uses."""
+        v, s, lo, hi = node
+        if k <= s:
+            return node
+        d = k - s
+        lo, hi = lo >> d, hi >> d
+        if len(v) > d:
+            v = exact_width(v >> d, lo, hi)
+        else:   # every bit dropped: what is left is the sign
+            v = v[-1:].as_signed() if v.shape().signed else Const(0, 1)
+        return v, k, lo, hi
 
     def register(ts, fmt):
-        return [(pipe.reg(m, v, name=fmt.format(i)), s) for i, (v, s) in enumerate(ts)]
+        return [(pipe.reg(m, v, name=fmt.format(i)), s, lo, hi) for i, (v, s, lo, hi) in enumerate(ts)]
 
     def add(a, b):
         s = min(a[1], b[1])
-        return (_shifted(a[0], a[1] - s) + _shifted(b[0], b[1] - s), s)
+        da, db = a[1] - s, b[1] - s
+        lo, hi = (a[2] << da) + (b[2] << db), (a[3] << da) + (b[3] << db)
+        return exact_width(_shifted(a[0], da) + _shifted(b[0], db), lo, hi), s, lo, hi
 
+    nodes = [cut(n, k) for n, k in zip(nodes, need[0], strict=True)]
     for _ in range(sum(regs[:pre])):
-        terms = register(terms, f"{name}_t_{{}}")
+        nodes = register(nodes, f"{name}_t_{{}}")
     regs = regs[pre:] or [0]
     for lvl in range(levels):
-        nxt = [add(terms[i], terms[i + 1]) for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
+        nxt = [cut(add(nodes[i], nodes[i + 1]), need[lvl + 1][i // 2]) for i in range(0, len(nodes) - 1, 2)]
+        if len(nodes) % 2:
+            nxt.append(nodes[-1])
+        nodes = nxt
         for _ in range(regs[lvl]):
-            terms = register(terms, f"{name}_l{lvl}_{{}}")
+            nodes = register(nodes, f"{name}_l{lvl}_{{}}")
+    v, s, _, _ = nodes[0]
     if levels == 0:
-        terms = [(pipe.delay(m, terms[0][0], regs[0], name=name), terms[0][1])]
-    return _shifted(*terms[0])
+        v = pipe.delay(m, v, regs[0], name=name)
+    return _shifted(v, s)
+
+
+def _needed_bits(shifts: list[int], levels: int, lsb: int) -> list[list[int]]:
+    """Per tree level and node, the lowest bit (absolute) of the node that the tree's result
+    from bit ``lsb`` up depends on. In ``a + b`` with ``a``'s shift below ``b``'s, the sum's bits
+    under ``b``'s shift are ``a``'s own bits, passed through with no carry: ``a`` is needed
+    from ``min(need, b's shift)``, ``b`` whole."""
+    level_shifts = [list(shifts)]
+    for _ in range(levels):
+        cur = level_shifts[-1]
+        nxt = [min(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+        level_shifts.append(nxt + cur[len(cur) - 1:] if len(cur) % 2 else nxt)
+    need = [[0] * len(ls) for ls in level_shifts]
+    need[-1] = [max(lsb, level_shifts[-1][0])]
+    for lvl in reversed(range(levels)):
+        cur = level_shifts[lvl]
+        for i in range(0, len(cur) - 1, 2):
+            k, (sa, sb) = need[lvl + 1][i // 2], (cur[i], cur[i + 1])
+            need[lvl][i] = max(sa, min(k, sb)) if sa < sb else sa
+            need[lvl][i + 1] = max(sb, min(k, sa)) if sb < sa else sb
+        if len(cur) % 2:
+            need[lvl][-1] = need[lvl + 1][-1]
+    return need

@@ -36,13 +36,17 @@ def test_calibration_covers_every_kind_at_three_sizes_on_every_family():
 #: networks"): a unit's LUT error over the calibration points is bounded as a distribution,
 #: (median, 90th percentile) per family, the measured values rounded up (every point's results
 #: are of the blocks as built today: no point is ``stale``). A model that gets worse fails here.
-SPREAD = {"ecp5": (0.19, 0.42), "ice40": (0.14, 0.35), "xilinx": (0.18, 0.65)}
+#: ECP5's went from (19 %, 42 %) to (23 %, 48 %) when the adder trees became as wide as their
+#: ranges: Yosys's LUTs of the sweep's int units on ECP5 fell by 20-27 % (e.g. the 4 × 8 int8
+#: unit 4,506 -> 3,451) and the fit follows the 17 networks' totals first.
+SPREAD = {"ecp5": (0.23, 0.48), "ice40": (0.14, 0.35), "xilinx": (0.18, 0.65)}
 #: Held out, measured with every family's sweep resynthesized for the blocks as built today
 #: (registered FIFO ready, partial products, registered window control): ECP5 median 20 % (90th
-#: percentile 43 %), iCE40 12 % (42 %), 7-series 17 % (97 %). The linear forms fit the
+#: percentile 43 %), iCE40 12 % (42 %), 7-series 17 % (97 %); with the adder trees as wide as
+#: their ranges, ECP5 17 % (44 %), iCE40 12 % (42 %), 7-series 17 % (101 %). The linear forms fit the
 #: examples' blocks and the sweep together; the network totals (tests/test_estimate_networks.py)
 #: are the bound that holds.
-CHECK_SPREAD = {"ecp5": (0.21, 0.43), "ice40": (0.12, 0.42), "xilinx": (0.18, 0.98)}
+CHECK_SPREAD = {"ecp5": (0.21, 0.45), "ice40": (0.12, 0.42), "xilinx": (0.18, 1.02)}
 
 
 def _lut_errors(points, family):

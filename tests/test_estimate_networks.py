@@ -21,14 +21,7 @@ NETWORKS = DATA["networks"]
 #: The issue's bounds on a network's totals: LUT ±15 %, flip-flops ±10 %.
 LUT_BOUND, FF_BOUND = 0.15, 0.10
 #: ... except these (example, family): (LUT, FF) bounds, the measured error rounded up, with why.
-MISSES = {
-    # the int kind's partial products and the requantization's multiplier table (a PE of 16
-    # channels with per-channel multipliers, 16 partial-product trees) are registered bit by
-    # bit; Yosys removes the flip-flops of the bit columns that are constant over the weight
-    # ROM's words and the folds (flip-flops +19 to +21 % on the first unit, measured after the
-    # int kind's products became partial products in the tree): not modelled yet.
-    **{("digits_cnv_int8", fam): (LUT_BOUND, 0.22) for fam in ("ecp5", "ice40", "xilinx")},
-}
+MISSES: dict = {}
 #: Block RAMs the model counts over Yosys: a 1,440-word × 10-bit weight ROM that Yosys fits in
 #: fewer primitives than any one shape allows (addernet_mnist's last layer).
 BRAM_MISSES = {("addernet_mnist", "ecp5"): 1, ("addernet_mnist", "ice40"): 1}
@@ -103,6 +96,7 @@ def test_record_is_the_blocks_as_built_all(name, family):
     _check_record_is_current(name, family)
 
 
+@pytest.mark.skipif(not MISSES, reason="no documented misses: every example is within the bounds")
 def test_the_misses_are_still_misses():
     """A documented miss that the model now meets should lose its exception."""
     for (name, family), _ in MISSES.items():
@@ -130,3 +124,66 @@ def test_estimate_prints_the_models_calibration_error(capsys):
     out = capsys.readouterr().out
     cal = area.load_coeffs()["calibration"]["ice40"]["networks"]
     assert f"within {cal['lut_max']:.1%} LUT" in out and "calibration networks" in out
+
+
+# -- FINN-sized networks (bench/area_large.py): BNN-PYNQ's LFC-w1a1 and CNV-w1a1 at their folding,
+#    not in the model's fit
+LARGE = json.loads((ROOT / "bench" / "results" / "area_large.json").read_text())["networks"]
+BNN_PYNQ = ROOT.parent / "shared" / "models" / "bnn-pynq" / "params"
+#: ... except these (network, family): (LUT, FF) bounds, the measured error rounded up, with why.
+LARGE_MISSES = {
+    # the 2,048-lane binary units at SIMD 64 (layers 0 and 2): 3,823 LUTs built, 4,835 modelled
+    # (+26 %): on 7-series the model's per-lane popcount cost, fitted on units of at most 1,024
+    # lanes, is too high for a 64-input popcount; the network's total is +15.3 %
+    ("lfc_w1a1", "xilinx"): (0.16, FF_BOUND),
+}
+LARGE_CASES = [pytest.param(name, fam, id=f"{name}-{fam}") for name in sorted(LARGE) for fam in sorted(LARGE[name])]
+
+
+def test_finn_sized_networks_are_recorded():
+    assert set(LARGE) == {"lfc_w1a1", "cnv_w1a1"}
+    for name, fams in LARGE.items():
+        assert {"ecp5", "xilinx"} <= set(fams), name
+        lanes = max(b["params"]["pe"] * b["params"]["simd"] for b in fams["ecp5"]["blocks"]
+                    if b["params"]["block"] == "mvu")
+        assert lanes >= (1024 if name == "lfc_w1a1" else 512), (name, lanes)
+
+
+@pytest.mark.parametrize("name,family", LARGE_CASES)
+def test_finn_sized_network_totals_against_yosys(name, family):
+    rec = LARGE[name][family]
+    got, want = _model_totals(rec, family), rec["yosys"]
+    lut_bound, ff_bound = LARGE_MISSES.get((name, family), (LUT_BOUND, FF_BOUND))
+    assert abs(got["lut"] - want["lut"]) <= lut_bound * want["lut"], f"LUT {got['lut']}, Yosys {want['lut']}"
+    assert abs(got["ff"] - want["ff"]) <= ff_bound * want["ff"], f"FF {got['ff']}, Yosys {want['ff']}"
+    if family in MEMORY_FAMILIES:
+        assert got["lutram"] == want["lutram"]
+        assert abs(got["bram"] - want["bram"]) <= 0.1 * want["bram"], (got["bram"], want["bram"])
+
+
+def test_the_finn_sized_misses_are_still_misses():
+    """A documented miss that the model now meets should lose its exception."""
+    for (name, family), _ in LARGE_MISSES.items():
+        rec = LARGE[name][family]
+        got, want = _model_totals(rec, family), rec["yosys"]
+        errs = (abs(got["lut"] - want["lut"]) / want["lut"], abs(got["ff"] - want["ff"]) / want["ff"])
+        assert errs[0] > LUT_BOUND or errs[1] > FF_BOUND, (name, family, errs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BNN_PYNQ.is_dir(), reason="BNN-PYNQ's parameters (../shared/models/bnn-pynq) not here")
+@pytest.mark.parametrize("name,family", LARGE_CASES)
+def test_finn_sized_record_is_the_blocks_as_built(name, family):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from area_large import networks
+
+    rec = LARGE[name][family]
+    est = estimate_network(networks()[name], target=rec["part"])
+    built = [b for stage in est.accel.stages for b in stage.blocks]
+    assert built == [b["name"] for b in rec["blocks"]]
+    blocks = dict(est.accel.blocks)
+    for b in rec["blocks"]:
+        assert _jsonable(est.accel.block_params(b["name"])) == b["params"], b["name"]
+        assert area.register_bits(blocks[b["name"]]) == b["register_bits"], b["name"]
