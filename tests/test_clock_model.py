@@ -94,12 +94,13 @@ def test_stated_error_is_the_error_on_the_record():
         assert s["median_abs"] <= 0.15, (fam, s)
 
 
-def test_estimate_uses_the_clock_model():
+@pytest.mark.parametrize("target", ["ecp5-85k", "ice40-up5k"])
+def test_estimate_uses_the_clock_model(target):
     from gen.estimate import estimate_network
     from gen.load import load_network
 
     net = load_network(ROOT / "quant_models" / "examples" / "tfc_w1a1.yaml")
-    est = estimate_network(net, target="ecp5-85k")
+    est = estimate_network(net, target=target)
     cm = est.clock_model
     assert cm is not None and est.clock_source == "clock model"
     assert est.clock_mhz == cm["fmax_mhz"] <= min(v[0] for v in cm["blocks"].values())
