@@ -29,6 +29,7 @@ for p in (ROOT, ROOT / "bench"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from area_networks import model_totals  # noqa: E402
 from docsection import replace_section  # noqa: E402
 
 DATA = ROOT / "bench" / "results" / "area_large.json"
@@ -84,18 +85,6 @@ def record(families, *, workers: int) -> dict:
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             tmp.replace(DATA)
     return data
-
-
-def model_totals(rec: dict, family: str) -> dict:
-    """The model's totals from the recorded blocks (what ``nomul estimate`` sums)."""
-    from gen import area
-
-    tot = dict.fromkeys(KEYS, 0)
-    for b in rec["blocks"]:
-        e = area.estimate(b["params"], family, ff_bits=b["register_bits"])
-        for k in tot:
-            tot[k] += getattr(e, k)
-    return tot
 
 
 def report(data: dict) -> str:

@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dtypes import DType, signed_width
 from .pipeline import StallPipeline
-from .trees import POPCOUNT_STYLES, adder_tree, exact_width, popcount
+from .trees import POPCOUNT_STYLES, adder_tree, exact_width, popcount, shape_range
 
 __all__ = ["Lane", "LaneResult", "ONEHOT_MODES", "MAC_KINDS", "element_value", "lane_term_range", "term_levels",
            "signed_width", "MAC_DTYPES", "exact_width"]
@@ -321,8 +321,8 @@ class Lane(wiring.Component):
         terms = []
         for x, y in zip(A, W, strict=False):
             av = Value.cast(element_value(x, self._a_dtype))
-            w, sg = len(av), av.shape().signed
-            alo, ahi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if sg else (0, (1 << w) - 1)
+            sg = av.shape().signed
+            alo, ahi = shape_range(av)
             for i in range(n):
                 if signed_w and i == n - 1:   # ~a = -a - 1, a signed value
                     sa = av if sg else Cat(av, Const(0, 1)).as_signed()

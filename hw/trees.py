@@ -37,7 +37,8 @@ from .dtypes import signed_width
 from .pipeline import StallPipeline, spread_registers
 
 __all__ = ["popcount", "adder_tree", "counter_levels", "tree_depth", "LEVELS_PER_STAGE", "Counter", "CarryAdder",
-           "keep_counter_hierarchy", "keep_counter_hierarchy_verilog", "exact_width", "COUNTER_OPS", "POPCOUNT_STYLES"]
+           "keep_counter_hierarchy", "keep_counter_hierarchy_verilog", "exact_width", "shape_range", "COUNTER_OPS",
+           "POPCOUNT_STYLES"]
 
 COUNTER_OPS = ("none", "xnor", "and")
 POPCOUNT_STYLES = ("gpc6", "fa", "carry")
@@ -335,7 +336,8 @@ def exact_width(term, lo: int, hi: int) -> Value:
     return term[:w] if len(term) > w else term
 
 
-def _shape_range(v: Value) -> tuple[int, int]:
+def shape_range(v: Value) -> tuple[int, int]:
+    """The range of values of ``v``'s shape."""
     w, sg = len(v), v.shape().signed
     return (-(1 << (w - 1)), (1 << (w - 1)) - 1) if sg else (0, (1 << w) - 1)
 
@@ -362,11 +364,11 @@ def adder_tree(m, pipe: StallPipeline, terms: list, *, depth: int = 0, name: str
     for t in terms:
         if isinstance(t, tuple):
             v = Value.cast(t[0])
-            lo, hi = (int(t[2]), int(t[3])) if len(t) == 4 else _shape_range(v)
+            lo, hi = (int(t[2]), int(t[3])) if len(t) == 4 else shape_range(v)
             nodes.append((exact_width(v, lo, hi), int(t[1]), lo, hi))
         else:
             v = Value.cast(t)
-            nodes.append((v, 0, *_shape_range(v)))
+            nodes.append((v, 0, *shape_range(v)))
     if not nodes:
         return pipe.delay(m, Const(0, 1), depth, name=name)
     levels = max(0, (len(nodes) - 1).bit_length())

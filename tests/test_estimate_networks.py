@@ -57,13 +57,37 @@ def _model_totals(rec, family) -> dict:
     return tot
 
 
-@pytest.mark.parametrize("name,family", CASES)
-def test_network_totals_against_yosys(name, family):
-    rec = NETWORKS[name][family]
+def _check_totals(rec, family, bounds) -> tuple[dict, dict]:
+    """The model's LUT and FF totals of a record within ``bounds`` of Yosys; returns both totals."""
     got, want = _model_totals(rec, family), rec["yosys"]
-    lut_bound, ff_bound = MISSES.get((name, family), (LUT_BOUND, FF_BOUND))
+    lut_bound, ff_bound = bounds
     assert abs(got["lut"] - want["lut"]) <= lut_bound * want["lut"], f"LUT {got['lut']}, Yosys {want['lut']}"
     assert abs(got["ff"] - want["ff"]) <= ff_bound * want["ff"], f"FF {got['ff']}, Yosys {want['ff']}"
+    return got, want
+
+
+def _check_still_missed(records, misses) -> None:
+    """A documented miss that the model now meets should lose its exception."""
+    for (name, family), _ in misses.items():
+        rec = records[name][family]
+        got, want = _model_totals(rec, family), rec["yosys"]
+        errs = (abs(got["lut"] - want["lut"]) / want["lut"], abs(got["ff"] - want["ff"]) / want["ff"])
+        assert errs[0] > LUT_BOUND or errs[1] > FF_BOUND, (name, family, errs)
+
+
+def _check_blocks_as_built(rec, est) -> None:
+    """The record's blocks are the estimate's, with the same parameters and register bits."""
+    built = [b for stage in est.accel.stages for b in stage.blocks]
+    assert built == [b["name"] for b in rec["blocks"]]
+    blocks = dict(est.accel.blocks)
+    for b in rec["blocks"]:
+        assert _jsonable(est.accel.block_params(b["name"])) == b["params"], b["name"]
+        assert area.register_bits(blocks[b["name"]]) == b["register_bits"], b["name"]
+
+
+@pytest.mark.parametrize("name,family", CASES)
+def test_network_totals_against_yosys(name, family):
+    got, want = _check_totals(NETWORKS[name][family], family, MISSES.get((name, family), (LUT_BOUND, FF_BOUND)))
     if family in MEMORY_FAMILIES:
         assert got["bram"] - BRAM_MISSES.get((name, family), 0) == want["bram"]
         assert got["lutram"] == want["lutram"]
@@ -72,12 +96,7 @@ def test_network_totals_against_yosys(name, family):
 def _check_record_is_current(name, family):
     rec = NETWORKS[name][family]
     est = estimate_network(load_network(EXAMPLES / f"{name}.yaml"), target=rec["part"])
-    built = [b for stage in est.accel.stages for b in stage.blocks]
-    assert built == [b["name"] for b in rec["blocks"]]
-    blocks = dict(est.accel.blocks)
-    for b in rec["blocks"]:
-        assert _jsonable(est.accel.block_params(b["name"])) == b["params"], b["name"]
-        assert area.register_bits(blocks[b["name"]]) == b["register_bits"], b["name"]
+    _check_blocks_as_built(rec, est)
     assert {k: est.total(k) for k in ("lut", "ff", "bram", "lutram")} == _model_totals(rec, family)
 
 
@@ -98,12 +117,7 @@ def test_record_is_the_blocks_as_built_all(name, family):
 
 @pytest.mark.skipif(not MISSES, reason="no documented misses: every example is within the bounds")
 def test_the_misses_are_still_misses():
-    """A documented miss that the model now meets should lose its exception."""
-    for (name, family), _ in MISSES.items():
-        rec = NETWORKS[name][family]
-        got, want = _model_totals(rec, family), rec["yosys"]
-        errs = (abs(got["lut"] - want["lut"]) / want["lut"], abs(got["ff"] - want["ff"]) / want["ff"])
-        assert errs[0] > LUT_BOUND or errs[1] > FF_BOUND, (name, family, errs)
+    _check_still_missed(NETWORKS, MISSES)
 
 
 def test_calibration_region_warns_outside_and_not_inside():
@@ -151,23 +165,14 @@ def test_finn_sized_networks_are_recorded():
 
 @pytest.mark.parametrize("name,family", LARGE_CASES)
 def test_finn_sized_network_totals_against_yosys(name, family):
-    rec = LARGE[name][family]
-    got, want = _model_totals(rec, family), rec["yosys"]
-    lut_bound, ff_bound = LARGE_MISSES.get((name, family), (LUT_BOUND, FF_BOUND))
-    assert abs(got["lut"] - want["lut"]) <= lut_bound * want["lut"], f"LUT {got['lut']}, Yosys {want['lut']}"
-    assert abs(got["ff"] - want["ff"]) <= ff_bound * want["ff"], f"FF {got['ff']}, Yosys {want['ff']}"
+    got, want = _check_totals(LARGE[name][family], family, LARGE_MISSES.get((name, family), (LUT_BOUND, FF_BOUND)))
     if family in MEMORY_FAMILIES:
         assert got["lutram"] == want["lutram"]
         assert abs(got["bram"] - want["bram"]) <= 0.1 * want["bram"], (got["bram"], want["bram"])
 
 
 def test_the_finn_sized_misses_are_still_misses():
-    """A documented miss that the model now meets should lose its exception."""
-    for (name, family), _ in LARGE_MISSES.items():
-        rec = LARGE[name][family]
-        got, want = _model_totals(rec, family), rec["yosys"]
-        errs = (abs(got["lut"] - want["lut"]) / want["lut"], abs(got["ff"] - want["ff"]) / want["ff"])
-        assert errs[0] > LUT_BOUND or errs[1] > FF_BOUND, (name, family, errs)
+    _check_still_missed(LARGE, LARGE_MISSES)
 
 
 @pytest.mark.slow
@@ -180,10 +185,4 @@ def test_finn_sized_record_is_the_blocks_as_built(name, family):
     from area_large import networks
 
     rec = LARGE[name][family]
-    est = estimate_network(networks()[name], target=rec["part"])
-    built = [b for stage in est.accel.stages for b in stage.blocks]
-    assert built == [b["name"] for b in rec["blocks"]]
-    blocks = dict(est.accel.blocks)
-    for b in rec["blocks"]:
-        assert _jsonable(est.accel.block_params(b["name"])) == b["params"], b["name"]
-        assert area.register_bits(blocks[b["name"]]) == b["register_bits"], b["name"]
+    _check_blocks_as_built(rec, estimate_network(networks()[name], target=rec["part"]))
